@@ -1,0 +1,49 @@
+// A fixed pool of worker threads that uses every core. parallel_for splits [0, n) into
+// contiguous chunks, one per participant, by a rule that depends only on (n, threads):
+// each index is computed by exactly one thread and no reduction crosses threads, so
+// results never depend on scheduling.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace sparrow {
+
+class ThreadPool {
+ public:
+  // threads <= 0: one per hardware thread.
+  explicit ThreadPool(int threads = 0);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return int(workers_.size()) + 1; }  // workers plus the caller
+
+  // Calls fn(begin, end) over disjoint chunks covering [0, n), at least `grain` indices per
+  // chunk; blocks until all are done. The calling thread takes part. Not reentrant: a
+  // nested call from inside fn runs serially.
+  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+
+  // The process-wide pool used by kernels.
+  static ThreadPool& global();
+
+ private:
+  void worker_loop(int index);
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_start_, cv_done_;
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t job_n_ = 0;
+  int job_chunks_ = 0;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  std::mutex run_mu_;  // one parallel_for at a time
+};
+
+}  // namespace sparrow

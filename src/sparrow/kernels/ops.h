@@ -1,0 +1,73 @@
+// The op API the model calls. Each op validates its arguments once and dispatches on
+// device and dtype (CPU only for now: the CUDA backend plugs in here). Optimized CPU
+// kernels live in kernels/cpu/ (AVX-512 BF16 where the processor has it, AVX2 otherwise,
+// chosen at run time); kernels/reference/ holds the plain loops every test compares
+// them to. All accumulation is in fp32.
+//
+// Dimension names: T tokens, H hidden, N output features, K reduction, Hq / Hkv query /
+// key-value heads, D head dim, E experts, V vocabulary.
+#pragma once
+
+#include <cstdint>
+
+#include "sparrow/core/tensor.h"
+
+namespace sparrow::ops {
+
+// y[T, N] = x[T, K] . w[N, K]^T (+ bias[N]). x and w share a dtype (bf16 or f32); bias is
+// f32 or that dtype; y is any float dtype (rounded once from the fp32 accumulator). w is in
+// HF Linear layout (row n holds output feature n). Each y element is reduced over K in an
+// order that depends on K alone, never on T or the thread count (batch invariance).
+void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
+
+// Per-sequence geometry of a paged attention batch. Sequence b owns req_to_token row
+// req_slots[b]; after this step it holds seq_lens[b] tokens, the last extend_lens[b] of
+// which are this step's queries (decode: extend_lens[b] == 1). Its queries sit at rows
+// [q_offsets[b], q_offsets[b] + extend_lens[b]) of q and out.
+struct AttentionBatch {
+  int32_t batch = 0;
+  const int32_t* req_slots = nullptr;     // [B]
+  const int32_t* seq_lens = nullptr;      // [B]
+  const int32_t* extend_lens = nullptr;   // [B]
+  const int32_t* q_offsets = nullptr;     // [B]
+  const int32_t* req_to_token = nullptr;  // [max_reqs, max_context]: position -> kv slot
+  int64_t max_context = 0;
+};
+
+// Causal GQA attention through the paged KV pool: the query at absolute position p of a
+// sequence attends to its keys at positions [0, p]. q [T, Hq, D]; k_cache, v_cache
+// [slots, Hkv, D] (one layer); out [T, Hq, D]. Softmax in fp32. Extend and decode run the
+// same code; the KV is processed in fixed tiles of absolute positions so a query's result
+// does not depend on how many other queries are in the step.
+void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                     const AttentionBatch& batch, float scale, const Tensor& out);
+
+// out[t, :] = table[ids[t], :]
+void embedding(const Tensor& table, const int32_t* ids, const Tensor& out);
+
+// y = x / sqrt(mean(x^2) + eps) * w, row-wise over the last dim; statistics in fp32.
+void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y);
+
+// Fused residual add + RMSNorm: residual += x (in residual's dtype), then
+// y = rms_norm(residual). x may alias y.
+void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& w, float eps, const Tensor& y);
+
+// RMSNorm applied to each [D]-sized head of x [T, heads, D] in place (Qwen3 q/k norm).
+void head_rms_norm(const Tensor& x, const Tensor& w, float eps);
+
+// Rotary embedding (rotate-half / NeoX layout, as HF Llama-family models) in place on
+// x [T, heads, D], token t at positions[t]; inv_freq [D/2] in fp32.
+void rope(const Tensor& x, const int32_t* positions, const float* inv_freq);
+
+// y[T, I] = silu(gate_up[T, 0:I]) * gate_up[T, I:2I]
+void silu_mul(const Tensor& gate_up, const Tensor& y);
+
+// Softmax router in fp32 over logits [T, E]: picks the top-k experts per token (ties go
+// to the lower expert id; slots in descending weight order), optionally renormalizes the
+// k weights to sum 1. ids [T, k] int32, weights [T, k] fp32.
+void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* ids, float* weights);
+
+// Row-wise log-softmax in fp32: out[T, V] f32 from logits [T, V] (any float dtype).
+void log_softmax(const Tensor& logits, const Tensor& out);
+
+}  // namespace sparrow::ops

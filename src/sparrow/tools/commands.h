@@ -1,0 +1,12 @@
+// Each `sparrow` subcommand registers itself on the CLI app from its own file.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace sparrow::tools {
+
+void register_generate_command(CLI::App& app);
+
+}  // namespace sparrow::tools
