@@ -20,6 +20,8 @@ class Arena {
   template <typename T> T* alloc_array(size_t n) { return static_cast<T*>(alloc_bytes(n * sizeof(T))); }
 
   void reset() { used_ = 0; }
+  // Gives back everything allocated since used() returned `mark` (scoped scratch).
+  void rewind(size_t mark) { used_ = mark; }
   size_t used() const { return used_; }
   size_t capacity() const { return block_.nbytes(); }
   size_t high_water() const { return high_water_; }

@@ -59,8 +59,8 @@ void head_rms_norm(const Tensor& x, const Tensor& w, float eps);
 // x [T, heads, D], token t at positions[t]; inv_freq [D/2] in fp32.
 void rope(const Tensor& x, const int32_t* positions, const float* inv_freq);
 
-// y[T, I] = silu(gate_up[T, 0:I]) * gate_up[T, I:2I]
-void silu_mul(const Tensor& gate_up, const Tensor& y);
+// y[T, I] = silu(gate[T, I]) * up[T, I]
+void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y);
 
 // Softmax router in fp32 over logits [T, E]: picks the top-k experts per token (ties go
 // to the lower expert id; slots in descending weight order), optionally renormalizes the

@@ -1,13 +1,74 @@
-// `sparrow generate`: offline generation / scoring, printing SGLang /generate-shaped JSON.
+// `sparrow generate`: offline generation / scoring. Prints one JSON object per sequence,
+// one per line, in the shape of SGLang's /generate response.
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sparrow/core/error.h"
+#include "sparrow/engine/offline_engine.h"
+#include "sparrow/engine/response_json.h"
+#include "sparrow/model/model.h"
 #include "sparrow/tools/commands.h"
+#include "sparrow/tools/id_list.h"
 
 namespace sparrow::tools {
+namespace {
+
+struct GenerateArgs {
+  std::string model_path;
+  std::string load_format = "auto";
+  std::string dtype = "bfloat16";
+  std::vector<std::string> input_ids;
+  int32_t max_new_tokens = 16;
+  float temperature = 0.f;
+  bool return_logprob = false;
+  int32_t logprob_start_len = -1;
+  int32_t top_logprobs_num = 0;
+  bool ignore_eos = false;
+  uint64_t seed = 0;
+};
+
+void run_generate(const GenerateArgs& a) {
+  SPARROW_REQUIRE(!a.model_path.empty(), "--model-path is required (a model directory, or a config.json with --load-format dummy)");
+  SPARROW_REQUIRE(!a.input_ids.empty(), "give at least one --input-ids list");
+  std::vector<GenerateRequest> reqs;
+  for (size_t i = 0; i < a.input_ids.size(); ++i) {
+    GenerateRequest r;
+    r.rid = std::to_string(i);
+    r.input_ids = parse_id_list(a.input_ids[i], "--input-ids");
+    r.max_new_tokens = a.max_new_tokens;
+    r.temperature = a.temperature;
+    r.return_logprob = a.return_logprob || a.top_logprobs_num > 0 || a.logprob_start_len >= 0;
+    r.logprob_start_len = a.logprob_start_len;
+    r.top_logprobs_num = a.top_logprobs_num;
+    r.ignore_eos = a.ignore_eos;
+    reqs.push_back(std::move(r));
+  }
+  LoadedModel m = load_model(a.model_path, a.load_format, parse_dtype(a.dtype), a.seed);
+  OfflineEngine engine(*m.model);
+  for (const GenerateResult& r : engine.generate(reqs)) std::printf("%s\n", generate_response_json(r).dump().c_str());
+}
+
+}  // namespace
 
 void register_generate_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("generate", "Run a batch of prompts offline and print JSON results");
-  cmd->callback([] {});
+  auto a = std::make_shared<GenerateArgs>();
+  auto* cmd = app.add_subcommand("generate", "Run a batch of prompts offline and print SGLang-style JSON results");
+  cmd->add_option("--model-path", a->model_path, "Model directory (config.json + safetensors), or a config.json for dummy weights");
+  cmd->add_option("--load-format", a->load_format, "auto | safetensors | dummy (seeded random weights)");
+  cmd->add_option("--dtype", a->dtype, "bfloat16 (default) | float32");
+  cmd->add_option("--input-ids", a->input_ids, "Comma-separated prompt token ids; repeat for a batch");
+  cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens to generate (0: score the prompt only)");
+  cmd->add_option("--temperature", a->temperature, "0 = greedy");
+  cmd->add_flag("--return-logprob", a->return_logprob, "Return logprobs");
+  cmd->add_option("--logprob-start-len", a->logprob_start_len, "First prompt position with a returned logprob (-1: none)");
+  cmd->add_option("--top-logprobs-num", a->top_logprobs_num, "Top-N alternatives per position");
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at the end-of-sequence token");
+  cmd->add_option("--seed", a->seed, "Seed for --load-format dummy");
+  cmd->callback([a] { run_generate(*a); });
 }
 
 }  // namespace sparrow::tools

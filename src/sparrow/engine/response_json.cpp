@@ -1,0 +1,58 @@
+#include "sparrow/engine/response_json.h"
+
+namespace sparrow {
+namespace {
+
+using nlohmann::json;
+
+json triple(std::optional<float> lp, int32_t id) {
+  return json::array({lp ? json(*lp) : json(nullptr), id, nullptr});
+}
+
+json entries(const std::vector<LogprobEntry>& v) {
+  json a = json::array();
+  for (const auto& e : v) a.push_back(triple(e.logprob, e.token_id));
+  return a;
+}
+
+json top_list(const std::vector<TokenLogprob>& v) {
+  json a = json::array();
+  for (const auto& e : v) a.push_back(triple(e.logprob, e.token_id));
+  return a;
+}
+
+}  // namespace
+
+json finish_reason_json(const FinishReason& f) {
+  switch (f.kind) {
+    case FinishReason::Kind::kLength: return {{"type", "length"}, {"length", f.length}};
+    case FinishReason::Kind::kStop: return {{"type", "stop"}, {"matched", f.matched}};
+  }
+  return nullptr;
+}
+
+json generate_response_json(const GenerateResult& r) {
+  json meta = {
+      {"id", r.rid},
+      {"finish_reason", finish_reason_json(r.finish)},
+      {"prompt_tokens", r.prompt_tokens},
+      {"completion_tokens", int32_t(r.output_ids.size())},
+      {"cached_tokens", r.cached_tokens},
+      {"e2e_latency", r.e2e_latency_s},
+  };
+  if (r.has_logprobs) {
+    meta["input_token_logprobs"] = entries(r.input_token_logprobs);
+    meta["output_token_logprobs"] = entries(r.output_token_logprobs);
+    if (r.has_top_logprobs) {
+      json in = json::array();
+      for (const auto& e : r.input_top_logprobs) in.push_back(e ? top_list(*e) : json(nullptr));
+      json out = json::array();
+      for (const auto& e : r.output_top_logprobs) out.push_back(top_list(e));
+      meta["input_top_logprobs"] = in;
+      meta["output_top_logprobs"] = out;
+    }
+  }
+  return {{"output_ids", r.output_ids}, {"meta_info", meta}};
+}
+
+}  // namespace sparrow

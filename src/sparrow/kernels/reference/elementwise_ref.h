@@ -1,0 +1,17 @@
+// Plain reference loops for the elementwise ops of ops.h: the oracle that tests hold the
+// optimized kernels to. Simple, serial, double-precision statistics where it matters.
+#pragma once
+
+#include "sparrow/core/tensor.h"
+
+namespace sparrow::ref {
+
+void embedding(const Tensor& table, const int32_t* ids, const Tensor& out);
+void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y);
+void head_rms_norm(const Tensor& x, const Tensor& w, float eps);
+void rope(const Tensor& x, const int32_t* positions, const float* inv_freq);
+void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y);
+void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* ids, float* weights);
+void log_softmax(const Tensor& logits, const Tensor& out);
+
+}  // namespace sparrow::ref

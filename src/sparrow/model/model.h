@@ -1,0 +1,60 @@
+// CausalLM: a decoder-only model built from a ModelConfig and a WeightSource. The model
+// owns no KV memory and no scheduler state: one forward() turns a ForwardBatch into logits
+// rows, reading and writing K/V through the pool it is given.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sparrow/model/arch/arch_spec.h"
+#include "sparrow/model/config.h"
+#include "sparrow/model/layers/attention.h"
+#include "sparrow/model/layers/mlp.h"
+#include "sparrow/model/layers/moe.h"
+#include "sparrow/model/weight_store.h"
+
+namespace sparrow {
+
+class CausalLM {
+ public:
+  // Builds the model; weights come from `source` (which must outlive the model).
+  CausalLM(const ModelConfig& config, const WeightSource& source, DType dtype);
+
+  const ModelConfig& config() const { return config_; }
+  DType dtype() const { return dtype_; }
+
+  // Runs `batch`; writes fp32 logits [batch.logit_rows.size(), V] into `logits`. Uses `ws`
+  // for all scratch (rewound before returning).
+  void forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPool& req_to_token,
+               Arena& ws, const Tensor& logits) const;
+
+  // Workspace bytes a step of up to `max_tokens` tokens needs.
+  size_t workspace_bytes(int64_t max_tokens) const;
+
+ private:
+  struct Layer {
+    Tensor input_norm, post_attention_norm;  // f32 [H]
+    std::unique_ptr<Attention> attention;
+    std::unique_ptr<SparseMoe> moe;          // exactly one of moe / mlp
+    std::unique_ptr<Mlp> mlp;
+  };
+
+  ModelConfig config_;
+  DType dtype_;
+  std::unique_ptr<WeightStore> weights_;
+  Tensor embed_, lm_head_, final_norm_;
+  std::vector<Layer> layers_;
+};
+
+// Opens a model directory (config.json + safetensors) or, with load_format "dummy", makes
+// seeded random weights at the config's shapes.
+struct LoadedModel {
+  ModelConfig config;
+  std::unique_ptr<WeightSource> source;
+  std::unique_ptr<CausalLM> model;
+};
+LoadedModel load_model(const std::string& model_path, const std::string& load_format, DType dtype, uint64_t seed = 0);
+
+}  // namespace sparrow
