@@ -1,0 +1,96 @@
+// ops::paged_attention: validation, then the active ISA's kernel run in parallel over
+// (KV head, sequence, block of query rows) work items. Items never share outputs or
+// partial sums, so the result is independent of the thread count.
+#include <algorithm>
+#include <vector>
+
+#include "sparrow/core/thread_pool.h"
+#include "sparrow/kernels/cpu/attention_kernels.h"
+#include "sparrow/kernels/cpu/cpu_features.h"
+#include "sparrow/kernels/ops.h"
+#include "sparrow/kernels/reference/attention_ref.h"
+
+namespace sparrow::ops {
+
+void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                     const AttentionBatch& batch, float scale, const Tensor& out) {
+  SPARROW_REQUIRE(q.device() == Device::kCPU && k_cache.device() == Device::kCPU &&
+                      v_cache.device() == Device::kCPU && out.device() == Device::kCPU,
+                  "paged_attention: CPU tensors expected");
+  SPARROW_REQUIRE(q.rank() == 3 && k_cache.rank() == 3 && v_cache.rank() == 3 && out.rank() == 3,
+                  "paged_attention: q, k_cache, v_cache, out must be rank 3");
+  SPARROW_REQUIRE(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous() &&
+                      out.is_contiguous(),
+                  "paged_attention: tensors must be contiguous");
+  const DType dt = q.dtype();
+  SPARROW_REQUIRE(dt == DType::kBF16 || dt == DType::kF32,
+                  "paged_attention: dtype must be bf16 or f32, got {}", dtype_name(dt));
+  SPARROW_REQUIRE(k_cache.dtype() == dt && v_cache.dtype() == dt && out.dtype() == dt,
+                  "paged_attention: q, k_cache, v_cache and out must share a dtype");
+  const int64_t T = q.size(0), Hq = q.size(1), D = q.size(2);
+  const int64_t slots = k_cache.size(0), Hkv = k_cache.size(1);
+  SPARROW_REQUIRE(out.shape() == q.shape(), "paged_attention: out {} must match q {}",
+                  out.shape().str(), q.shape().str());
+  SPARROW_REQUIRE(v_cache.shape() == k_cache.shape(), "paged_attention: v_cache {} != k_cache {}",
+                  v_cache.shape().str(), k_cache.shape().str());
+  SPARROW_REQUIRE(k_cache.size(2) == D && D > 0, "paged_attention: head dim mismatch");
+  SPARROW_REQUIRE(Hkv > 0 && Hq % Hkv == 0, "paged_attention: Hq {} not a multiple of Hkv {}",
+                  Hq, Hkv);
+  SPARROW_REQUIRE(batch.batch >= 0, "paged_attention: negative batch");
+  if (batch.batch == 0) return;
+  SPARROW_REQUIRE(batch.req_slots && batch.seq_lens && batch.extend_lens && batch.q_offsets &&
+                      batch.req_to_token,
+                  "paged_attention: null batch array");
+  int64_t total_items = 0;
+  for (int32_t b = 0; b < batch.batch; ++b) {
+    const int64_t seq = batch.seq_lens[b], ext = batch.extend_lens[b], off = batch.q_offsets[b];
+    SPARROW_REQUIRE(ext >= 0 && ext <= seq && seq <= batch.max_context,
+                    "paged_attention: sequence {}: extend {} seq {} max_context {}", b, ext, seq,
+                    batch.max_context);
+    SPARROW_REQUIRE(off >= 0 && off + ext <= T, "paged_attention: sequence {} rows [{}, {}) outside q [{}]",
+                    b, off, off + ext, T);
+    SPARROW_REQUIRE(batch.req_slots[b] >= 0, "paged_attention: negative req slot");
+    if (ext == 0) continue;
+    const int32_t* r2t = batch.req_to_token + int64_t(batch.req_slots[b]) * batch.max_context;
+    for (int64_t j = 0; j < seq; ++j)
+      SPARROW_REQUIRE(r2t[j] >= 0 && r2t[j] < slots,
+                      "paged_attention: sequence {} position {} maps to slot {} outside [0, {})", b,
+                      j, r2t[j], slots);
+    total_items += (ext + cpu::kAttnRowBlock - 1) / cpu::kAttnRowBlock;
+  }
+  if (total_items == 0) return;
+
+  const cpu::Isa isa = cpu::active_isa();
+  if (isa == cpu::Isa::kReference || D % 16 != 0) {
+    ref::paged_attention(q, k_cache, v_cache, batch, scale, out);
+    return;
+  }
+
+  // Work items ordered head-major so that contiguous chunks (one per thread) get equal
+  // shares of every sequence.
+  thread_local std::vector<cpu::AttnItem> items;
+  items.clear();
+  for (int64_t g = 0; g < Hkv; ++g)
+    for (int32_t b = 0; b < batch.batch; ++b) {
+      const int32_t ext = batch.extend_lens[b];
+      for (int32_t r0 = 0; r0 < ext; r0 += cpu::kAttnRowBlock)
+        items.push_back({b, int32_t(g), r0, std::min(ext, r0 + cpu::kAttnRowBlock)});
+    }
+  cpu::AttnArgs a;
+  a.q = q.data();
+  a.k = k_cache.data();
+  a.v = v_cache.data();
+  a.out = out.data();
+  a.dt = dt;
+  a.Hq = Hq;
+  a.Hkv = Hkv;
+  a.D = D;
+  a.batch = &batch;
+  a.scale = scale;
+  auto* kernel = isa == cpu::Isa::kAvx512 ? &cpu::attention_avx512 : &cpu::attention_avx2;
+  const cpu::AttnItem* it = items.data();
+  ThreadPool::global().parallel_for(int64_t(items.size()),
+                                    [&](int64_t i0, int64_t i1) { kernel(a, it + i0, i1 - i0); });
+}
+
+}  // namespace sparrow::ops

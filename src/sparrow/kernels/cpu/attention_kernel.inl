@@ -1,0 +1,158 @@
+// Paged-attention kernel body shared by attention_avx512.cpp and attention_avx2.cpp
+// (included after simd16.h). Per query (one head, absolute position p):
+//   for each KV tile [t0, t0 + 64) with t0 <= p, over positions t0 .. min(t0 + 63, p):
+//     s_j   = hsum16(q * k_j lane-wise over D in chunks of 16) * scale
+//     m'    = max(m, max_j s_j);  alpha = exp(m - m')
+//     p_j   = exp(s_j - m')  (vector polynomial exp)
+//     l     = fma(l, alpha, hsum16(sum over 16-position groups of p, in group order))
+//     acc   = acc * alpha, then acc += p_j * v_j for j in increasing order (lane-wise FMA)
+//   out = acc / l
+// Every quantity depends only on p and the tile grid, never on the other queries of the
+// step, so decode and extend (and any batch mix) give the same bits.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "sparrow/kernels/cpu/attention_kernels.h"
+
+namespace sparrow::cpu {
+namespace {
+
+constexpr int kTile = kAttnKvTile;
+static_assert(kTile % 16 == 0);
+
+inline V16 load16(const float* p) { return vload(p); }
+inline V16 load16(const uint16_t* p) { return vload_bf16(p); }
+
+inline void store16(float* dst, V16 v) { vstore(dst, v); }
+inline void store16(uint16_t* dst, V16 v) {
+  alignas(64) float tmp[16];
+  vstore(tmp, v);
+  for (int i = 0; i < 16; ++i) dst[i] = f32_to_bf16(tmp[i]);
+}
+
+struct Scratch {
+  std::vector<float> q, acc, m, l;
+};
+
+inline void prefetch_row(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+}
+
+template <class E>
+void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
+  const ops::AttentionBatch& bt = *a.batch;
+  const int64_t D = a.D, Hq = a.Hq, Hkv = a.Hkv, G = Hq / Hkv;
+  const int64_t nrows = it.r1 - it.r0, M = nrows * G, nc = D / 16;
+  const int64_t seq = bt.seq_lens[it.b], ext = bt.extend_lens[it.b], start = seq - ext;
+  const int32_t* r2t = bt.req_to_token + int64_t(bt.req_slots[it.b]) * bt.max_context;
+  const E* q = static_cast<const E*>(a.q);
+  const E* kc = static_cast<const E*>(a.k);
+  const E* vc = static_cast<const E*>(a.v);
+  E* out = static_cast<E*>(a.out);
+  const int64_t row0 = bt.q_offsets[it.b] + it.r0;
+
+  s.q.resize(size_t(M * D));
+  s.acc.assign(size_t(M * D), 0.f);
+  s.m.assign(size_t(M), -std::numeric_limits<float>::infinity());
+  s.l.assign(size_t(M), 0.f);
+  for (int64_t ri = 0; ri < nrows; ++ri)
+    for (int64_t hi = 0; hi < G; ++hi) {
+      const E* src = q + ((row0 + ri) * Hq + it.g * G + hi) * D;
+      float* dst = s.q.data() + (ri * G + hi) * D;
+      for (int64_t c = 0; c < nc; ++c) vstore(dst + c * 16, load16(src + c * 16));
+    }
+
+  const int64_t pmax = start + it.r1 - 1;
+  const E* kp[kTile];
+  const E* vp[kTile];
+  alignas(64) float sc[kTile];
+  const V16 vscale = vset1(a.scale);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t t0 = 0; t0 <= pmax; t0 += kTile) {
+    const int nt = int(std::min<int64_t>(kTile, pmax + 1 - t0));
+    for (int j = 0; j < nt; ++j) {
+      const int64_t off = (int64_t(r2t[t0 + j]) * Hkv + it.g) * D;
+      kp[j] = kc + off;
+      vp[j] = vc + off;
+    }
+    // Start pulling in the next tile's rows (slots are scattered, so the hardware
+    // prefetcher cannot follow them).
+    const int64_t nn = std::min<int64_t>(kTile, pmax + 1 - (t0 + kTile));
+    for (int64_t j = 0; j < nn; ++j) {
+      const int64_t off = (int64_t(r2t[t0 + kTile + j]) * Hkv + it.g) * D;
+      prefetch_row(kc + off, D * int64_t(sizeof(E)));
+      prefetch_row(vc + off, D * int64_t(sizeof(E)));
+    }
+    for (int64_t ri = 0; ri < nrows; ++ri) {
+      const int64_t p = start + it.r0 + ri;
+      if (p < t0) continue;
+      const int nv = int(std::min<int64_t>(nt, p + 1 - t0));
+      const int ng = (nv + 15) / 16;
+      for (int64_t hi = 0; hi < G; ++hi) {
+        const int64_t qi = ri * G + hi;
+        const float* qv = s.q.data() + qi * D;
+        float mt = ninf;
+        for (int gi = 0; gi < ng; ++gi) {
+          V16 acc16[16];
+          const E* kk[16];
+          for (int j = 0; j < 16; ++j) {
+            acc16[j] = vzero();
+            kk[j] = kp[std::min(gi * 16 + j, nv - 1)];  // padding lanes reuse a valid row
+          }
+          for (int64_t c = 0; c < nc; ++c) {
+            const V16 qc = vload(qv + c * 16);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; ++j) acc16[j] = vfma(qc, load16(kk[j] + c * 16), acc16[j]);
+          }
+          const V16 sv = vkeep_first(vmul(vreduce16(acc16), vscale), nv - gi * 16, ninf);
+          mt = std::max(mt, vhmax(sv));
+          vstore(sc + gi * 16, sv);
+        }
+        const float m_old = s.m[size_t(qi)];
+        const float m_new = std::max(m_old, mt);
+        const float alpha = std::exp(m_old - m_new);
+        V16 psum = vzero();
+        const V16 vm = vset1(m_new);
+        for (int gi = 0; gi < ng; ++gi) {
+          const V16 pv = vkeep_first(vexp(vsub(vload(sc + gi * 16), vm)), nv - gi * 16, 0.f);
+          vstore(sc + gi * 16, pv);
+          psum = vadd(psum, pv);
+        }
+        s.l[size_t(qi)] = std::fma(s.l[size_t(qi)], alpha, vhsum(psum));
+        s.m[size_t(qi)] = m_new;
+        float* acc = s.acc.data() + qi * D;
+        const V16 va = vset1(alpha);
+        for (int64_t c = 0; c < nc; ++c) {
+          V16 av = vmul(vload(acc + c * 16), va);
+          for (int j = 0; j < nv; ++j) av = vfma(vset1(sc[j]), load16(vp[j] + c * 16), av);
+          vstore(acc + c * 16, av);
+        }
+      }
+    }
+  }
+
+  for (int64_t ri = 0; ri < nrows; ++ri)
+    for (int64_t hi = 0; hi < G; ++hi) {
+      const int64_t qi = ri * G + hi;
+      const V16 vl = vset1(s.l[size_t(qi)]);
+      const float* acc = s.acc.data() + qi * D;
+      E* dst = out + ((row0 + ri) * Hq + it.g * G + hi) * D;
+      for (int64_t c = 0; c < nc; ++c) store16(dst + c * 16, vdiv(vload(acc + c * 16), vl));
+    }
+}
+
+void attention_impl(const AttnArgs& a, const AttnItem* items, int64_t n) {
+  thread_local Scratch scratch;
+  for (int64_t i = 0; i < n; ++i) {
+    if (a.dt == DType::kBF16)
+      run_item<uint16_t>(a, items[i], scratch);
+    else
+      run_item<float>(a, items[i], scratch);
+  }
+}
+
+}  // namespace
+}  // namespace sparrow::cpu

@@ -1,0 +1,92 @@
+// ops::linear: argument validation, then dispatch to the kernel for the active ISA,
+// parallel over blocks of output features (each thread owns whole y columns, so no
+// reduction crosses threads).
+#include <algorithm>
+
+#include "sparrow/core/thread_pool.h"
+#include "sparrow/kernels/cpu/cpu_features.h"
+#include "sparrow/kernels/cpu/linear_kernels.h"
+#include "sparrow/kernels/ops.h"
+#include "sparrow/kernels/reference/linear_ref.h"
+
+namespace sparrow::ops {
+namespace {
+
+bool is_float(DType t) { return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16; }
+
+// A rank >= 2 tensor as a [rows, last] matrix view (rank 2 keeps its row stride).
+Tensor as_matrix(const Tensor& t, const char* what) {
+  SPARROW_REQUIRE(t.rank() >= 1, "linear: {} must have rank >= 1", what);
+  if (t.rank() == 2) {
+    SPARROW_REQUIRE(t.size(1) <= 1 || t.stride(1) == 1, "linear: {} rows must be contiguous", what);
+    return t;
+  }
+  SPARROW_REQUIRE(t.is_contiguous(), "linear: {} {} must be contiguous", what, t.shape().str());
+  const int64_t last = t.size(-1);
+  return t.view(Shape{last ? t.numel() / last : 0, last});
+}
+
+// Output features per work unit handed to the thread pool.
+constexpr int64_t kNUnit = 16;
+
+}  // namespace
+
+void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tensor& y_in) {
+  SPARROW_REQUIRE(x_in.device() == Device::kCPU && w.device() == Device::kCPU &&
+                      y_in.device() == Device::kCPU && (!bias || bias->device() == Device::kCPU),
+                  "linear: CPU tensors expected");
+  SPARROW_REQUIRE(w.rank() == 2, "linear: w must be [N, K], got {}", w.shape().str());
+  SPARROW_REQUIRE(w.size(1) <= 1 || w.stride(1) == 1, "linear: w rows must be contiguous");
+  SPARROW_REQUIRE(x_in.dtype() == w.dtype() && (w.dtype() == DType::kBF16 || w.dtype() == DType::kF32),
+                  "linear: x and w must both be bf16 or both f32 (got {} and {})",
+                  dtype_name(x_in.dtype()), dtype_name(w.dtype()));
+  SPARROW_REQUIRE(is_float(y_in.dtype()), "linear: y must be f32, bf16 or f16, got {}",
+                  dtype_name(y_in.dtype()));
+  const Tensor x = as_matrix(x_in, "x");
+  const Tensor y = as_matrix(y_in, "y");
+  const int64_t T = x.size(0), K = x.size(1), N = w.size(0);
+  SPARROW_REQUIRE(w.size(1) == K, "linear: x {} and w {} disagree on K", x_in.shape().str(),
+                  w.shape().str());
+  SPARROW_REQUIRE(y.size(0) == T && y.size(1) == N, "linear: y {} must be [{}, {}]",
+                  y_in.shape().str(), T, N);
+  if (bias) {
+    SPARROW_REQUIRE(bias->numel() == N && bias->is_contiguous(), "linear: bias {} must be [{}]",
+                    bias->shape().str(), N);
+    SPARROW_REQUIRE(bias->dtype() == DType::kF32 || bias->dtype() == w.dtype(),
+                    "linear: bias must be f32 or {}", dtype_name(w.dtype()));
+  }
+  if (T == 0 || N == 0) return;
+  SPARROW_REQUIRE(x.data() && w.data() && y.data() && (!bias || bias->data()),
+                  "linear: null data pointer");
+
+  const cpu::Isa isa = cpu::active_isa();
+  if (isa == cpu::Isa::kReference) {
+    ref::linear(x, w, bias, y);
+    return;
+  }
+  cpu::LinearArgs a;
+  a.x = x.data();
+  a.w = w.data();
+  a.y = y.data();
+  a.bias = bias ? bias->data() : nullptr;
+  a.ldx = T > 1 ? x.stride(0) : K;
+  a.ldw = N > 1 ? w.stride(0) : K;
+  a.ldy = T > 1 ? y.stride(0) : N;
+  a.T = T;
+  a.N = N;
+  a.K = K;
+  a.in_t = w.dtype();
+  a.bias_t = bias ? bias->dtype() : DType::kF32;
+  a.y_t = y.dtype();
+  auto* kernel = isa == cpu::Isa::kAvx512 ? &cpu::linear_avx512 : &cpu::linear_avx2;
+
+  const int64_t units = (N + kNUnit - 1) / kNUnit;
+  // At least ~256K multiply-adds per chunk so tiny problems stay on one thread.
+  const int64_t unit_work = std::max<int64_t>(1, T * K * kNUnit);
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 18) / unit_work);
+  ThreadPool::global().parallel_for(
+      units,
+      [&](int64_t u0, int64_t u1) { kernel(a, u0 * kNUnit, std::min(N, u1 * kNUnit)); }, grain);
+}
+
+}  // namespace sparrow::ops
