@@ -7,6 +7,7 @@
 // Prints one JSON object: machine, commit, bandwidth, prefill tok/s, decode tok/s (median
 // step), bytes each decode step must read, and the fraction of the bandwidth roofline.
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -73,8 +74,8 @@ int main(int argc, char** argv) {
   KVPool kv(c.num_layers, batch * max_ctx, c.num_kv_heads, c.head_dim, dt);
   ReqToTokenPool rtt(int32_t(batch), max_ctx);
   Arena ws(m.model->workspace_bytes(std::max(prompt * batch, batch)));
-  std::vector<int32_t> req(size_t(batch));
-  std::vector<std::vector<int32_t>> tokens(size_t(batch));
+  std::vector<int32_t> req(static_cast<size_t>(batch));
+  std::vector<std::vector<int32_t>> tokens(static_cast<size_t>(batch));
   for (int64_t b = 0; b < batch; ++b) {
     req[size_t(b)] = rtt.alloc();
     for (int64_t i = 0; i < prompt; ++i) tokens[size_t(b)].push_back(int32_t((b * 7919 + i * 104729) % c.vocab_size));

@@ -195,7 +195,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   SPARROW_REQUIRE(act == "silu", "{}: hidden_act \"{}\" is not supported (only silu)", src, act);
 
   if (qwen) {
-    c.num_experts = r.req_int("num_experts");
+    c.num_experts = r.req_int_any({"num_experts", "num_local_experts"});
     c.moe_intermediate_size = r.req_int("moe_intermediate_size");
     c.intermediate_size = r.req_int("intermediate_size");
     c.decoder_sparse_step = r.opt_int("decoder_sparse_step", 1);

@@ -60,7 +60,9 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
   ctx.attention.req_to_token = req_to_token.table();
   ctx.attention.max_context = req_to_token.max_context();
 
-  const Tensor residual = ws.alloc(dtype_, {t, h});
+  // The residual stream stays fp32 whatever the compute dtype: it carries the sum of every
+  // layer's output, and rounding it to bf16 each layer is the largest error source.
+  const Tensor residual = ws.alloc(DType::kF32, {t, h});
   const Tensor normed = ws.alloc(dtype_, {t, h});
   const Tensor branch = ws.alloc(dtype_, {t, h});  // output of attention / MLP
   ops::embedding(embed_, batch.input_ids.data(), residual);
