@@ -1,6 +1,10 @@
 #include "sparrow/model/model.h"
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "sparrow/core/log.h"
 #include "sparrow/kernels/ops.h"
@@ -92,11 +96,28 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
 
 LoadedModel load_model(const std::string& model_path, const std::string& load_format, DType dtype, uint64_t seed) {
   LoadedModel m;
-  m.config = ModelConfig::from_dir(model_path);
+  // A bare config.json is enough for dummy weights (benchmarks at real shapes).
+  const bool is_file = std::filesystem::is_regular_file(model_path);
+  SPARROW_REQUIRE(!is_file || load_format == "dummy", "{} is a file: a checkpoint is a directory (a bare config.json needs --load-format dummy)", model_path);
+  if (is_file) {
+    std::ifstream f(model_path);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(f);
+    } catch (const nlohmann::json::exception& e) {
+      throw_input_error("{}: not valid JSON: {}", model_path, e.what());
+    }
+    m.config = ModelConfig::from_json(j);
+  } else {
+    m.config = ModelConfig::from_dir(model_path);
+  }
   if (load_format == "dummy") m.source = make_dummy_weights(seed, dtype);
   else if (load_format == "auto" || load_format == "safetensors") m.source = open_safetensors_checkpoint(model_path);
   else throw_input_error("unknown --load-format '{}' (supported: auto, safetensors, dummy)", load_format);
   m.model = std::make_unique<CausalLM>(m.config, *m.source, dtype);
+  const std::vector<std::string> unused = m.source->unused_names();
+  if (!unused.empty())
+    log(LogLevel::kWarn, "{} checkpoint tensors were not used by the model (first: {})", unused.size(), unused.front());
   return m;
 }
 
