@@ -40,23 +40,45 @@ bool ends_with(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+inline float uniform(uint32_t r) {  // 24 high bits -> (-1, 1)
+  return (float(r >> 8) + 0.5f) * (2.0f / 16777216.0f) - 1.0f;
+}
+
 // Fills [b, e) of dst with center + scale * U(-1, 1), computed in fp32 then rounded to dtype.
+// Element i takes half (i & 1) of hash(key, i / 2); one hash serves a pair.
 void fill_range(void* dst, DType dtype, uint64_t key, float center, float scale, int64_t b,
                 int64_t e) {
   constexpr int64_t kBlock = 2048;
   float tmp[kBlock];
   const size_t esize = dtype_size(dtype);
+  auto value = [&](uint64_t i) {
+    const uint64_t h = mix64(key + (i >> 1) * kGolden);
+    return center + scale * uniform((i & 1) ? uint32_t(h >> 32) : uint32_t(h));
+  };
   for (int64_t s = b; s < e; s += kBlock) {
     const int64_t n = std::min(kBlock, e - s);
-    for (int64_t k = 0; k < n; ++k) {
-      const uint64_t i = uint64_t(s + k);
-      const uint64_t h = mix64(key + (i >> 1) * kGolden);
-      const uint32_t r = (i & 1) ? uint32_t(h >> 32) : uint32_t(h);
-      const float u = (float(r >> 8) + 0.5f) * (2.0f / 16777216.0f) - 1.0f;  // (-1, 1)
-      tmp[k] = center + scale * u;
+    int64_t k = 0;
+    if (s & 1) tmp[k++] = value(uint64_t(s));
+    for (; k + 1 < n; k += 2) {
+      const uint64_t h = mix64(key + (uint64_t(s + k) >> 1) * kGolden);
+      tmp[k] = center + scale * uniform(uint32_t(h));
+      tmp[k + 1] = center + scale * uniform(uint32_t(h >> 32));
     }
-    convert(tmp, DType::kF32, static_cast<char*>(dst) + size_t(s) * esize, dtype, size_t(n));
+    if (k < n) tmp[k] = value(uint64_t(s + k));
+    char* out = static_cast<char*>(dst) + size_t(s) * esize;
+    if (dtype == DType::kBF16) {
+      auto* o = reinterpret_cast<uint16_t*>(out);
+      for (int64_t j = 0; j < n; ++j) o[j] = f32_to_bf16(tmp[j]);
+    } else {
+      convert(tmp, DType::kF32, out, dtype, size_t(n));
+    }
   }
+}
+
+// Host memory for a dummy tensor, not zeroed (the fill writes every byte). Transparent
+// huge pages were tried and were slower here (compaction stalls in the kernel).
+void* alloc_uninit(size_t nbytes) {
+  return std::aligned_alloc(64, std::max<size_t>(64, (nbytes + 63) / 64 * 64));
 }
 
 class DummyWeights : public WeightSource {
@@ -113,7 +135,7 @@ class DummyWeights : public WeightSource {
   void generate(const std::string& name, Entry& e) const {
     const int64_t n = e.shape.numel();
     const size_t nbytes = size_t(n) * dtype_size(dtype_);
-    void* p = std::aligned_alloc(64, std::max<size_t>(64, (nbytes + 63) / 64 * 64));
+    void* p = alloc_uninit(nbytes);
     if (!p) throw_error("out of host memory making dummy tensor \"{}\" ({} bytes)", name, nbytes);
     e.mem.reset(p);
 
