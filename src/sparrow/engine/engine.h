@@ -1,0 +1,79 @@
+// Engine: the serving core of one data-parallel rank. A background thread runs the
+// scheduler loop (continuous batching, chunked prefill, radix prefix cache, KV admission
+// and retraction); callers on any thread submit requests and receive OutputChunks through
+// their sink (called on the engine thread: a sink must not block).
+//
+// Data flow: submit(Request) -> waiting queue -> Scheduler picks an extend or decode batch
+// -> ForwardBatch -> CausalLM::forward -> logits -> Sampler / logprobs -> OutputChunk.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "sparrow/engine/request.h"
+#include "sparrow/model/model.h"
+
+namespace sparrow {
+
+class Tokenizer;
+
+enum class SchedulePolicy : uint8_t { kFcfs, kLpm };  // first come first served | longest prefix match
+
+struct EngineOptions {
+  int64_t max_total_tokens = 0;       // KV pool slots; 0: from kv_memory_bytes
+  int64_t kv_memory_bytes = int64_t(1) << 30;
+  int32_t max_running_requests = 256;
+  int64_t chunked_prefill_size = 8192;  // max tokens of one extend step (<= 0: unlimited)
+  int64_t context_length = 0;           // 0: the model's max_position_embeddings
+  bool disable_radix_cache = false;
+  SchedulePolicy schedule_policy = SchedulePolicy::kFcfs;
+  double log_interval_s = 10.0;         // one step log line at most this often (0: never)
+};
+
+// Counters and gauges for /get_load, /server_info and /metrics.
+struct EngineStats {
+  int64_t running = 0, waiting = 0;
+  int64_t kv_total = 0, kv_used = 0, kv_cached = 0;  // slots: pool, held by requests, evictable cache
+  int64_t prompt_tokens = 0, generation_tokens = 0, cached_tokens = 0;
+  int64_t requests_finished = 0, requests_aborted = 0, retractions = 0;
+  double last_step_tokens_per_s = 0;
+};
+
+class Engine {
+ public:
+  // `tokenizer` may be null (--skip-tokenizer-init): no text, no stop strings.
+  Engine(LoadedModel model, const Tokenizer* tokenizer, EngineOptions opts);
+  ~Engine();  // stops the loop; unfinished requests get an error chunk
+
+  // Validates and queues. Throws InputError for a bad request (nothing queued).
+  void submit(Request req, OutputSink sink);
+  // Aborts a queued or running request (its sink gets a final chunk with an error).
+  // Returns false when no such request is known. rid "" aborts everything.
+  bool abort(const std::string& rid);
+  // Empties the prefix cache; false (nothing done) while requests are running or waiting.
+  bool flush_cache();
+  // Reloads weights from `model_path` in place (same architecture and shapes): pauses the
+  // loop, aborts requests in flight, swaps, flushes the cache, resumes. InputError on failure
+  // (the old weights stay).
+  void update_weights_from_disk(const std::string& model_path, const std::string& load_format);
+
+  EngineStats stats() const;
+  const ModelConfig& config() const;
+  const std::string& model_path() const { return model_path_; }
+  int64_t context_length() const { return context_length_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string model_path_;
+  int64_t context_length_ = 0;
+};
+
+}  // namespace sparrow
