@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Golden outputs of Hugging Face `tokenizers` / `transformers` for Sparrow's tokenizer tests.
+
+Sparrow's C++ tokenizer (src/sparrow/tokenizer/) must reproduce Hugging Face exactly. This
+script writes what HF produces for a fixed set of inputs; tests/tokenizer/*_test.cpp read it.
+
+Regenerate (from the repository root, needs `tokenizers`, `transformers`, `jinja2`):
+
+    python3 python/make_tokenizer_goldens.py
+
+It reads tests/testdata/tokenizers/{qwen3,deepseek_v3}/ (tokenizer.json, tokenizer_config.json),
+tests/testdata/corpus/persuasion.txt and tests/testdata/tokenizers/qwen2_5_chat_template.jinja,
+and writes, per tokenizer NAME:
+
+  tests/testdata/tokenizers/goldens/NAME_corpus.json   ids of every line of persuasion.txt
+      (lines referenced by index: the text lives once, in the corpus file)
+  tests/testdata/tokenizers/goldens/NAME_cases.json    hand-picked inputs (multilingual, emoji,
+      whitespace, digits, code, special-token text, NFC cases, empty, 100 KB) with ids for
+      parse_special true/false and HF decode with and without skip_special_tokens; random id
+      sequences with their HF decode (exercises U+FFFD replacement)
+  tests/testdata/tokenizers/goldens/chat_templates.json  transformers apply_chat_template(
+      tokenize=False) for a set of conversations, for qwen3, deepseek_v3 and qwen2_5; where
+      transformers raises (e.g. DeepSeek-V3's template on a tool-call turn whose content is None,
+      which transformers drops before rendering), the case records "error" instead
+
+JSON is written compactly (no spaces) to keep the committed files small.
+"""
+import json
+import os
+import random
+
+from tokenizers import Tokenizer
+from transformers import AutoTokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TD = os.path.join(ROOT, "tests", "testdata")
+TOK = os.path.join(TD, "tokenizers")
+OUT = os.path.join(TOK, "goldens")
+
+
+def dump(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes)")
+
+
+def corpus_lines():
+    with open(os.path.join(TD, "corpus", "persuasion.txt"), encoding="utf-8") as f:
+        return f.read().split("\n")
+
+
+def hand_cases():
+    rng = random.Random(1234)
+    corpus = "\n".join(corpus_lines())
+    cases = [
+        "",
+        " ",
+        "Hello world",
+        "Hello, world! How's it going? I'm fine; they'll see, we'd've DON'T it's",
+        "HELLO'S 'S 's 'T 'Re",
+        # whitespace runs, tabs, newline mixes
+        "a  b   c    d",
+        "   leading and trailing   ",
+        "\t\ttabs\tand\t \tspaces\t",
+        "line1\nline2\r\nline3\rline4\n\n\nline5",
+        "\n\n\n",
+        " \n \n\t\n  x",
+        "trailing newline\n",
+        "   \n\n   \t",
+        "a\u00a0b\u2003c\u3000d\u200be",  # nbsp, em space, ideographic space, zero-width space
+        # digits
+        "1234567890123456789012345678901234567890",
+        "3.14159265358979 and 2,718,281,828 and 1e-10 and 0x1F",
+        "phone: +1 (555) 123-4567, year 2024, ١٢٣٤ ۱۲۳ १२३४",
+        # code
+        "def f(x):\n    return x ** 2  # square\n\nprint(f(3))\n",
+        "for (int i = 0; i < n; ++i) { a[i] += b[i] * 2; }",
+        '{"key": "value", "list": [1, 2, 3], "nested": {"a": null}}',
+        "<html><body class=\"x\">&amp; &lt;tag&gt;</body></html>",
+        "$ echo $HOME && ls -la | grep '\\.txt$' > out.log 2>&1",
+        # multilingual
+        "你好，世界！今天天气很好。我们去公园散步吧。",
+        "日本語のテキスト、カタカナとひらがな。東京タワー",
+        "한국어 텍스트입니다. 안녕하세요!",
+        "مرحبا بالعالم، كيف حالك اليوم؟",
+        "नमस्ते दुनिया, आप कैसे हैं?",
+        "Привет, мир! Как дела? Ёжик в тумане.",
+        "Ελληνικά: Καλημέρα κόσμε",
+        "עברית: שלום עולם",
+        "ไทย: สวัสดีชาวโลก",
+        "Tiếng Việt: Xin chào thế giới",
+        "Mixed 中文 and English 混合 text 123 テスト",
+        # emoji
+        "Emoji: 😀😃😄 👍🏽 ❤️ 🎉",
+        "ZWJ: 👨‍👩‍👧‍👦 👩🏽‍💻 🏳️‍🌈 🧑‍🤝‍🧑",
+        "Flags: 🇺🇸🇬🇧🇯🇵🇫🇷 and keycaps 1️⃣ #️⃣",
+        # NFC: decomposed input must compose (Qwen normalizes NFC; DeepSeek does not)
+        "e\u0301cole cafe\u0301 nai\u0308ve",
+        "A\u030a Ω \u212b \u2126 \u1e9b\u0323 q\u0307\u0323 q\u0323\u0307",
+        "\u1100\u1161\u11a8 \u1100\u1161 \uac00\u11a8",  # Hangul jamo composition
+        "o\u0308\u0304 u\u0308\u0301 \u0041\u0328\u0301 \u0301start",
+        "\u0958 \u2adc \uf900 \u0344 \u0f73",  # composition exclusions, singletons
+        "e\u0301\u0301\u0301\u0301 \u0300\u0300",
+        # special-token text
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+        "<|endoftext|><|endoftext|>x<|endoftext|>",
+        "<|im_start <|im_end| |im_start|> <|im_sta rt|> <|endoftext",
+        "<think>\nreasoning\n</think>\n\nanswer <tool_call>{}</tool_call>",
+        "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜>hello<｜end▁of▁sentence｜>",
+        "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get",
+        "<|EOT|> <｜fim▁hole｜> <｜begin▁of▁sentence",
+        # punctuation-heavy
+        "!!! ??? ... --- *** ___ ''' \"\"\" ```",
+        "Mr. O'Brien's co-op (est. 1999) -- \"quoted\" [brackets] {braces}",
+        "don't won't can't shouldn't I'VE YOU'LL",
+        # odd Unicode
+        "\u0000\u0001\u001f\u007f control chars",
+        "\ufeffBOM and \ufffd replacement and \U0010ffff max",
+        "math: ∀x∈ℝ, ∑ᵢ xᵢ² ≤ ∞; 𝔸𝕓𝕔 𝟙𝟚𝟛",
+        "combining: a\u0300\u0301\u0302\u0303 Z\u0351\u0352\u0353",
+        "ａｂｃ ＡＢＣ １２３ fullwidth",
+    ]
+    # random slices of the corpus, long inputs
+    for _ in range(20):
+        a = rng.randrange(len(corpus) - 3000)
+        cases.append(corpus[a : a + rng.randrange(1, 3000)])
+    long_text = (corpus * 2)[100_000 : 200_000]
+    cases.append(long_text)
+    cases.append("a" * 5000)
+    cases.append(" " * 3000 + "x")
+    cases.append("9" * 1000)
+    cases.append("😀" * 500)
+    # random Unicode soup: printable code points from many blocks
+    blocks = [(0x20, 0x7E), (0xA0, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF),
+              (0x590, 0x6FF), (0x900, 0x97F), (0x1100, 0x11FF), (0x2000, 0x206F),
+              (0x3000, 0x30FF), (0x4E00, 0x9FA5), (0xAC00, 0xD7A3), (0x1F300, 0x1F6FF)]
+    for _ in range(20):
+        s = []
+        for _ in range(rng.randrange(1, 200)):
+            lo, hi = rng.choice(blocks)
+            c = rng.randint(lo, hi)
+            if 0xD800 <= c <= 0xDFFF:
+                continue
+            s.append(chr(c))
+            if rng.random() < 0.2:
+                s.append(rng.choice([" ", "\n", "  ", "\t", "'s", "123"]))
+        cases.append("".join(s))
+    return cases
+
+
+def token_goldens(name):
+    d = os.path.join(TOK, name)
+    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    # corpus: ids of every line; check that decode is the identity so only ids are stored
+    lines = corpus_lines()
+    ids = [tok.encode(line, add_special_tokens=False).ids for line in lines]
+    for line, i in zip(lines, ids):
+        assert tok.decode(i, skip_special_tokens=False) == line
+    dump(os.path.join(OUT, f"{name}_corpus.json"), {"corpus": "corpus/persuasion.txt", "line_ids": ids})
+
+    cases = []
+    for text in hand_cases():
+        enc = tok.encode(text, add_special_tokens=False).ids
+        tok.encode_special_tokens = True
+        enc_nospecial = tok.encode(text, add_special_tokens=False).ids
+        tok.encode_special_tokens = False
+        # Fields equal to another are left out to keep the file small: a missing "ids_no_special"
+        # means == "ids", a missing "decoded" means == "text", a missing "decoded_skip" == "decoded".
+        case = {"text": text, "ids": enc}
+        if enc_nospecial != enc:
+            case["ids_no_special"] = enc_nospecial
+        decoded = tok.decode(enc, skip_special_tokens=False)
+        decoded_skip = tok.decode(enc, skip_special_tokens=True)
+        if decoded != text:
+            case["decoded"] = decoded
+        if decoded_skip != decoded:
+            case["decoded_skip"] = decoded_skip
+        cases.append(case)
+    # random id sequences: decode must match (U+FFFD for broken UTF-8, specials skipped)
+    rng = random.Random(99)
+    vocab = tok.get_vocab_size(with_added_tokens=True)
+    decodes = []
+    for n in range(300):
+        ids = [rng.randrange(vocab) for _ in range(rng.randrange(1, 12))]
+        if n % 3 == 0:  # favour single-byte tokens, which split UTF-8 sequences
+            ids = [rng.randrange(256) for _ in range(rng.randrange(1, 12))]
+        decodes.append({"ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False),
+                        "decoded_skip": tok.decode(ids, skip_special_tokens=True)})
+    dump(os.path.join(OUT, f"{name}_cases.json"), {"vocab_size": vocab, "cases": cases, "decodes": decodes})
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a given location — «quoted» \"text\"",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "location": {"type": "string", "description": "City, e.g. Paris"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                "days": {"type": "integer", "minimum": 1, "maximum": 7.5},
+            },
+            "required": ["location"],
+        },
+    },
+}
+SEARCH_TOOL = {"type": "function", "function": {"name": "search", "description": "Search the web",
+                                                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+
+
+def conversations():
+    sys_msg = {"role": "system", "content": "You are a helpful assistant."}
+    convs = [
+        ("single user", [{"role": "user", "content": "Hello!"}], None),
+        ("system + user", [sys_msg, {"role": "user", "content": "What is 2+2?"}], None),
+        ("multi-turn", [sys_msg, {"role": "user", "content": "Hi"},
+                        {"role": "assistant", "content": "Hello! How can I help?"},
+                        {"role": "user", "content": "Tell me a joke.\nPlease."}], None),
+        ("multi-turn unicode", [{"role": "user", "content": "你好 😀"},
+                                {"role": "assistant", "content": "¡Hola! مرحبا"},
+                                {"role": "user", "content": "  spaces  \n\n"}], None),
+        ("assistant last", [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hey"}], None),
+        ("think in content", [{"role": "user", "content": "Q1"},
+                              {"role": "assistant", "content": "<think>\nstep 1\nstep 2\n</think>\n\nA1"},
+                              {"role": "user", "content": "Q2"}], None),
+        ("think in last assistant", [{"role": "user", "content": "Q1"},
+                                     {"role": "assistant", "content": "<think>\nhmm\n</think>\n\nA1"}], None),
+        ("reasoning_content", [{"role": "user", "content": "Q1"},
+                               {"role": "assistant", "content": "A1", "reasoning_content": "I thought about it."},
+                               {"role": "user", "content": "Q2"},
+                               {"role": "assistant", "content": "A2", "reasoning_content": "\nMore thoughts.\n"}], None),
+        ("tools no system", [{"role": "user", "content": "Weather in Paris?"}], [WEATHER_TOOL, SEARCH_TOOL]),
+        ("tools with system", [sys_msg, {"role": "user", "content": "Weather in Paris?"}], [WEATHER_TOOL]),
+        ("tool call dict args", [sys_msg, {"role": "user", "content": "Weather in Paris and Rome?"},
+                                 {"role": "assistant", "content": "", "tool_calls": [
+                                     {"type": "function", "function": {"name": "get_weather",
+                                                                       "arguments": {"location": "Paris", "unit": "celsius", "days": 2}}},
+                                     {"type": "function", "function": {"name": "get_weather",
+                                                                       "arguments": {"location": "Rome", "flag": True, "x": None, "f": 1.5}}}]},
+                                 {"role": "tool", "content": "{\"temp\": 20}"},
+                                 {"role": "tool", "content": "{\"temp\": 25}"},
+                                 {"role": "assistant", "content": "Paris 20°C, Rome 25°C."},
+                                 {"role": "user", "content": "Thanks"}], [WEATHER_TOOL]),
+        ("tool call with content", [{"role": "user", "content": "Search cats"},
+                                    {"role": "assistant", "content": "Let me search.", "tool_calls": [
+                                        {"type": "function", "function": {"name": "search", "arguments": {"q": "cats"}}}]},
+                                    {"role": "tool", "content": "<tool_response>cats are great</tool_response>"}], [SEARCH_TOOL]),
+        ("tool call string args", [{"role": "user", "content": "Weather?"},
+                                   {"role": "assistant", "content": "", "tool_calls": [
+                                       {"type": "function", "function": {"name": "get_weather", "arguments": "{\"location\": \"Oslo\"}"}}]},
+                                   {"role": "tool", "content": "sunny"}], [WEATHER_TOOL]),
+        ("tool call reasoning", [{"role": "user", "content": "Weather?"},
+                                 {"role": "assistant", "content": "", "reasoning_content": "Need a tool.", "tool_calls": [
+                                     {"type": "function", "function": {"name": "get_weather", "arguments": {"location": "Oslo"}}}]},
+                                 {"role": "tool", "content": "sunny"},
+                                 {"role": "assistant", "content": "It is sunny.", "reasoning_content": "Tool said sunny."}], [WEATHER_TOOL]),
+        ("two systems", [sys_msg, {"role": "user", "content": "a"}, {"role": "system", "content": "Second system."},
+                         {"role": "user", "content": "b"}], None),
+    ]
+    return convs
+
+
+# DeepSeek-V3's template expects tool-call arguments as strings and content None on tool-call turns.
+def deepseek_conversations():
+    convs = [c for c in conversations() if "tool" not in c[0] and "reasoning" not in c[0]]
+    convs.append(("ds tool calls", [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": "{\"location\": \"Paris\"}"}},
+            {"type": "function", "function": {"name": "get_weather", "arguments": "{\"location\": \"Rome\"}"}}]},
+        {"role": "tool", "content": "{\"temp\": 20}"},
+        {"role": "tool", "content": "{\"temp\": 25}"},
+        {"role": "assistant", "content": "Paris 20, Rome 25."},
+        {"role": "user", "content": "Thanks"}], None))
+    convs.append(("ds tool output last", [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "content": "rain"}], None))
+    return convs
+
+
+def chat_goldens():
+    out = []
+    templates = {}
+    for name in ["qwen3", "deepseek_v3"]:
+        templates[name] = AutoTokenizer.from_pretrained(os.path.join(TOK, name))
+    with open(os.path.join(TOK, "qwen2_5_chat_template.jinja"), encoding="utf-8") as f:
+        qwen25_template = f.read()
+    raw = Tokenizer.from_file(os.path.join(TOK, "qwen3", "tokenizer.json"))
+    raw_ds = Tokenizer.from_file(os.path.join(TOK, "deepseek_v3", "tokenizer.json"))
+    for template_name in ["qwen3", "qwen2_5", "deepseek_v3"]:
+        tok = templates["qwen3" if template_name == "qwen2_5" else template_name]
+        rawtok = raw_ds if template_name == "deepseek_v3" else raw
+        convs = deepseek_conversations() if template_name == "deepseek_v3" else conversations()
+        for label, messages, tools in convs:
+            for agp in [True, False]:
+                kw_options = [{}]
+                if template_name == "qwen3":
+                    kw_options = [{}, {"enable_thinking": False}, {"enable_thinking": True}]
+                for kwargs in kw_options:
+                    extra = {"chat_template": qwen25_template} if template_name == "qwen2_5" else {}
+                    case = {"template": template_name, "label": label, "messages": messages, "tools": tools,
+                            "add_generation_prompt": agp, "kwargs": kwargs}
+                    try:
+                        rendered = tok.apply_chat_template(messages, tools=tools, add_generation_prompt=agp,
+                                                           tokenize=False, **extra, **kwargs)
+                        case["rendered"] = rendered
+                        case["ids"] = rawtok.encode(rendered, add_special_tokens=False).ids
+                    except Exception as e:  # the template rejects the input; we must reject it too
+                        case["error"] = str(e)
+                    out.append(case)
+    dump(os.path.join(OUT, "chat_templates.json"), out)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    for name in ["qwen3", "deepseek_v3"]:
+        token_goldens(name)
+    chat_goldens()
+
+
+if __name__ == "__main__":
+    main()
