@@ -1,7 +1,7 @@
 // Paged-attention kernel body shared by attention_avx512.cpp and attention_avx2.cpp
 // (included after simd16.h). Per query (one head, absolute position p):
 //   for each KV tile [t0, t0 + 64) with t0 <= p, over positions t0 .. min(t0 + 63, p):
-//     s_j   = hsum16(q * k_j lane-wise over D in chunks of 16) * scale
+//     s_j   = hsum16(16-lane partial dot products of q and k_j, see score_group) * scale
 //     m'    = max(m, max_j s_j);  alpha = exp(m - m')
 //     p_j   = exp(s_j - m')  (vector polynomial exp)
 //     l     = fma(l, alpha, hsum16(sum over 16-position groups of p, in group order))
@@ -41,6 +41,34 @@ inline void prefetch_row(const void* p, int64_t bytes) {
   for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T1);
 }
 
+// acc[j] = 16-lane partial dot products of q with the 16 key rows kk[j] over D:
+// f32: lane i sums q[16c+i] * k[16c+i] over chunks c in order (FMA);
+// bf16: lane i sums pairs (32c+2i+1, then 32c+2i) over chunks c in order (vdpbf16ps;
+// a final half chunk when D % 32 == 16 is zero-padded).
+inline void score_group(const float* qv, const float*, const float* const* kk, int64_t D, V16* acc) {
+  for (int j = 0; j < 16; ++j) acc[j] = vzero();
+  for (int64_t c = 0; c < D / 16; ++c) {
+    const V16 qc = vload(qv + c * 16);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) acc[j] = vfma(qc, load16(kk[j] + c * 16), acc[j]);
+  }
+}
+inline void score_group(const float*, const uint16_t* q, const uint16_t* const* kk, int64_t D,
+                        V16* acc) {
+  for (int j = 0; j < 16; ++j) acc[j] = vzero();
+  int64_t d = 0;
+  for (; d + 32 <= D; d += 32) {
+    const XB qb = load_xb(q + d);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) acc[j] = vdot_bf16(acc[j], qb, load_wb(kk[j] + d));
+  }
+  if (d < D) {
+    const int rem = int(D - d);
+    const XB qb = load_xb_tail(q + d, rem);
+    for (int j = 0; j < 16; ++j) acc[j] = vdot_bf16(acc[j], qb, load_wb_tail(kk[j] + d, rem));
+  }
+}
+
 // acc[c] (c < CB chunks of 16) = acc[c] * alpha + sum_j p_j * v_j[c], j in increasing order.
 template <int CB, class E>
 inline void pv_pass(float* acc, const E* const* vp, const float* p, int nv, V16 alpha) {
@@ -71,6 +99,9 @@ void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
   const int64_t row0 = bt.q_offsets[it.b] + it.r0;
   // Query vector index for (kv head g0 + gi, row ri, group member hi).
   auto qidx = [&](int64_t gi, int64_t ri, int64_t hi) { return (gi * nrows + ri) * G + hi; };
+  auto qraw = [&](int64_t gi, int64_t ri, int64_t hi) {
+    return q + ((row0 + ri) * Hq + (it.g0 + gi) * G + hi) * D;
+  };
 
   s.q.resize(size_t(M * D));
   s.acc.assign(size_t(M * D), 0.f);
@@ -125,15 +156,8 @@ void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
           for (int gr = 0; gr < ng; ++gr) {
             V16 acc16[16];
             const E* kk[16];
-            for (int j = 0; j < 16; ++j) {
-              acc16[j] = vzero();
-              kk[j] = kp[std::min(gr * 16 + j, nv - 1)];  // padding lanes reuse a valid row
-            }
-            for (int64_t c = 0; c < nc; ++c) {
-              const V16 qc = vload(qv + c * 16);
-#pragma GCC unroll 16
-              for (int j = 0; j < 16; ++j) acc16[j] = vfma(qc, load16(kk[j] + c * 16), acc16[j]);
-            }
+            for (int j = 0; j < 16; ++j) kk[j] = kp[std::min(gr * 16 + j, nv - 1)];  // padding reuses a valid row
+            score_group(qv, qraw(gi, ri, hi), kk, D, acc16);
             const V16 sv = vkeep_first(vmul(vreduce16(acc16), vscale), nv - gr * 16, ninf);
             mt = std::max(mt, vhmax(sv));
             vstore(sc + gr * 16, sv);
