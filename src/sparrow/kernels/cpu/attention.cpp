@@ -66,15 +66,29 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
     return;
   }
 
-  // Work items ordered head-major so that contiguous chunks (one per thread) get equal
-  // shares of every sequence.
-  thread_local std::vector<cpu::AttnItem> items;
+  // Work items: (KV head range, sequence, block of query rows). Heads are grouped so a
+  // slot's KV rows are read together, split only as far as needed to give every thread
+  // work. Row blocks are listed in zigzag order (first, last, second, ...) so that the
+  // contiguous chunk each thread gets has a balanced share of cheap early rows and
+  // expensive late rows.
+  const int64_t threads = ThreadPool::global().size();
+  const int64_t want = 2 * threads;
+  const int64_t head_chunks = std::min<int64_t>(Hkv, std::max<int64_t>(1, (want + total_items - 1) / total_items));
+  const int64_t hc = (Hkv + head_chunks - 1) / head_chunks;
+  thread_local std::vector<cpu::AttnItem> blocks, items;
+  blocks.clear();
   items.clear();
-  for (int64_t g = 0; g < Hkv; ++g)
-    for (int32_t b = 0; b < batch.batch; ++b) {
-      const int32_t ext = batch.extend_lens[b];
-      for (int32_t r0 = 0; r0 < ext; r0 += cpu::kAttnRowBlock)
-        items.push_back({b, int32_t(g), r0, std::min(ext, r0 + cpu::kAttnRowBlock)});
+  for (int32_t b = 0; b < batch.batch; ++b) {
+    const int32_t ext = batch.extend_lens[b];
+    for (int32_t r0 = 0; r0 < ext; r0 += cpu::kAttnRowBlock)
+      blocks.push_back({b, 0, 0, r0, std::min(ext, r0 + cpu::kAttnRowBlock)});
+  }
+  for (int64_t g0 = 0; g0 < Hkv; g0 += hc)
+    for (size_t i = 0, n = blocks.size(); i < n; ++i) {
+      cpu::AttnItem it = blocks[i % 2 == 0 ? i / 2 : n - 1 - i / 2];
+      it.g0 = int32_t(g0);
+      it.g1 = int32_t(std::min(Hkv, g0 + hc));
+      items.push_back(it);
     }
   cpu::AttnArgs a;
   a.q = q.data();

@@ -1,7 +1,7 @@
 // Paged-attention kernel body shared by attention_avx512.cpp and attention_avx2.cpp
 // (included after simd16.h). Per query (one head, absolute position p):
 //   for each KV tile [t0, t0 + 64) with t0 <= p, over positions t0 .. min(t0 + 63, p):
-//     s_j   = hsum16(q * k_j lane-wise over D in chunks of 16) * scale
+//     s_j   = hsum16(16-lane partial dot products of q and k_j, see score_group) * scale
 //     m'    = max(m, max_j s_j);  alpha = exp(m - m')
 //     p_j   = exp(s_j - m')  (vector polynomial exp)
 //     l     = fma(l, alpha, hsum16(sum over 16-position groups of p, in group order))
@@ -38,14 +38,58 @@ struct Scratch {
 
 inline void prefetch_row(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
-  for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+  for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T1);
+}
+
+// acc[j] = 16-lane partial dot products of q with the 16 key rows kk[j] over D:
+// f32: lane i sums q[16c+i] * k[16c+i] over chunks c in order (FMA);
+// bf16: lane i sums pairs (32c+2i+1, then 32c+2i) over chunks c in order (vdpbf16ps;
+// a final half chunk when D % 32 == 16 is zero-padded).
+inline void score_group(const float* qv, const float*, const float* const* kk, int64_t D, V16* acc) {
+  for (int j = 0; j < 16; ++j) acc[j] = vzero();
+  for (int64_t c = 0; c < D / 16; ++c) {
+    const V16 qc = vload(qv + c * 16);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) acc[j] = vfma(qc, load16(kk[j] + c * 16), acc[j]);
+  }
+}
+inline void score_group(const float*, const uint16_t* q, const uint16_t* const* kk, int64_t D,
+                        V16* acc) {
+  for (int j = 0; j < 16; ++j) acc[j] = vzero();
+  int64_t d = 0;
+  for (; d + 32 <= D; d += 32) {
+    const XB qb = load_xb(q + d);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) acc[j] = vdot_bf16(acc[j], qb, load_wb(kk[j] + d));
+  }
+  if (d < D) {
+    const int rem = int(D - d);
+    const XB qb = load_xb_tail(q + d, rem);
+    for (int j = 0; j < 16; ++j) acc[j] = vdot_bf16(acc[j], qb, load_wb_tail(kk[j] + d, rem));
+  }
+}
+
+// acc[c] (c < CB chunks of 16) = acc[c] * alpha + sum_j p_j * v_j[c], j in increasing order.
+template <int CB, class E>
+inline void pv_pass(float* acc, const E* const* vp, const float* p, int nv, V16 alpha) {
+  V16 av[CB];
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c) av[c] = vmul(vload(acc + c * 16), alpha);
+  for (int j = 0; j < nv; ++j) {
+    const V16 pj = vset1(p[j]);
+    const E* v = vp[j];
+#pragma GCC unroll 16
+    for (int c = 0; c < CB; ++c) av[c] = vfma(pj, load16(v + c * 16), av[c]);
+  }
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c) vstore(acc + c * 16, av[c]);
 }
 
 template <class E>
 void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
   const ops::AttentionBatch& bt = *a.batch;
   const int64_t D = a.D, Hq = a.Hq, Hkv = a.Hkv, G = Hq / Hkv;
-  const int64_t nrows = it.r1 - it.r0, M = nrows * G, nc = D / 16;
+  const int64_t nrows = it.r1 - it.r0, nh = it.g1 - it.g0, M = nh * nrows * G, nc = D / 16;
   const int64_t seq = bt.seq_lens[it.b], ext = bt.extend_lens[it.b], start = seq - ext;
   const int32_t* r2t = bt.req_to_token + int64_t(bt.req_slots[it.b]) * bt.max_context;
   const E* q = static_cast<const E*>(a.q);
@@ -53,19 +97,28 @@ void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
   const E* vc = static_cast<const E*>(a.v);
   E* out = static_cast<E*>(a.out);
   const int64_t row0 = bt.q_offsets[it.b] + it.r0;
+  // Query vector index for (kv head g0 + gi, row ri, group member hi).
+  auto qidx = [&](int64_t gi, int64_t ri, int64_t hi) { return (gi * nrows + ri) * G + hi; };
+  auto qraw = [&](int64_t gi, int64_t ri, int64_t hi) {
+    return q + ((row0 + ri) * Hq + (it.g0 + gi) * G + hi) * D;
+  };
 
   s.q.resize(size_t(M * D));
   s.acc.assign(size_t(M * D), 0.f);
   s.m.assign(size_t(M), -std::numeric_limits<float>::infinity());
   s.l.assign(size_t(M), 0.f);
-  for (int64_t ri = 0; ri < nrows; ++ri)
-    for (int64_t hi = 0; hi < G; ++hi) {
-      const E* src = q + ((row0 + ri) * Hq + it.g * G + hi) * D;
-      float* dst = s.q.data() + (ri * G + hi) * D;
-      for (int64_t c = 0; c < nc; ++c) vstore(dst + c * 16, load16(src + c * 16));
-    }
+  for (int64_t gi = 0; gi < nh; ++gi)
+    for (int64_t ri = 0; ri < nrows; ++ri)
+      for (int64_t hi = 0; hi < G; ++hi) {
+        const E* src = q + ((row0 + ri) * Hq + (it.g0 + gi) * G + hi) * D;
+        float* dst = s.q.data() + qidx(gi, ri, hi) * D;
+        for (int64_t c = 0; c < nc; ++c) vstore(dst + c * 16, load16(src + c * 16));
+      }
 
   const int64_t pmax = start + it.r1 - 1;
+  const int64_t head_bytes = nh * D * int64_t(sizeof(E));
+  const E* kbase[kTile];
+  const E* vbase[kTile];
   const E* kp[kTile];
   const E* vp[kTile];
   alignas(64) float sc[kTile];
@@ -74,74 +127,80 @@ void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
   for (int64_t t0 = 0; t0 <= pmax; t0 += kTile) {
     const int nt = int(std::min<int64_t>(kTile, pmax + 1 - t0));
     for (int j = 0; j < nt; ++j) {
-      const int64_t off = (int64_t(r2t[t0 + j]) * Hkv + it.g) * D;
-      kp[j] = kc + off;
-      vp[j] = vc + off;
+      const int64_t off = (int64_t(r2t[t0 + j]) * Hkv + it.g0) * D;
+      kbase[j] = kc + off;
+      vbase[j] = vc + off;
     }
     // Start pulling in the next tile's rows (slots are scattered, so the hardware
     // prefetcher cannot follow them).
     const int64_t nn = std::min<int64_t>(kTile, pmax + 1 - (t0 + kTile));
     for (int64_t j = 0; j < nn; ++j) {
-      const int64_t off = (int64_t(r2t[t0 + kTile + j]) * Hkv + it.g) * D;
-      prefetch_row(kc + off, D * int64_t(sizeof(E)));
-      prefetch_row(vc + off, D * int64_t(sizeof(E)));
+      const int64_t off = (int64_t(r2t[t0 + kTile + j]) * Hkv + it.g0) * D;
+      prefetch_row(kc + off, head_bytes);
+      prefetch_row(vc + off, head_bytes);
     }
-    for (int64_t ri = 0; ri < nrows; ++ri) {
-      const int64_t p = start + it.r0 + ri;
-      if (p < t0) continue;
-      const int nv = int(std::min<int64_t>(nt, p + 1 - t0));
-      const int ng = (nv + 15) / 16;
-      for (int64_t hi = 0; hi < G; ++hi) {
-        const int64_t qi = ri * G + hi;
-        const float* qv = s.q.data() + qi * D;
-        float mt = ninf;
-        for (int gi = 0; gi < ng; ++gi) {
-          V16 acc16[16];
-          const E* kk[16];
-          for (int j = 0; j < 16; ++j) {
-            acc16[j] = vzero();
-            kk[j] = kp[std::min(gi * 16 + j, nv - 1)];  // padding lanes reuse a valid row
+    for (int64_t gi = 0; gi < nh; ++gi) {
+      for (int j = 0; j < nt; ++j) {
+        kp[j] = kbase[j] + gi * D;
+        vp[j] = vbase[j] + gi * D;
+      }
+      for (int64_t ri = 0; ri < nrows; ++ri) {
+        const int64_t p = start + it.r0 + ri;
+        if (p < t0) continue;
+        const int nv = int(std::min<int64_t>(nt, p + 1 - t0));
+        const int ng = (nv + 15) / 16;
+        for (int64_t hi = 0; hi < G; ++hi) {
+          const int64_t qi = qidx(gi, ri, hi);
+          const float* qv = s.q.data() + qi * D;
+          float mt = ninf;
+          for (int gr = 0; gr < ng; ++gr) {
+            V16 acc16[16];
+            const E* kk[16];
+            for (int j = 0; j < 16; ++j) kk[j] = kp[std::min(gr * 16 + j, nv - 1)];  // padding reuses a valid row
+            score_group(qv, qraw(gi, ri, hi), kk, D, acc16);
+            const V16 sv = vkeep_first(vmul(vreduce16(acc16), vscale), nv - gr * 16, ninf);
+            mt = std::max(mt, vhmax(sv));
+            vstore(sc + gr * 16, sv);
           }
-          for (int64_t c = 0; c < nc; ++c) {
-            const V16 qc = vload(qv + c * 16);
-#pragma GCC unroll 16
-            for (int j = 0; j < 16; ++j) acc16[j] = vfma(qc, load16(kk[j] + c * 16), acc16[j]);
+          const float m_old = s.m[size_t(qi)];
+          const float m_new = std::max(m_old, mt);
+          const float alpha = std::exp(m_old - m_new);
+          V16 psum = vzero();
+          const V16 vm = vset1(m_new);
+          for (int gr = 0; gr < ng; ++gr) {
+            const V16 pv = vkeep_first(vexp(vsub(vload(sc + gr * 16), vm)), nv - gr * 16, 0.f);
+            vstore(sc + gr * 16, pv);
+            psum = vadd(psum, pv);
           }
-          const V16 sv = vkeep_first(vmul(vreduce16(acc16), vscale), nv - gi * 16, ninf);
-          mt = std::max(mt, vhmax(sv));
-          vstore(sc + gi * 16, sv);
-        }
-        const float m_old = s.m[size_t(qi)];
-        const float m_new = std::max(m_old, mt);
-        const float alpha = std::exp(m_old - m_new);
-        V16 psum = vzero();
-        const V16 vm = vset1(m_new);
-        for (int gi = 0; gi < ng; ++gi) {
-          const V16 pv = vkeep_first(vexp(vsub(vload(sc + gi * 16), vm)), nv - gi * 16, 0.f);
-          vstore(sc + gi * 16, pv);
-          psum = vadd(psum, pv);
-        }
-        s.l[size_t(qi)] = std::fma(s.l[size_t(qi)], alpha, vhsum(psum));
-        s.m[size_t(qi)] = m_new;
-        float* acc = s.acc.data() + qi * D;
-        const V16 va = vset1(alpha);
-        for (int64_t c = 0; c < nc; ++c) {
-          V16 av = vmul(vload(acc + c * 16), va);
-          for (int j = 0; j < nv; ++j) av = vfma(vset1(sc[j]), load16(vp[j] + c * 16), av);
-          vstore(acc + c * 16, av);
+          s.l[size_t(qi)] = std::fma(s.l[size_t(qi)], alpha, vhsum(psum));
+          s.m[size_t(qi)] = m_new;
+          float* acc = s.acc.data() + qi * D;
+          const V16 va = vset1(alpha);
+          int64_t c = 0;
+          for (; c + 4 <= nc; c += 4) {
+            const E* vpc[kTile];
+            for (int j = 0; j < nv; ++j) vpc[j] = vp[j] + c * 16;
+            pv_pass<4>(acc + c * 16, vpc, sc, nv, va);
+          }
+          for (; c < nc; ++c) {
+            const E* vpc[kTile];
+            for (int j = 0; j < nv; ++j) vpc[j] = vp[j] + c * 16;
+            pv_pass<1>(acc + c * 16, vpc, sc, nv, va);
+          }
         }
       }
     }
   }
 
-  for (int64_t ri = 0; ri < nrows; ++ri)
-    for (int64_t hi = 0; hi < G; ++hi) {
-      const int64_t qi = ri * G + hi;
-      const V16 vl = vset1(s.l[size_t(qi)]);
-      const float* acc = s.acc.data() + qi * D;
-      E* dst = out + ((row0 + ri) * Hq + it.g * G + hi) * D;
-      for (int64_t c = 0; c < nc; ++c) store16(dst + c * 16, vdiv(vload(acc + c * 16), vl));
-    }
+  for (int64_t gi = 0; gi < nh; ++gi)
+    for (int64_t ri = 0; ri < nrows; ++ri)
+      for (int64_t hi = 0; hi < G; ++hi) {
+        const int64_t qi = qidx(gi, ri, hi);
+        const V16 vl = vset1(s.l[size_t(qi)]);
+        const float* acc = s.acc.data() + qi * D;
+        E* dst = out + ((row0 + ri) * Hq + (it.g0 + gi) * G + hi) * D;
+        for (int64_t c = 0; c < nc; ++c) store16(dst + c * 16, vdiv(vload(acc + c * 16), vl));
+      }
 }
 
 void attention_impl(const AttnArgs& a, const AttnItem* items, int64_t n) {

@@ -25,10 +25,10 @@ struct AttnArgs {
   float scale = 1.f;
 };
 
-// Sequence b, KV head g, this step's query rows [r0, r1) of the sequence (0 = its first
-// extend row), for all Hq / Hkv query heads of the group.
+// Sequence b, KV heads [g0, g1), this step's query rows [r0, r1) of the sequence (0 = its
+// first extend row), for all Hq / Hkv query heads of each KV head.
 struct AttnItem {
-  int32_t b, g, r0, r1;
+  int32_t b, g0, g1, r0, r1;
 };
 
 void attention_avx512(const AttnArgs& a, const AttnItem* items, int64_t n);
