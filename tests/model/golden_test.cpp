@@ -9,7 +9,7 @@
 #include <fstream>
 #include <string>
 
-#include "sparrow/engine/offline_engine.h"
+#include "sparrow/engine/sync_generate.h"
 #include "sparrow/model/model.h"
 
 namespace sparrow {
@@ -32,28 +32,39 @@ json read_golden(const std::string& name) {
 
 class GoldenTest : public ::testing::TestWithParam<Case> {
  protected:
-  void SetUp() override {
-    golden_ = read_golden(GetParam().model);
-    loaded_ = load_model(model_dir(GetParam().model), "auto", GetParam().dtype);
+  void SetUp() override { golden_ = read_golden(GetParam().model); }
+  std::unique_ptr<Engine> engine(int64_t chunked_prefill = 8192) const {
+    EngineOptions o;
+    o.max_total_tokens = 4096;
+    o.max_running_requests = 16;
+    o.chunked_prefill_size = chunked_prefill;
+    o.log_interval_s = 0;
+    return std::make_unique<Engine>(load_model(model_dir(GetParam().model), "auto", GetParam().dtype), nullptr, o);
+  }
+  static GenerateResult run1(Engine& e, Request r) { return generate_sync(e, {std::move(r)})[0].result; }
+  static std::vector<GenerateResult> run(Engine& e, std::vector<Request> rs) {
+    std::vector<GenerateResult> out;
+    for (auto& o : generate_sync(e, std::move(rs))) out.push_back(o.result);
+    return out;
   }
   bool fp32() const { return GetParam().dtype == DType::kF32; }
   json golden_;
-  LoadedModel loaded_;
 };
 
 TEST_P(GoldenTest, TeacherForcedLogprobsMatchTransformers) {
-  OfflineEngine engine(*loaded_.model);
+  auto engine_ = engine();
   double sum = 0, worst = 0;
   int64_t count = 0;
   for (const json& p : golden_["prompts"]) {
-    GenerateRequest r;
+    Request r;
     r.input_ids = p["input_ids"].get<std::vector<int32_t>>();
-    r.max_new_tokens = 1;
-    r.ignore_eos = true;
+    r.sampling.max_new_tokens = 1;
+    r.sampling.temperature = 0;
+    r.sampling.ignore_eos = true;
     r.return_logprob = true;
     r.logprob_start_len = 0;
     r.top_logprobs_num = 5;
-    const GenerateResult res = engine.generate({r})[0];
+    const GenerateResult res = run1(*engine_, r);
     const json& want = p["input_logprobs"];
     ASSERT_EQ(res.input_token_logprobs.size(), want.size());
     EXPECT_FALSE(res.input_token_logprobs[0].logprob.has_value());
@@ -91,14 +102,15 @@ TEST_P(GoldenTest, TeacherForcedLogprobsMatchTransformers) {
 }
 
 TEST_P(GoldenTest, GreedyContinuationMatchesUntilFirstNearTie) {
-  OfflineEngine engine(*loaded_.model);
+  auto engine_ = engine();
   for (const json& p : golden_["prompts"]) {
     const json& g = p["greedy"];
-    GenerateRequest r;
+    Request r;
     r.input_ids = p["input_ids"].get<std::vector<int32_t>>();
-    r.max_new_tokens = int32_t(g["output_ids"].size());
-    r.ignore_eos = true;
-    const GenerateResult res = engine.generate({r})[0];
+    r.sampling.max_new_tokens = int32_t(g["output_ids"].size());
+    r.sampling.temperature = 0;
+    r.sampling.ignore_eos = true;
+    const GenerateResult res = run1(*engine_, r);
     ASSERT_EQ(res.output_ids.size(), g["output_ids"].size());
     for (size_t i = 0; i < res.output_ids.size(); ++i) {
       if (g["top2_margin"][i].get<double>() < 0.05) break;
@@ -108,20 +120,21 @@ TEST_P(GoldenTest, GreedyContinuationMatchesUntilFirstNearTie) {
 }
 
 TEST_P(GoldenTest, BatchOfMixedLengthsEqualsEachSequenceAlone) {
-  OfflineEngine engine(*loaded_.model);
-  std::vector<GenerateRequest> reqs;
+  auto engine_ = engine();
+  std::vector<Request> reqs;
   for (const json& p : golden_["prompts"]) {
-    GenerateRequest r;
+    Request r;
     r.input_ids = p["input_ids"].get<std::vector<int32_t>>();
-    r.max_new_tokens = 8;
-    r.ignore_eos = true;
+    r.sampling.max_new_tokens = 8;
+    r.sampling.temperature = 0;
+    r.sampling.ignore_eos = true;
     r.return_logprob = true;
     r.logprob_start_len = 0;
     reqs.push_back(r);
   }
-  const std::vector<GenerateResult> batched = engine.generate(reqs);
+  const std::vector<GenerateResult> batched = run(*engine_, reqs);
   for (size_t i = 0; i < reqs.size(); ++i) {
-    const GenerateResult alone = engine.generate({reqs[i]})[0];
+    const GenerateResult alone = run1(*engine_, reqs[i]);
     EXPECT_EQ(alone.output_ids, batched[i].output_ids) << "prompt " << i;
     ASSERT_EQ(alone.input_token_logprobs.size(), batched[i].input_token_logprobs.size());
     // Kernels are batch-invariant by construction, so this holds bit for bit.
@@ -133,17 +146,16 @@ TEST_P(GoldenTest, BatchOfMixedLengthsEqualsEachSequenceAlone) {
 }
 
 TEST_P(GoldenTest, ChunkedPrefillEqualsWholePrefill) {
-  OfflineEngineOptions opts;
-  opts.max_prefill_tokens = 7;
-  OfflineEngine chunked(*loaded_.model, opts), whole(*loaded_.model);
+  auto chunked = engine(7), whole = engine();
   const json& p = golden_["prompts"].back();
-  GenerateRequest r;
+  Request r;
   r.input_ids = p["input_ids"].get<std::vector<int32_t>>();
-  r.max_new_tokens = 4;
-  r.ignore_eos = true;
+  r.sampling.max_new_tokens = 4;
+  r.sampling.temperature = 0;
+  r.sampling.ignore_eos = true;
   r.return_logprob = true;
   r.logprob_start_len = 0;
-  const GenerateResult a = chunked.generate({r})[0], b = whole.generate({r})[0];
+  const GenerateResult a = run1(*chunked, r), b = run1(*whole, r);
   EXPECT_EQ(a.output_ids, b.output_ids);
   ASSERT_EQ(a.input_token_logprobs.size(), b.input_token_logprobs.size());
   for (size_t j = 1; j < a.input_token_logprobs.size(); ++j)

@@ -27,7 +27,8 @@ struct GenerateRequest {
 struct FinishReason {
   enum class Kind : uint8_t { kLength, kStop } kind = Kind::kLength;
   int32_t length = 0;    // kLength: tokens generated
-  int32_t matched = -1;  // kStop: the stop token id
+  int32_t matched = -1;  // kStop: the stop token id (-1 when a stop string matched)
+  std::optional<std::string> matched_str;  // kStop: the stop string that matched
 };
 
 // One entry of input/output_token_logprobs; logprob is empty for the first prompt token.

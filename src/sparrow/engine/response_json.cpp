@@ -26,7 +26,9 @@ json top_list(const std::vector<TokenLogprob>& v) {
 json finish_reason_json(const FinishReason& f) {
   switch (f.kind) {
     case FinishReason::Kind::kLength: return {{"type", "length"}, {"length", f.length}};
-    case FinishReason::Kind::kStop: return {{"type", "stop"}, {"matched", f.matched}};
+    case FinishReason::Kind::kStop:
+      if (f.matched_str) return {{"type", "stop"}, {"matched", *f.matched_str}};
+      return {{"type", "stop"}, {"matched", f.matched}};
   }
   return nullptr;
 }

@@ -96,6 +96,10 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
 
 LoadedModel load_model(const std::string& model_path, const std::string& load_format, DType dtype, uint64_t seed) {
   LoadedModel m;
+  m.path = model_path;
+  m.load_format = load_format;
+  m.dtype = dtype;
+  m.seed = seed;
   // A bare config.json is enough for dummy weights (benchmarks at real shapes).
   const bool is_file = std::filesystem::is_regular_file(model_path);
   SPARROW_REQUIRE(!is_file || load_format == "dummy", "{} is a file: a checkpoint is a directory (a bare config.json needs --load-format dummy)", model_path);

@@ -51,6 +51,10 @@ class CausalLM {
 // Opens a model directory (config.json + safetensors) or, with load_format "dummy", makes
 // seeded random weights at the config's shapes.
 struct LoadedModel {
+  std::string path;
+  std::string load_format;
+  DType dtype = DType::kBF16;
+  uint64_t seed = 0;
   ModelConfig config;
   std::unique_ptr<WeightSource> source;
   std::unique_ptr<CausalLM> model;

@@ -1,5 +1,5 @@
-// `sparrow generate`: offline generation / scoring. Prints one JSON object per sequence,
-// one per line, in the shape of SGLang's /generate response.
+// `sparrow generate`: offline generation / scoring through the serving engine. Prints one
+// JSON object per sequence, one per line, in the shape of SGLang's /generate response.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "sparrow/core/error.h"
-#include "sparrow/engine/offline_engine.h"
 #include "sparrow/engine/response_json.h"
+#include "sparrow/engine/sync_generate.h"
 #include "sparrow/model/model.h"
 #include "sparrow/tools/commands.h"
 #include "sparrow/tools/id_list.h"
@@ -29,27 +29,39 @@ struct GenerateArgs {
   int32_t top_logprobs_num = 0;
   bool ignore_eos = false;
   uint64_t seed = 0;
+  int64_t chunked_prefill_size = 8192;
 };
 
 void run_generate(const GenerateArgs& a) {
   SPARROW_REQUIRE(!a.model_path.empty(), "--model-path is required (a model directory, or a config.json with --load-format dummy)");
   SPARROW_REQUIRE(!a.input_ids.empty(), "give at least one --input-ids list");
-  std::vector<GenerateRequest> reqs;
+  std::vector<Request> reqs;
+  int64_t kv_tokens = 0;
   for (size_t i = 0; i < a.input_ids.size(); ++i) {
-    GenerateRequest r;
+    Request r;
     r.rid = std::to_string(i);
     r.input_ids = parse_id_list(a.input_ids[i], "--input-ids");
-    r.max_new_tokens = a.max_new_tokens;
-    r.temperature = a.temperature;
+    r.sampling.max_new_tokens = a.max_new_tokens;
+    r.sampling.temperature = a.temperature;
+    r.sampling.ignore_eos = a.ignore_eos;
+    r.sampling.sampling_seed = a.seed;
     r.return_logprob = a.return_logprob || a.top_logprobs_num > 0 || a.logprob_start_len >= 0;
     r.logprob_start_len = a.logprob_start_len;
     r.top_logprobs_num = a.top_logprobs_num;
-    r.ignore_eos = a.ignore_eos;
+    kv_tokens += int64_t(r.input_ids.size()) + std::max(a.max_new_tokens, 0);
     reqs.push_back(std::move(r));
   }
   LoadedModel m = load_model(a.model_path, a.load_format, parse_dtype(a.dtype), a.seed);
-  OfflineEngine engine(*m.model);
-  for (const GenerateResult& r : engine.generate(reqs)) std::printf("%s\n", generate_response_json(r).dump().c_str());
+  EngineOptions opts;
+  opts.max_total_tokens = std::max<int64_t>(kv_tokens, 1);
+  opts.max_running_requests = int32_t(reqs.size());
+  opts.chunked_prefill_size = a.chunked_prefill_size;
+  opts.log_interval_s = 0;
+  Engine engine(std::move(m), nullptr, opts);
+  for (const SyncOutput& o : generate_sync(engine, std::move(reqs))) {
+    SPARROW_CHECK(!o.error, "generation failed: {}", o.error.value_or(""));
+    std::printf("%s\n", generate_response_json(o.result).dump().c_str());
+  }
 }
 
 }  // namespace
@@ -67,7 +79,8 @@ void register_generate_command(CLI::App& app) {
   cmd->add_option("--logprob-start-len", a->logprob_start_len, "First prompt position with a returned logprob (-1: none)");
   cmd->add_option("--top-logprobs-num", a->top_logprobs_num, "Top-N alternatives per position");
   cmd->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at the end-of-sequence token");
-  cmd->add_option("--seed", a->seed, "Seed for --load-format dummy");
+  cmd->add_option("--seed", a->seed, "Sampling seed, and the seed of --load-format dummy");
+  cmd->add_option("--chunked-prefill-size", a->chunked_prefill_size, "Max tokens per prefill step");
   cmd->callback([a] { run_generate(*a); });
 }
 
