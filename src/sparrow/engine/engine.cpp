@@ -461,6 +461,10 @@ struct Engine::Impl {
       }
     }
     if (flush && cache && running.empty() && waiting.empty()) cache->reset();
+    update_gauges();
+  }
+
+  void update_gauges() {
     std::lock_guard<std::mutex> lock(mu);
     stats.running = int64_t(running.size());
     stats.waiting = int64_t(waiting.size());
@@ -482,6 +486,7 @@ struct Engine::Impl {
       try {
         handle_inbox();
         if (!step_extend()) step_decode();
+        update_gauges();
       } catch (const std::exception& e) {
         // A failure inside a step fails the requests in it, never the server.
         log(LogLevel::kError, "engine step failed: {}", e.what());

@@ -1,0 +1,182 @@
+// The serving engine's scheduling must never change results: prefix-cache hits, chunked
+// prefill, retraction under KV pressure and concurrent requests all give the same tokens and
+// logprobs, bit for bit (kernels are batch-invariant). Also: streaming, abort, stop ids,
+// validation, and the KV pool returning to empty.
+#include "sparrow/engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "sparrow/engine/sync_generate.h"
+
+namespace sparrow {
+namespace {
+
+const std::string kModel = std::string(SPARROW_TESTDATA_DIR) + "/models/qwen3_moe";
+
+std::unique_ptr<Engine> make_engine(int64_t kv_tokens = 4096, int64_t chunk = 8192, bool radix = true) {
+  EngineOptions o;
+  o.max_total_tokens = kv_tokens;
+  o.max_running_requests = 16;
+  o.chunked_prefill_size = chunk;
+  o.disable_radix_cache = !radix;
+  o.log_interval_s = 0;
+  return std::make_unique<Engine>(load_model(kModel, "auto", DType::kF32), nullptr, o);
+}
+
+Request greedy(std::vector<int32_t> ids, int32_t max_new, bool logprobs = true) {
+  Request r;
+  r.input_ids = std::move(ids);
+  r.sampling.temperature = 0;
+  r.sampling.max_new_tokens = max_new;
+  r.sampling.ignore_eos = true;
+  r.return_logprob = logprobs;
+  return r;
+}
+
+std::vector<int32_t> prompt(int n, int salt) {
+  std::vector<int32_t> v;
+  for (int i = 0; i < n; ++i) v.push_back((i * 37 + salt * 101 + 5) % 500);
+  return v;
+}
+
+void expect_same(const GenerateResult& a, const GenerateResult& b) {
+  EXPECT_EQ(a.output_ids, b.output_ids);
+  ASSERT_EQ(a.output_token_logprobs.size(), b.output_token_logprobs.size());
+  for (size_t i = 0; i < a.output_token_logprobs.size(); ++i)
+    EXPECT_EQ(*a.output_token_logprobs[i].logprob, *b.output_token_logprobs[i].logprob) << i;
+}
+
+TEST(Engine, PrefixCacheHitGivesIdenticalResults) {
+  auto e = make_engine();
+  const auto first = generate_sync(*e, {greedy(prompt(40, 1), 6)})[0].result;
+  EXPECT_EQ(first.cached_tokens, 0);
+  const auto second = generate_sync(*e, {greedy(prompt(40, 1), 6)})[0].result;
+  EXPECT_EQ(second.cached_tokens, 39);
+  expect_same(first, second);
+  // A longer prompt sharing the prefix hits the cache for the shared part.
+  auto longer = prompt(40, 1);
+  longer.push_back(7);
+  const auto third = generate_sync(*e, {greedy(longer, 3)})[0].result;
+  EXPECT_GE(third.cached_tokens, 40);
+  auto no_cache = make_engine(4096, 8192, false);
+  expect_same(third, generate_sync(*no_cache, {greedy(longer, 3)})[0].result);
+}
+
+TEST(Engine, ChunkedPrefillAndConcurrencyDoNotChangeResults) {
+  auto whole = make_engine(4096, 8192, false);
+  auto chunked = make_engine(4096, 5, false);
+  std::vector<Request> reqs;
+  for (int i = 0; i < 6; ++i) reqs.push_back(greedy(prompt(3 + 11 * i, i), 5));
+  const auto together = generate_sync(*chunked, reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) expect_same(together[i].result, generate_sync(*whole, {reqs[i]})[0].result);
+}
+
+TEST(Engine, RetractionUnderKvPressureFinishesEverythingWithSameResults) {
+  auto roomy = make_engine(4096);
+  auto tight = make_engine(96, 32);  // far less than the 8 requests need together
+  std::vector<Request> reqs;
+  for (int i = 0; i < 8; ++i) reqs.push_back(greedy(prompt(20, i + 10), 24));
+  const auto squeezed = generate_sync(*tight, reqs);
+  EXPECT_GT(tight->stats().retractions, 0);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_FALSE(squeezed[i].error) << *squeezed[i].error;
+    expect_same(squeezed[i].result, generate_sync(*roomy, {reqs[i]})[0].result);
+  }
+  EXPECT_EQ(tight->stats().kv_used, 0);
+}
+
+TEST(Engine, StreamingChunksConcatenateToTheResult) {
+  auto e = make_engine();
+  Request r = greedy(prompt(9, 3), 12);
+  r.stream = true;
+  std::mutex mu;
+  std::vector<int32_t> streamed;
+  GenerateResult final_result;
+  std::atomic<bool> done{false};
+  int chunks = 0;
+  e->submit(r, [&](const OutputChunk& ch) {
+    std::lock_guard<std::mutex> lock(mu);
+    streamed.insert(streamed.end(), ch.new_ids.begin(), ch.new_ids.end());
+    ++chunks;
+    if (ch.finished) {
+      final_result = ch.result;
+      done = true;
+    }
+  });
+  while (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(streamed, final_result.output_ids);
+  EXPECT_EQ(final_result.output_ids.size(), 12u);
+  EXPECT_GE(chunks, 2);
+}
+
+TEST(Engine, StopTokenIdsAndMaxNewTokens) {
+  auto e = make_engine();
+  const auto free_run = generate_sync(*e, {greedy(prompt(9, 4), 8)})[0].result;
+  Request r = greedy(prompt(9, 4), 8);
+  r.sampling.stop_token_ids = {free_run.output_ids[2]};
+  const auto stopped = generate_sync(*e, {r})[0].result;
+  EXPECT_EQ(stopped.finish.kind, FinishReason::Kind::kStop);
+  EXPECT_EQ(stopped.finish.matched, free_run.output_ids[2]);
+  // Stops at the first occurrence of that id.
+  const auto first = std::find(free_run.output_ids.begin(), free_run.output_ids.end(), free_run.output_ids[2]);
+  EXPECT_EQ(stopped.output_ids.size(), size_t(first - free_run.output_ids.begin()) + 1);
+  EXPECT_EQ(free_run.finish.kind, FinishReason::Kind::kLength);
+  EXPECT_EQ(free_run.finish.length, 8);
+}
+
+TEST(Engine, AbortEndsARunningRequestAndFreesItsKv) {
+  auto e = make_engine();
+  Request r = greedy(prompt(10, 5), 400);
+  r.rid = "victim";
+  std::atomic<bool> done{false};
+  std::optional<std::string> error;
+  e->submit(r, [&](const OutputChunk& ch) {
+    if (ch.finished) {
+      error = ch.error;
+      done = true;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  e->abort("victim");
+  while (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(*error, "aborted");
+  for (int i = 0; i < 100 && e->stats().running > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(e->stats().kv_used, 0);
+}
+
+TEST(Engine, SeededSamplingIsReproducibleAcrossBatches) {
+  auto e = make_engine();
+  Request r;
+  r.input_ids = prompt(12, 6);
+  r.sampling.temperature = 0.9f;
+  r.sampling.top_p = 0.95f;
+  r.sampling.max_new_tokens = 10;
+  r.sampling.ignore_eos = true;
+  r.sampling.sampling_seed = 42;
+  const auto alone = generate_sync(*e, {r})[0].result;
+  std::vector<Request> batch = {greedy(prompt(30, 7), 4), r, greedy(prompt(5, 8), 9)};
+  const auto in_batch = generate_sync(*e, batch)[1].result;
+  EXPECT_EQ(alone.output_ids, in_batch.output_ids);
+}
+
+TEST(Engine, RejectsBadRequests) {
+  auto e = make_engine(600);
+  EXPECT_THROW(e->submit(greedy({}, 1), [](const OutputChunk&) {}), InputError);
+  EXPECT_THROW(e->submit(greedy({1, 100000}, 1), [](const OutputChunk&) {}), InputError);
+  EXPECT_THROW(e->submit(greedy(prompt(10, 1), 600), [](const OutputChunk&) {}), InputError);  // beyond context 512
+  Request r = greedy(prompt(3, 1), 1);
+  r.sampling.temperature = -1;
+  EXPECT_THROW(e->submit(r, [](const OutputChunk&) {}), InputError);
+  r = greedy(prompt(3, 1), 1);
+  r.sampling.stop = {"x"};  // no tokenizer
+  EXPECT_THROW(e->submit(r, [](const OutputChunk&) {}), InputError);
+}
+
+}  // namespace
+}  // namespace sparrow
