@@ -86,6 +86,10 @@ TEST(JinjaSubset, StatementsAndScopes) {
   EXPECT_EQ(render("a\n  {% if true %}\n  b\n  {% endif %}\nc"), "a\n  b\nc");
   EXPECT_EQ(render("a   {%- if true -%}   b   {%- endif -%}   c"), "abc");
   EXPECT_EQ(render("{# comment #}\nx{{- ' y ' -}}\nz"), "x y z");
+  EXPECT_EQ(render("  {% if true %}x{% endif %}  {% if true %}y{% endif %}\n  z {{ 'q' }}  {% if true %}w{% endif %}"),
+            "x  y  z q  w");
+  // a {% set %} inside a loop body lives for one iteration only
+  EXPECT_EQ(render("{% for i in [1,2] %}{% if i == 1 %}{% set y = 'a' %}{% endif %}[{{ y }}]{% endfor %}"), "[a][]");
 }
 
 TEST(JinjaSubset, ErrorsAreInputErrors) {
