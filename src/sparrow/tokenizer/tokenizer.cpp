@@ -8,6 +8,7 @@
 #include "sparrow/core/error.h"
 #include "sparrow/tokenizer/bpe.h"
 #include "sparrow/tokenizer/byte_level.h"
+#include "sparrow/tokenizer/chat_template.h"
 #include "sparrow/tokenizer/normalizer.h"
 #include "sparrow/tokenizer/pre_tokenizer.h"
 #include "sparrow/tokenizer/utf8.h"
@@ -133,6 +134,15 @@ std::unique_ptr<Tokenizer> Tokenizer::from_json(const nlohmann::json& tj, const 
       }
     }
     t->add_bos_token_ = cfg.value("add_bos_token", false) == true;
+  }
+  // Parse the template now so every request reuses it; a template we cannot parse does not
+  // stop plain tokenization, it makes apply_chat_template fail with the reason.
+  if (!t->chat_template_.empty()) {
+    try {
+      t->parsed_template_ = std::make_shared<ChatTemplate>(t->chat_template_);
+    } catch (const InputError& e) {
+      t->template_error_ = e.what();
+    }
   }
   t->bos_token_ = token_content(cfg, "bos_token");
   t->eos_token_ = token_content(cfg, "eos_token");

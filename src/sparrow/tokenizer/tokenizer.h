@@ -25,6 +25,7 @@
 namespace sparrow {
 
 class BpeModel;
+class ChatTemplate;
 class Normalizer;
 class PreTokenizer;
 
@@ -102,6 +103,8 @@ class Tokenizer {
   std::vector<uint8_t> special_;          // per id
   int32_t vocab_size_ = 0;
   std::string chat_template_;
+  std::shared_ptr<const ChatTemplate> parsed_template_;  // null if the template failed to parse
+  std::string template_error_;                          // why it failed
   std::string bos_token_, eos_token_, pad_token_, unk_token_;
   std::optional<int32_t> bos_id_, eos_id_, pad_id_;
   bool add_bos_token_ = false;
