@@ -12,7 +12,10 @@
 #include "sparrow/engine/sync_generate.h"
 #include "sparrow/model/model.h"
 #include "sparrow/tools/commands.h"
-#include "sparrow/tools/id_list.h"
+#include "sparrow/tokenizer/tokenizer.h"
+#include "sparrow/tools/cli_util.h"
+
+#include <nlohmann/json.hpp>
 
 namespace sparrow::tools {
 namespace {
@@ -22,6 +25,10 @@ struct GenerateArgs {
   std::string load_format = "auto";
   std::string dtype = "bfloat16";
   std::vector<std::string> input_ids;
+  std::vector<std::string> texts;
+  std::string messages;
+  std::string tokenizer_path;
+  bool skip_special_tokens = true;
   int32_t max_new_tokens = 16;
   float temperature = 0.f;
   bool return_logprob = false;
@@ -32,15 +39,36 @@ struct GenerateArgs {
   int64_t chunked_prefill_size = 8192;
 };
 
+// The prompts in order: every --input-ids, then every --text, then --messages.
+std::vector<std::vector<int32_t>> prompts(const GenerateArgs& a, const Tokenizer* tok) {
+  std::vector<std::vector<int32_t>> out;
+  for (const std::string& ids : a.input_ids) out.push_back(parse_id_list(ids, "--input-ids"));
+  for (const std::string& text : a.texts) out.push_back(tok->encode(text));
+  if (!a.messages.empty()) {
+    SPARROW_REQUIRE(tok->has_chat_template(), "--messages: the tokenizer at {} has no chat template",
+                    a.tokenizer_path.empty() ? a.model_path : a.tokenizer_path);
+    const nlohmann::ordered_json msgs = parse_json_arg(a.messages, "--messages");
+    SPARROW_REQUIRE(msgs.is_array(), "--messages must be a JSON array of {{\"role\", \"content\"}} objects");
+    out.push_back(tok->encode(tok->apply_chat_template(msgs, nullptr, true)));
+  }
+  return out;
+}
+
 void run_generate(const GenerateArgs& a) {
   SPARROW_REQUIRE(!a.model_path.empty(), "--model-path is required (a model directory, or a config.json with --load-format dummy)");
-  SPARROW_REQUIRE(!a.input_ids.empty(), "give at least one --input-ids list");
+  SPARROW_REQUIRE(!a.input_ids.empty() || !a.texts.empty() || !a.messages.empty(),
+                  "give a prompt: --input-ids, --text / --text-file or --messages / --messages-file");
+  std::unique_ptr<Tokenizer> tok;
+  if (!a.texts.empty() || !a.messages.empty() || !a.tokenizer_path.empty())
+    tok = Tokenizer::from_dir(a.tokenizer_path.empty() ? a.model_path : a.tokenizer_path);
   std::vector<Request> reqs;
   int64_t kv_tokens = 0;
-  for (size_t i = 0; i < a.input_ids.size(); ++i) {
+  const auto all = prompts(a, tok.get());
+  for (size_t i = 0; i < all.size(); ++i) {
     Request r;
     r.rid = std::to_string(i);
-    r.input_ids = parse_id_list(a.input_ids[i], "--input-ids");
+    r.input_ids = all[i];
+    r.sampling.skip_special_tokens = a.skip_special_tokens;
     r.sampling.max_new_tokens = a.max_new_tokens;
     r.sampling.temperature = a.temperature;
     r.sampling.ignore_eos = a.ignore_eos;
@@ -57,10 +85,12 @@ void run_generate(const GenerateArgs& a) {
   opts.max_running_requests = int32_t(reqs.size());
   opts.chunked_prefill_size = a.chunked_prefill_size;
   opts.log_interval_s = 0;
-  Engine engine(std::move(m), nullptr, opts);
+  Engine engine(std::move(m), tok.get(), opts);
   for (const SyncOutput& o : generate_sync(engine, std::move(reqs))) {
     SPARROW_CHECK(!o.error, "generation failed: {}", o.error.value_or(""));
-    std::printf("%s\n", generate_response_json(o.result).dump().c_str());
+    nlohmann::json j = generate_response_json(o.result);
+    if (tok) j["text"] = o.text;
+    std::printf("%s\n", j.dump().c_str());
   }
 }
 
@@ -73,6 +103,14 @@ void register_generate_command(CLI::App& app) {
   cmd->add_option("--load-format", a->load_format, "auto | safetensors | dummy (seeded random weights)");
   cmd->add_option("--dtype", a->dtype, "bfloat16 (default) | float32");
   cmd->add_option("--input-ids", a->input_ids, "Comma-separated prompt token ids; repeat for a batch");
+  cmd->add_option("--text", a->texts, "Prompt text (tokenized without special-token parsing changes); repeatable");
+  cmd->add_option_function<std::string>("--text-file", [a](const std::string& f) { a->texts.push_back(read_file_arg(f, "--text-file")); },
+                                        "Read a prompt text from a file (any bytes)");
+  cmd->add_option("--messages", a->messages, "Chat messages as a JSON array; rendered with the chat template");
+  cmd->add_option_function<std::string>("--messages-file", [a](const std::string& f) { a->messages = read_file_arg(f, "--messages-file"); },
+                                        "Read --messages from a file");
+  cmd->add_option("--tokenizer-path", a->tokenizer_path, "Tokenizer directory (default: the model directory)");
+  cmd->add_option("--skip-special-tokens", a->skip_special_tokens, "Drop special tokens from output text (default true)");
   cmd->add_option("--max-new-tokens", a->max_new_tokens, "Tokens to generate (0: score the prompt only)");
   cmd->add_option("--temperature", a->temperature, "0 = greedy");
   cmd->add_flag("--return-logprob", a->return_logprob, "Return logprobs");

@@ -1,4 +1,7 @@
-#include "sparrow/tools/id_list.h"
+#include "sparrow/tools/cli_util.h"
+
+#include <fstream>
+#include <sstream>
 
 #include <cerrno>
 #include <cstdlib>
@@ -26,6 +29,22 @@ std::vector<int32_t> parse_id_list(const std::string& text, const char* flag) {
     i = j + 1;
   }
   return ids;
+}
+
+std::string read_file_arg(const std::string& path, const char* flag) {
+  std::ifstream f(path, std::ios::binary);
+  SPARROW_REQUIRE(f.good(), "{}: cannot read {}", flag, path);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+nlohmann::ordered_json parse_json_arg(const std::string& text, const char* flag) {
+  try {
+    return nlohmann::ordered_json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw_input_error("{} is not valid JSON: {}", flag, e.what());
+  }
 }
 
 }  // namespace sparrow::tools
