@@ -1,0 +1,165 @@
+#include <algorithm>
+#include <barrier>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "sparrow/core/error.h"
+#include "sparrow/parallel/communicator.h"
+
+namespace sparrow {
+
+// Exchange state of one group: a slot per member for the pointers of the current call, and a
+// barrier. Two barrier phases per collective: after posting (everyone's inputs are visible),
+// after reading (nobody frees or reuses a buffer a peer may still read).
+struct InProcessWorld::Group {
+  explicit Group(int n) : members(n), sync(n), send(size_t(n)), recv(size_t(n)), counts(size_t(n)), counts2(size_t(n)) {}
+  int members;
+  std::barrier<> sync;
+  std::vector<const void*> send;
+  std::vector<void*> recv;
+  std::vector<const size_t*> counts, counts2;
+};
+
+struct InProcessWorld::State {
+  int size;
+  std::mutex mu;
+  std::map<std::vector<int>, std::unique_ptr<Group>> groups;
+  Group& group(const std::vector<int>& ranks) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto& g = groups[ranks];
+    if (!g) g = std::make_unique<Group>(int(ranks.size()));
+    return *g;
+  }
+};
+
+namespace {
+
+// Sum of `n` floats from each of `srcs` (rank order) into dst, combining ranks by a binary
+// tree: pairs (0,1), (2,3), ... then pairs of pairs. Elementwise, so any slicing of the
+// element range gives the same bits.
+void tree_sum(const std::vector<const float*>& srcs, float* dst, size_t n) {
+  const size_t r = srcs.size();
+  if (r == 1) {
+    if (dst != srcs[0]) std::memmove(dst, srcs[0], n * sizeof(float));
+    return;
+  }
+  float buf[64];
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t k = 0; k < r; ++k) buf[k] = srcs[k][i];
+    for (size_t width = 1; width < r; width *= 2)
+      for (size_t k = 0; k + width < r; k += 2 * width) buf[k] = buf[k] + buf[k + width];
+    dst[i] = buf[0];
+  }
+}
+
+class InProcessCommunicator final : public Communicator {
+ public:
+  InProcessCommunicator(InProcessWorld::Group& g, int rank, int size) : g_(g), rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void all_reduce(float* data, size_t n) override {
+    g_.send[size_t(rank_)] = data;
+    g_.sync.arrive_and_wait();
+    // Each rank computes its own slice of the result into a private buffer first: peers may
+    // still be reading `data` until the second barrier.
+    std::vector<const float*> srcs(static_cast<size_t>(size_));
+    for (int r = 0; r < size_; ++r) srcs[size_t(r)] = static_cast<const float*>(g_.send[size_t(r)]);
+    scratch_.resize(n);
+    tree_sum(srcs, scratch_.data(), n);
+    g_.sync.arrive_and_wait();
+    std::memcpy(data, scratch_.data(), n * sizeof(float));
+  }
+
+  void all_gather(std::span<const std::byte> send, std::byte* recv) override {
+    std::vector<size_t> c(size_t(size_), send.size());
+    all_gatherv(send, recv, c);
+  }
+
+  void all_gatherv(std::span<const std::byte> send, std::byte* recv, std::span<const size_t> counts) override {
+    SPARROW_CHECK(counts.size() == size_t(size_) && counts[size_t(rank_)] == send.size(), "all_gatherv counts");
+    g_.send[size_t(rank_)] = send.data();
+    g_.sync.arrive_and_wait();
+    size_t off = 0;
+    for (int r = 0; r < size_; ++r) {
+      if (counts[size_t(r)]) std::memcpy(recv + off, g_.send[size_t(r)], counts[size_t(r)]);
+      off += counts[size_t(r)];
+    }
+    g_.sync.arrive_and_wait();
+  }
+
+  void reduce_scatterv(const float* send, float* recv, std::span<const size_t> counts) override {
+    SPARROW_CHECK(counts.size() == size_t(size_), "reduce_scatterv counts");
+    size_t my_off = 0;
+    for (int r = 0; r < rank_; ++r) my_off += counts[size_t(r)];
+    g_.send[size_t(rank_)] = send;
+    g_.sync.arrive_and_wait();
+    std::vector<const float*> srcs(static_cast<size_t>(size_));
+    for (int r = 0; r < size_; ++r) srcs[size_t(r)] = static_cast<const float*>(g_.send[size_t(r)]) + my_off;
+    scratch_.resize(counts[size_t(rank_)]);
+    tree_sum(srcs, scratch_.data(), counts[size_t(rank_)]);
+    g_.sync.arrive_and_wait();
+    if (!scratch_.empty()) std::memcpy(recv, scratch_.data(), scratch_.size() * sizeof(float));
+  }
+
+  void all_to_all_v(const std::byte* send, std::span<const size_t> send_counts, std::byte* recv,
+                    std::span<const size_t> recv_counts) override {
+    SPARROW_CHECK(send_counts.size() == size_t(size_) && recv_counts.size() == size_t(size_), "all_to_all_v counts");
+    g_.send[size_t(rank_)] = send;
+    g_.counts[size_t(rank_)] = send_counts.data();
+    g_.sync.arrive_and_wait();
+    size_t off = 0;
+    for (int r = 0; r < size_; ++r) {
+      // Rank r's block for me starts after its blocks for ranks < me.
+      const size_t* sc = g_.counts[size_t(r)];
+      size_t src_off = 0;
+      for (int k = 0; k < rank_; ++k) src_off += sc[k];
+      SPARROW_CHECK(sc[rank_] == recv_counts[size_t(r)], "all_to_all_v: rank {} sends {} bytes to {}, which expects {}", r,
+                    sc[rank_], rank_, recv_counts[size_t(r)]);
+      if (sc[rank_]) std::memcpy(recv + off, static_cast<const std::byte*>(g_.send[size_t(r)]) + src_off, sc[rank_]);
+      off += recv_counts[size_t(r)];
+    }
+    g_.sync.arrive_and_wait();
+  }
+
+  void broadcast(std::byte* data, size_t bytes, int root) override {
+    g_.send[size_t(rank_)] = data;
+    g_.sync.arrive_and_wait();
+    if (rank_ != root && bytes) std::memcpy(data, g_.send[size_t(root)], bytes);
+    g_.sync.arrive_and_wait();
+  }
+
+  void barrier() override { g_.sync.arrive_and_wait(); }
+
+ private:
+  InProcessWorld::Group& g_;
+  int rank_, size_;
+  std::vector<float> scratch_;
+};
+
+}  // namespace
+
+InProcessWorld::InProcessWorld(int size) : state_(std::make_unique<State>()) {
+  SPARROW_REQUIRE(size >= 1 && size <= 64, "world size {} must be in [1, 64]", size);
+  state_->size = size;
+}
+InProcessWorld::~InProcessWorld() = default;
+int InProcessWorld::size() const { return state_->size; }
+
+std::unique_ptr<Communicator> InProcessWorld::communicator(int rank) {
+  std::vector<int> all(static_cast<size_t>(state_->size));
+  for (int r = 0; r < state_->size; ++r) all[size_t(r)] = r;
+  return group(all, rank);
+}
+
+std::unique_ptr<Communicator> InProcessWorld::group(std::span<const int> ranks, int rank) {
+  std::vector<int> key(ranks.begin(), ranks.end());
+  SPARROW_CHECK(std::is_sorted(key.begin(), key.end()) && !key.empty(), "group ranks must be ascending");
+  const auto it = std::find(key.begin(), key.end(), rank);
+  SPARROW_CHECK(it != key.end(), "rank {} is not in the group", rank);
+  Group& g = state_->group(key);
+  return std::make_unique<InProcessCommunicator>(g, int(it - key.begin()), int(key.size()));
+}
+
+}  // namespace sparrow
