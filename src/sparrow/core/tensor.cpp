@@ -58,6 +58,15 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
   return t;
 }
 
+Tensor Tensor::slice_cols(int64_t begin, int64_t end) const {
+  SPARROW_CHECK(rank() == 2 && begin >= 0 && begin <= end && end <= size(1), "column slice [{}, {}) of {}", begin, end,
+                shape_.str());
+  Tensor t = *this;
+  t.data_ = static_cast<char*>(data_) + begin * strides_[1] * int64_t(dtype_size(dtype_));
+  t.shape_.dims[1] = end - begin;
+  return t;
+}
+
 Tensor Tensor::view(Shape shape) const {
   SPARROW_CHECK(is_contiguous(), "view of a non-contiguous tensor");
   SPARROW_CHECK(shape.numel() == numel(), "view {} of {}", shape.str(), shape_.str());

@@ -52,6 +52,8 @@ class Tensor {
 
   // Rows [begin, end) of dimension 0, as a view.
   Tensor slice_rows(int64_t begin, int64_t end) const;
+  // Columns [begin, end) of a rank-2 tensor, as a strided view (rows keep their stride).
+  Tensor slice_cols(int64_t begin, int64_t end) const;
   // Same memory, new contiguous shape with the same element count.
   Tensor view(Shape shape) const;
   // Pointer to row i of dimension 0.
