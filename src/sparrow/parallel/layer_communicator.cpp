@@ -1,0 +1,140 @@
+#include "sparrow/parallel/layer_communicator.h"
+
+#include <cstring>
+
+#include "sparrow/core/error.h"
+
+namespace sparrow {
+namespace {
+
+const char* name(Layout l) {
+  switch (l) {
+    case Layout::kAttnTPFull: return "AttnTPFull";
+    case Layout::kFull: return "Full";
+    case Layout::kScattered: return "Scattered";
+  }
+  return "?";
+}
+
+const char* name(PartialOver p) {
+  switch (p) {
+    case PartialOver::kNone: return "complete";
+    case PartialOver::kAttnTP: return "Partial(attn_tp)";
+    case PartialOver::kWorld: return "Partial(world)";
+  }
+  return "?";
+}
+
+void expect(const Hidden& h, Layout l, PartialOver p, const char* op) {
+  SPARROW_CHECK(h.layout == l && h.partial == p, "LayerCommunicator::{}: expects {} {}, got {} {}", op, name(l), name(p),
+                name(h.layout), name(h.partial));
+}
+
+}  // namespace
+
+void LayerCommunicator::begin_step(int64_t tokens) {
+  const int dp = ctx_.mesh.attn_dp;
+  dp_tokens_.assign(size_t(dp), 0);
+  ctx_.attn_dp->all_gather({reinterpret_cast<const std::byte*>(&tokens), sizeof tokens},
+                           reinterpret_cast<std::byte*>(dp_tokens_.data()));
+  full_tokens_ = 0;
+  for (int64_t t : dp_tokens_) full_tokens_ += t;
+}
+
+int64_t LayerCommunicator::dp_offset() const {
+  int64_t off = 0;
+  for (int d = 0; d < ctx_.mesh.attn_dp_rank(ctx_.rank); ++d) off += dp_tokens_[size_t(d)];
+  return off;
+}
+
+std::pair<int64_t, int64_t> LayerCommunicator::scattered_range() const {
+  const int64_t t = dp_tokens(), n = ctx_.mesh.attn_tp, r = ctx_.attn_tp_rank();
+  const int64_t base = t / n, extra = t % n;
+  const int64_t b = r * base + std::min(r, extra);
+  return {b, b + base + (r < extra ? 1 : 0)};
+}
+
+Hidden LayerCommunicator::reduce_attn_tp(Hidden h) {
+  expect(h, Layout::kAttnTPFull, PartialOver::kAttnTP, "reduce_attn_tp");
+  SPARROW_CHECK(h.t.dtype() == DType::kF32 && h.t.is_contiguous(), "partial sums are contiguous fp32");
+  ctx_.attn_tp->all_reduce(h.t.data_as<float>(), size_t(h.t.numel()));
+  h.partial = PartialOver::kNone;
+  return h;
+}
+
+Hidden LayerCommunicator::to_moe_input(Hidden h, Arena& ws) {
+  expect(h, Layout::kAttnTPFull, PartialOver::kNone, "to_moe_input");
+  const int64_t hsz = h.t.size(1);
+  const size_t row_bytes = size_t(hsz) * dtype_size(h.t.dtype());
+  if (ctx_.a2a == MoeA2ABackend::kAllToAll) {
+    const auto [b, e] = scattered_range();
+    return {h.t.slice_rows(b, e), Layout::kScattered, PartialOver::kNone};
+  }
+  if (ctx_.mesh.attn_dp == 1) return {h.t, Layout::kFull, PartialOver::kNone};
+  const Tensor full = ws.alloc(h.t.dtype(), {full_tokens_, hsz});
+  std::vector<size_t> counts;
+  for (int64_t t : dp_tokens_) counts.push_back(size_t(t) * row_bytes);
+  ctx_.attn_dp->all_gatherv({static_cast<const std::byte*>(h.t.data()), size_t(h.t.numel()) * dtype_size(h.t.dtype())},
+                            static_cast<std::byte*>(full.data()), counts);
+  return {full, Layout::kFull, PartialOver::kNone};
+}
+
+Hidden LayerCommunicator::from_moe_output(Hidden h, Arena& ws) {
+  if (ctx_.a2a == MoeA2ABackend::kAllToAll) {
+    expect(h, Layout::kScattered, PartialOver::kNone, "from_moe_output");
+    const int64_t hsz = h.t.size(1);
+    const size_t row_bytes = size_t(hsz) * dtype_size(h.t.dtype());
+    const Tensor out = ws.alloc(h.t.dtype(), {dp_tokens(), hsz});
+    std::vector<size_t> counts;
+    const int64_t t = dp_tokens(), n = ctx_.mesh.attn_tp;
+    for (int64_t r = 0; r < n; ++r) counts.push_back(size_t(t / n + (r < t % n ? 1 : 0)) * row_bytes);
+    ctx_.attn_tp->all_gatherv({static_cast<const std::byte*>(h.t.data()), size_t(h.t.size(0)) * row_bytes},
+                              static_cast<std::byte*>(out.data()), counts);
+    return {out, Layout::kAttnTPFull, PartialOver::kNone};
+  }
+  expect(h, Layout::kFull, PartialOver::kWorld, "from_moe_output");
+  SPARROW_CHECK(h.t.dtype() == DType::kF32 && h.t.is_contiguous(), "partial sums are contiguous fp32");
+  ctx_.world->all_reduce(h.t.data_as<float>(), size_t(h.t.numel()));
+  return {h.t.slice_rows(dp_offset(), dp_offset() + dp_tokens()), Layout::kAttnTPFull, PartialOver::kNone};
+}
+
+void LayerCommunicator::reduce_slots_world(float* data, size_t n) { ctx_.world->all_reduce(data, n); }
+
+void LayerCommunicator::all_reduce_attn_tp(float* data, size_t n) { ctx_.attn_tp->all_reduce(data, n); }
+
+void LayerCommunicator::all_gather_cols_attn_tp(const Tensor& mine, const Tensor& out, Arena& ws) {
+  const int n = ctx_.mesh.attn_tp;
+  const int64_t rows = mine.size(0);
+  if (n == 1) {
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(out.row_ptr(r), mine.row_ptr(r), size_t(mine.size(1)) * dtype_size(mine.dtype()));
+    return;
+  }
+  // Gather whole blocks, then interleave them column-wise.
+  std::vector<size_t> counts(static_cast<size_t>(n));
+  std::vector<int64_t> cols(static_cast<size_t>(n));
+  const int64_t total_cols = out.size(1), es = int64_t(dtype_size(mine.dtype()));
+  for (int r = 0; r < n; ++r) {
+    const int64_t per = (total_cols + n - 1) / n;
+    cols[size_t(r)] = std::max<int64_t>(0, std::min(total_cols, per * (r + 1)) - per * r);
+    counts[size_t(r)] = size_t(rows * cols[size_t(r)] * es);
+  }
+  const Tensor blocks = ws.alloc(mine.dtype(), {rows * total_cols});
+  ctx_.attn_tp->all_gatherv({static_cast<const std::byte*>(mine.data()), size_t(mine.numel() * es)},
+                            static_cast<std::byte*>(blocks.data()), counts);
+  int64_t block_off = 0, col_off = 0;
+  for (int r = 0; r < n; ++r) {
+    for (int64_t i = 0; i < rows; ++i)
+      std::memcpy(static_cast<char*>(out.row_ptr(i)) + col_off * es,
+                  static_cast<const char*>(blocks.data()) + (block_off + i * cols[size_t(r)]) * es, size_t(cols[size_t(r)] * es));
+    block_off += rows * cols[size_t(r)];
+    col_off += cols[size_t(r)];
+  }
+}
+
+void LayerCommunicator::all_to_all_v(const std::byte* send, std::span<const size_t> send_bytes, std::byte* recv,
+                                     std::span<const size_t> recv_bytes) {
+  ctx_.world->all_to_all_v(send, send_bytes, recv, recv_bytes);
+}
+
+}  // namespace sparrow
