@@ -11,28 +11,52 @@
 
 namespace sparrow {
 
-CausalLM::CausalLM(const ModelConfig& c, const WeightSource& source, DType dtype)
-    : config_(c), dtype_(dtype), weights_(std::make_unique<WeightStore>(source, dtype)) {
+CausalLM::CausalLM(const ModelConfig& c, const WeightSource& source, DType dtype, const RankContext& rank)
+    : config_(c), dtype_(dtype), rank_(rank) {
+  build(source);
+}
+
+CausalLM::CausalLM(const ModelConfig& c, const WeightSource& source, DType dtype) : config_(c), dtype_(dtype) {
+  own_world_ = std::make_unique<InProcessWorld>(1);
+  own_comms_ = std::make_unique<RankComms>(RankComms::create(*own_world_, Mesh{}, 0));
+  rank_ = own_comms_->context(Mesh{}, 0, false, 1, MoeA2ABackend::kNone);
+  build(source);
+}
+
+CausalLM::~CausalLM() = default;
+
+void CausalLM::build(const WeightSource& source) {
+  const ModelConfig& c = config_;
+  comm_ = std::make_unique<LayerCommunicator>(rank_);
+  weights_ = std::make_unique<WeightStore>(source, dtype_);
   const ArchSpec arch = arch_for(c.model_type);
   WeightStore& w = *weights_;
   const int64_t h = c.hidden_size;
-  embed_ = w.matrix("model.embed_tokens.weight", {c.vocab_size, h});
+  const int tp = rank_.mesh.attn_tp, r = rank_.attn_tp_rank();
+  // Vocabulary-parallel embedding and lm_head over attention TP.
+  const Range vocab = padded_shard_range(c.vocab_size, tp, r);
+  vocab0_ = vocab.begin;
+  embed_ = w.matrix("model.embed_tokens.weight", {c.vocab_size, h}, vocab);
   // Tied checkpoints usually omit lm_head.weight; if one carries it anyway, it is the same data.
-  lm_head_ = c.tie_word_embeddings ? embed_ : w.matrix("lm_head.weight", {c.vocab_size, h});
+  lm_head_ = c.tie_word_embeddings ? embed_ : w.matrix("lm_head.weight", {c.vocab_size, h}, vocab);
   final_norm_ = w.vector_f32("model.norm.weight", h);
+  dense_leaves_ = local_leaves(rank_, tp);
   layers_.resize(size_t(c.num_layers));
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i);
     Layer& L = layers_[size_t(i)];
     L.input_norm = w.vector_f32(p + ".input_layernorm.weight", h);
     L.post_attention_norm = w.vector_f32(p + ".post_attention_layernorm.weight", h);
-    L.attention = std::make_unique<Attention>(c, i, w, p + ".self_attn");
+    L.attention = std::make_unique<Attention>(c, i, w, p + ".self_attn", rank_);
     if (c.is_moe_layer(i))
-      L.moe = std::make_unique<SparseMoe>(c, w, p + "." + arch.moe_block, arch.moe);
+      L.moe = std::make_unique<SparseMoe>(c, w, p + "." + arch.moe_block, arch.moe, rank_);
     else
-      L.mlp = std::make_unique<Mlp>(w, p + ".mlp", h, c.intermediate_size);
+      L.mlp = std::make_unique<Mlp>(w, p + ".mlp", h, c.intermediate_size, Mlp::Names{},
+                                    shard_range(c.intermediate_size, tp, r));
   }
 }
+
+int64_t CausalLM::local_kv_heads() const { return layers_[0].attention->local_kv_heads(); }
 
 size_t CausalLM::workspace_bytes(int64_t max_tokens) const {
   const ModelConfig& c = config_;
@@ -47,15 +71,35 @@ size_t CausalLM::workspace_bytes(int64_t max_tokens) const {
   return size_t(max_tokens + 1) * per_token * 5 / 4 + size_t(c.num_experts + 64) * 4 * 64 + (1u << 20);
 }
 
+void CausalLM::embed(const ForwardBatch& batch, const Tensor& residual) const {
+  const int64_t t = batch.num_tokens(), h = config_.hidden_size;
+  if (rank_.mesh.attn_tp == 1) {
+    ops::embedding(embed_, batch.input_ids.data(), residual);
+    return;
+  }
+  // This rank's vocabulary rows; -0.0 elsewhere, so the tree sum over ranks is exact.
+  float* r = residual.data_as<float>();
+  std::fill(r, r + t * h, -0.0f);
+  const int64_t v = embed_.size(0);
+  for (int64_t i = 0; i < t; ++i) {
+    const int64_t id = batch.input_ids[size_t(i)];
+    SPARROW_CHECK(id >= 0 && id < config_.vocab_size, "token id {} outside vocabulary [0, {})", id, config_.vocab_size);
+    if (id >= vocab0_ && id < vocab0_ + v) convert(embed_.row_ptr(id - vocab0_), embed_.dtype(), r + i * h, DType::kF32, size_t(h));
+  }
+  comm_->all_reduce_attn_tp(r, size_t(t * h));
+}
+
 void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPool& req_to_token,
                        Arena& ws, const Tensor& logits) const {
   const int64_t t = batch.num_tokens(), h = config_.hidden_size;
   const int64_t rows = int64_t(batch.logit_rows.size());
   SPARROW_CHECK(logits.dtype() == DType::kF32 && logits.size(0) == rows && logits.size(1) == config_.vocab_size,
                 "logits buffer {} for {} rows", logits.shape().str(), rows);
-  if (t == 0) return;
+  const bool single = rank_.mesh.world == 1;
+  if (t == 0 && single) return;
   const size_t mark = ws.used();
-  StepContext ctx{batch, kv, {}, ws, dtype_};
+  comm_->begin_step(t);
+  StepContext ctx{batch, kv, {}, ws, dtype_, *comm_};
   ctx.attention.batch = batch.batch_size();
   ctx.attention.req_slots = batch.req_slots.data();
   ctx.attention.seq_lens = batch.seq_lens.data();
@@ -68,17 +112,22 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
   // layer's output, and rounding it to bf16 each layer is the largest error source.
   const Tensor residual = ws.alloc(DType::kF32, {t, h});
   const Tensor normed = ws.alloc(dtype_, {t, h});
-  const Tensor branch = ws.alloc(dtype_, {t, h});  // output of attention / MLP
-  ops::embedding(embed_, batch.input_ids.data(), residual);
-  ops::rms_norm(residual, layers_[0].input_norm, float(config_.rms_norm_eps), normed);
+  const Tensor branch = ws.alloc(DType::kF32, {t, h});  // output of attention / MLP, complete
+  embed(batch, residual);
   const float eps = float(config_.rms_norm_eps);
+  ops::rms_norm(residual, layers_[0].input_norm, eps, normed);
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer& L = layers_[i];
     const size_t layer_mark = ws.used();
     L.attention->forward(normed, ctx, branch);
     ops::add_rms_norm(branch, residual, L.post_attention_norm, eps, normed);
-    if (L.moe) L.moe->forward(normed, ws, branch);
-    else L.mlp->forward(normed, ws, branch);
+    if (L.moe) {
+      L.moe->forward(normed, ctx, branch);
+    } else {
+      L.mlp->forward(normed, ws, branch, dense_leaves_);
+      Hidden hd{branch, Layout::kAttnTPFull, rank_.mesh.attn_tp > 1 ? PartialOver::kAttnTP : PartialOver::kNone};
+      if (rank_.mesh.attn_tp > 1) comm_->reduce_attn_tp(hd);
+    }
     const Tensor& next_norm = i + 1 < layers_.size() ? layers_[i + 1].input_norm : final_norm_;
     ops::add_rms_norm(branch, residual, next_norm, eps, normed);
     ws.rewind(layer_mark);
@@ -90,7 +139,13 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
     SPARROW_CHECK(src >= 0 && src < t, "logit row {} of {} tokens", src, t);
     std::memcpy(picked.row_ptr(r), normed.row_ptr(src), row_bytes);
   }
-  ops::linear(picked, lm_head_, nullptr, logits);
+  if (rank_.mesh.attn_tp == 1) {
+    ops::linear(picked, lm_head_, nullptr, logits);
+  } else {
+    const Tensor mine = ws.alloc(DType::kF32, {rows, lm_head_.size(0)});
+    ops::linear(picked, lm_head_, nullptr, mine);
+    comm_->all_gather_cols_attn_tp(mine, logits, ws);
+  }
   ws.rewind(mark);
 }
 

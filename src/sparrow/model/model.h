@@ -14,24 +14,35 @@
 #include "sparrow/model/layers/mlp.h"
 #include "sparrow/model/layers/moe.h"
 #include "sparrow/model/weight_store.h"
+#include "sparrow/parallel/layer_communicator.h"
+#include "sparrow/parallel/rank_context.h"
 
 namespace sparrow {
 
 class CausalLM {
  public:
-  // Builds the model; weights come from `source` (which must outlive the model).
+  // Builds one rank's shard of the model; weights come from `source` (which must outlive the
+  // model) and `rank` (its communicators too).
+  CausalLM(const ModelConfig& config, const WeightSource& source, DType dtype, const RankContext& rank);
+  // A single-rank model (owns a trivial one-rank world).
   CausalLM(const ModelConfig& config, const WeightSource& source, DType dtype);
+  ~CausalLM();
 
   const ModelConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }
 
   // Runs `batch`; writes fp32 logits [batch.logit_rows.size(), V] into `logits`. Uses `ws`
-  // for all scratch (rewound before returning).
+  // for all scratch (rewound before returning). Every rank of the world must call forward
+  // for every step, a rank with no tokens with an empty (idle) batch.
   void forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPool& req_to_token,
                Arena& ws, const Tensor& logits) const;
 
-  // Workspace bytes a step of up to `max_tokens` tokens needs.
+  // Workspace bytes a step of up to `max_tokens` tokens (of the whole world: MoE layers see
+  // every DP group's tokens) needs.
   size_t workspace_bytes(int64_t max_tokens) const;
+  // KV heads this rank stores per layer.
+  int64_t local_kv_heads() const;
+  const RankContext& rank() const { return rank_; }
 
  private:
   struct Layer {
@@ -41,10 +52,19 @@ class CausalLM {
     std::unique_ptr<Mlp> mlp;
   };
 
+  void build(const WeightSource& source);
+  void embed(const ForwardBatch& batch, const Tensor& residual) const;
+
   ModelConfig config_;
   DType dtype_;
+  std::unique_ptr<InProcessWorld> own_world_;  // single-rank models only
+  std::unique_ptr<RankComms> own_comms_;
+  RankContext rank_;
+  std::unique_ptr<LayerCommunicator> comm_;
   std::unique_ptr<WeightStore> weights_;
-  Tensor embed_, lm_head_, final_norm_;
+  Tensor embed_, lm_head_, final_norm_;  // embed_/lm_head_: this rank's vocabulary rows
+  int64_t vocab0_ = 0;
+  int dense_leaves_ = 1;
   std::vector<Layer> layers_;
 };
 

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "sparrow/model/layers/row_parallel.h"
+
 namespace sparrow {
 namespace {
 
@@ -12,36 +14,64 @@ void write_kv(const Tensor& src, const Tensor& cache, const std::vector<int32_t>
   for (size_t t = 0; t < slots.size(); ++t) std::memcpy(cache.row_ptr(slots[t]), src.row_ptr(int64_t(t)), row_bytes);
 }
 
+// Columns [c0, c0 + n) of every row of src into dst (contiguous [T, n]).
+void copy_cols(const Tensor& src, int64_t c0, const Tensor& dst) {
+  const size_t es = dtype_size(src.dtype()), n = size_t(dst.size(1));
+  for (int64_t t = 0; t < src.size(0); ++t)
+    std::memcpy(dst.row_ptr(t), static_cast<const char*>(src.row_ptr(t)) + size_t(c0) * es, n * es);
+}
+
 }  // namespace
 
-Attention::Attention(const ModelConfig& c, int64_t layer, WeightStore& w, const std::string& p)
-    : layer_(layer), heads_(c.num_heads), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
-      eps_(float(c.rms_norm_eps)), scale_(1.0f / std::sqrt(float(c.head_dim))), qk_norm_(c.qk_norm) {
-  const int64_t h = c.hidden_size, q_dim = heads_ * head_dim_, kv_dim = kv_heads_ * head_dim_;
-  wq_ = w.matrix(p + ".q_proj.weight", {q_dim, h});
-  wk_ = w.matrix(p + ".k_proj.weight", {kv_dim, h});
-  wv_ = w.matrix(p + ".v_proj.weight", {kv_dim, h});
-  wo_ = w.matrix(p + ".o_proj.weight", {h, q_dim});
+Attention::Attention(const ModelConfig& c, int64_t layer, WeightStore& w, const std::string& p, const RankContext& rank)
+    : layer_(layer), head_dim_(c.head_dim), eps_(float(c.rms_norm_eps)), scale_(1.0f / std::sqrt(float(c.head_dim))),
+      qk_norm_(c.qk_norm) {
+  const int64_t h = c.hidden_size, d = c.head_dim;
+  tp_ = rank.mesh.attn_tp;
+  const int r = rank.attn_tp_rank();
+  heads_ = c.num_heads / tp_;
+  leaves_ = local_leaves(rank, tp_);
+  // KV heads: split when there are at least as many as ranks, else each rank keeps the one
+  // its query heads read.
+  int64_t kv0;
+  if (c.num_kv_heads >= tp_) {
+    kv_heads_ = c.num_kv_heads / tp_;
+    kv0 = kv_heads_ * r;
+  } else {
+    kv_heads_ = 1;
+    kv0 = (heads_ * r) / (c.num_heads / c.num_kv_heads);
+  }
+  const Range q_rows{heads_ * r * d, heads_ * (r + 1) * d}, kv_rows{kv0 * d, (kv0 + kv_heads_) * d};
+  q_col0_ = q_rows.begin;
+  kv_col0_ = kv_rows.begin;
+  // OLMoE normalizes the whole q / k projection: with TP a rank computes them whole.
+  full_qk_ = qk_norm_ == QKNorm::kProjection && tp_ > 1;
+  const Range wq_rows = full_qk_ ? Range::all() : q_rows, wk_rows = full_qk_ ? Range::all() : kv_rows;
+  const int64_t q_dim = c.num_heads * d, kv_dim = c.num_kv_heads * d;
+  wq_ = w.matrix(p + ".q_proj.weight", {q_dim, h}, wq_rows);
+  wk_ = w.matrix(p + ".k_proj.weight", {kv_dim, h}, wk_rows);
+  wv_ = w.matrix(p + ".v_proj.weight", {kv_dim, h}, kv_rows);
+  wo_ = w.matrix(p + ".o_proj.weight", {h, q_dim}, Range::all(), q_rows);
   if (c.attention_bias) {
-    bq_ = w.vector_f32(p + ".q_proj.bias", q_dim);
-    bk_ = w.vector_f32(p + ".k_proj.bias", kv_dim);
-    bv_ = w.vector_f32(p + ".v_proj.bias", kv_dim);
+    bq_ = w.vector_f32(p + ".q_proj.bias", q_dim, wq_rows);
+    bk_ = w.vector_f32(p + ".k_proj.bias", kv_dim, wk_rows);
+    bv_ = w.vector_f32(p + ".v_proj.bias", kv_dim, kv_rows);
   }
   if (c.o_proj_bias) bo_ = w.vector_f32(p + ".o_proj.bias", h);
   switch (qk_norm_) {
     case QKNorm::kNone: break;
     case QKNorm::kPerHead:
-      q_norm_ = w.vector_f32(p + ".q_norm.weight", head_dim_);
-      k_norm_ = w.vector_f32(p + ".k_norm.weight", head_dim_);
+      q_norm_ = w.vector_f32(p + ".q_norm.weight", d);
+      k_norm_ = w.vector_f32(p + ".k_norm.weight", d);
       break;
     case QKNorm::kProjection:
-      q_norm_ = w.vector_f32(p + ".q_norm.weight", q_dim);
-      k_norm_ = w.vector_f32(p + ".k_norm.weight", kv_dim);
+      q_norm_ = w.vector_f32(p + ".q_norm.weight", q_dim, full_qk_ ? Range::all() : q_rows);
+      k_norm_ = w.vector_f32(p + ".k_norm.weight", kv_dim, full_qk_ ? Range::all() : kv_rows);
       break;
   }
   // inv_freq[i] = theta^(-2i/D), computed in double and rounded once to fp32.
-  for (int64_t i = 0; i < head_dim_ / 2; ++i)
-    inv_freq_.push_back(float(1.0 / std::pow(c.rope_theta, double(2 * i) / double(head_dim_))));
+  for (int64_t i = 0; i < d / 2; ++i)
+    inv_freq_.push_back(float(1.0 / std::pow(c.rope_theta, double(2 * i) / double(d))));
 }
 
 void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
@@ -52,8 +82,18 @@ void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& o
   const Tensor k = ws.alloc(dt, {t, kv_heads_, head_dim_});
   const Tensor v = ws.alloc(dt, {t, kv_heads_, head_dim_});
   const Tensor q2 = q.view({t, heads_ * head_dim_}), k2 = k.view({t, kv_heads_ * head_dim_});
-  ops::linear(x, wq_, bq_.data() ? &bq_ : nullptr, q2);
-  ops::linear(x, wk_, bk_.data() ? &bk_ : nullptr, k2);
+  if (full_qk_) {
+    const Tensor qf = ws.alloc(dt, {t, wq_.size(0)}), kf = ws.alloc(dt, {t, wk_.size(0)});
+    ops::linear(x, wq_, bq_.data() ? &bq_ : nullptr, qf);
+    ops::linear(x, wk_, bk_.data() ? &bk_ : nullptr, kf);
+    ops::rms_norm(qf, q_norm_, eps_, qf);
+    ops::rms_norm(kf, k_norm_, eps_, kf);
+    copy_cols(qf, q_col0_, q2);
+    copy_cols(kf, kv_col0_, k2);
+  } else {
+    ops::linear(x, wq_, bq_.data() ? &bq_ : nullptr, q2);
+    ops::linear(x, wk_, bk_.data() ? &bk_ : nullptr, k2);
+  }
   ops::linear(x, wv_, bv_.data() ? &bv_ : nullptr, v.view({t, kv_heads_ * head_dim_}));
   switch (qk_norm_) {
     case QKNorm::kNone: break;
@@ -62,8 +102,10 @@ void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& o
       ops::head_rms_norm(k, k_norm_, eps_);
       break;
     case QKNorm::kProjection:
-      ops::rms_norm(q2, q_norm_, eps_, q2);
-      ops::rms_norm(k2, k_norm_, eps_, k2);
+      if (!full_qk_) {
+        ops::rms_norm(q2, q_norm_, eps_, q2);
+        ops::rms_norm(k2, k_norm_, eps_, k2);
+      }
       break;
   }
   const int32_t* pos = ctx.batch.positions.data();
@@ -74,7 +116,15 @@ void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& o
   write_kv(v, v_cache, ctx.batch.out_cache_loc);
   const Tensor attn = ws.alloc(dt, {t, heads_, head_dim_});
   ops::paged_attention(q, k_cache, v_cache, ctx.attention, scale_, attn);
-  ops::linear(attn.view({t, heads_ * head_dim_}), wo_, bo_.data() ? &bo_ : nullptr, out);
+  row_parallel_linear(attn.view({t, heads_ * head_dim_}), wo_, leaves_, ws, out);
+  Hidden h{out, Layout::kAttnTPFull, tp_ > 1 ? PartialOver::kAttnTP : PartialOver::kNone};
+  if (tp_ > 1) h = ctx.comm.reduce_attn_tp(h);
+  if (bo_.data()) {
+    float* o = out.data_as<float>();
+    const float* b = bo_.data_as<float>();
+    for (int64_t i = 0; i < t; ++i)
+      for (int64_t j = 0; j < out.size(1); ++j) o[i * out.size(1) + j] += b[j];
+  }
 }
 
 }  // namespace sparrow

@@ -1,5 +1,8 @@
 // Self-attention with GQA, RoPE and the per-architecture q/k norms, reading and writing
-// K/V through the paged pool. Prefill and decode take the same path.
+// K/V through the paged pool. Prefill and decode take the same path. Under attention TP a
+// rank holds a slice of the query heads (and of the KV heads, or one replicated KV head when
+// there are fewer KV heads than ranks); o_proj is then row-parallel and the
+// LayerCommunicator completes its sum.
 #pragma once
 
 #include <string>
@@ -13,16 +16,21 @@ namespace sparrow {
 
 class Attention {
  public:
-  Attention(const ModelConfig& c, int64_t layer, WeightStore& w, const std::string& prefix);
+  Attention(const ModelConfig& c, int64_t layer, WeightStore& w, const std::string& prefix, const RankContext& rank);
 
-  // x [T, H] (normed hidden states) -> out [T, H].
+  // x [T, H] (normed hidden states, AttnTPFull) -> out f32 [T, H], complete.
   void forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
+  int64_t local_kv_heads() const { return kv_heads_; }
 
  private:
-  int64_t layer_, heads_, kv_heads_, head_dim_;
+  int64_t layer_, heads_, kv_heads_, head_dim_;  // heads_ / kv_heads_: this rank's
+  int64_t q_col0_ = 0, kv_col0_ = 0;             // first column of this rank's q / k in the full projections
   float eps_, scale_;
   QKNorm qk_norm_;
-  Tensor wq_, wk_, wv_, wo_;            // HF Linear layout
+  bool full_qk_ = false;                // projection norm under TP: q/k computed whole, then sliced
+  int leaves_ = 1;
+  int tp_ = 1;
+  Tensor wq_, wk_, wv_, wo_;            // HF Linear layout, this rank's rows (wo: columns)
   Tensor bq_, bk_, bv_, bo_;            // f32, undefined when the architecture has none
   Tensor q_norm_, k_norm_;              // f32
   std::vector<float> inv_freq_;         // [D/2]

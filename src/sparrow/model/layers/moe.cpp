@@ -2,88 +2,222 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "sparrow/kernels/ops.h"
+#include "sparrow/model/layers/row_parallel.h"
 
 namespace sparrow {
 
-SparseMoe::SparseMoe(const ModelConfig& c, WeightStore& w, const std::string& p, const MoeNames& n)
-    : hidden_(c.hidden_size), top_k_(c.top_k), renormalize_(c.norm_topk_prob),
+SparseMoe::SparseMoe(const ModelConfig& c, WeightStore& w, const std::string& p, const MoeNames& n, const RankContext& rank)
+    : hidden_(c.hidden_size), top_k_(c.top_k), num_experts_(c.num_experts), renormalize_(c.norm_topk_prob),
       router_(w.matrix(p + "." + n.router + ".weight", {c.num_experts, c.hidden_size})) {
-  experts_.reserve(size_t(c.num_experts));
-  for (int64_t e = 0; e < c.num_experts; ++e)
-    experts_.emplace_back(w, p + "." + n.experts + "." + std::to_string(e), c.hidden_size,
-                          c.moe_intermediate_size, n.expert_proj);
+  const Mesh& m = rank.mesh;
+  moe_tp_ = m.moe_tp;
+  attn_tp_ = m.attn_tp;
+  experts_local_ = c.num_experts / m.moe_ep;
+  expert0_ = experts_local_ * rank.moe_ep_rank();
+  expert_leaves_ = local_leaves(rank, moe_tp_);
+  shared_leaves_ = local_leaves(rank, attn_tp_);
+  const Range slice = shard_range(c.moe_intermediate_size, moe_tp_, rank.moe_tp_rank());
+  experts_.reserve(size_t(experts_local_));
+  for (int64_t e = expert0_; e < expert0_ + experts_local_; ++e)
+    experts_.emplace_back(w, p + "." + n.experts + "." + std::to_string(e), c.hidden_size, c.moe_intermediate_size,
+                          n.expert_proj, slice);
   if (c.shared_expert_intermediate_size > 0) {
-    shared_.emplace(w, p + "." + n.shared_expert, c.hidden_size, c.shared_expert_intermediate_size);
+    shared_.emplace(w, p + "." + n.shared_expert, c.hidden_size, c.shared_expert_intermediate_size, Mlp::Names{},
+                    shard_range(c.shared_expert_intermediate_size, attn_tp_, rank.attn_tp_rank()));
     shared_gate_ = w.matrix(p + "." + n.shared_expert_gate + ".weight", {1, c.hidden_size});
   }
 }
 
-void SparseMoe::forward(const Tensor& x, Arena& ws, const Tensor& out) const {
-  const int64_t t = x.size(0), k = top_k_, h = hidden_, e_count = int64_t(experts_.size());
-  const size_t row_bytes = size_t(h) * dtype_size(x.dtype());
-
-  const Tensor logits = ws.alloc(DType::kF32, {t, e_count});
+SparseMoe::Routed SparseMoe::route(const Tensor& x, Arena& ws) const {
+  const int64_t t = x.size(0);
+  const Tensor logits = ws.alloc(DType::kF32, {t, num_experts_});
   ops::linear(x, router_, nullptr, logits);
-  int32_t* ids = ws.alloc_array<int32_t>(size_t(t * k));
-  float* weights = ws.alloc_array<float>(size_t(t * k));
-  ops::route_topk_softmax(logits, int(k), renormalize_, ids, weights);
+  Routed r{ws.alloc_array<int32_t>(size_t(t * top_k_)), ws.alloc_array<float>(size_t(t * top_k_))};
+  if (t > 0) ops::route_topk_softmax(logits, int(top_k_), renormalize_, r.ids, r.weights);
+  return r;
+}
 
-  // Group (token, slot) pairs by expert with a counting sort; within an expert, pairs keep
-  // token order, so the grouping is a pure function of the routing.
-  int64_t* start = ws.alloc_array<int64_t>(size_t(e_count + 1));
-  std::memset(start, 0, sizeof(int64_t) * size_t(e_count + 1));
-  for (int64_t i = 0; i < t * k; ++i) ++start[ids[i] + 1];
-  for (int64_t e = 0; e < e_count; ++e) start[e + 1] += start[e];
-  int64_t* fill = ws.alloc_array<int64_t>(size_t(e_count));
-  std::memcpy(fill, start, sizeof(int64_t) * size_t(e_count));
-  int64_t* pair_of_row = ws.alloc_array<int64_t>(size_t(t * k));  // grouped row -> token*k+slot
-  for (int64_t i = 0; i < t * k; ++i) pair_of_row[fill[ids[i]]++] = i;
-
-  // Each (token, slot) output lands in slot_out[token*k + slot], fp32, already weighted.
-  const Tensor slot_out = ws.alloc(DType::kF32, {t * k, h});
-  const Tensor gathered = ws.alloc(x.dtype(), {t * k, h});
-  const Tensor expert_out = ws.alloc(DType::kF32, {t * k, h});
-  for (int64_t r = 0; r < t * k; ++r) std::memcpy(gathered.row_ptr(r), x.row_ptr(pair_of_row[r] / k), row_bytes);
-  for (int64_t e = 0; e < e_count; ++e) {
-    const int64_t b = start[e], n = start[e + 1] - start[e];
+void SparseMoe::run_experts(const Tensor& x, const int32_t* ids, int64_t slots, Arena& ws, const Tensor& values,
+                            const std::vector<int64_t>& pairs) const {
+  // Group the pairs by owned expert (counting sort: within an expert, pairs keep their
+  // order, so the grouping is a pure function of the routing).
+  const size_t row_bytes = size_t(hidden_) * dtype_size(x.dtype());
+  std::vector<int64_t> start(size_t(experts_local_ + 1), 0);
+  for (int64_t pr : pairs) ++start[size_t(ids[pr] - expert0_ + 1)];
+  for (int64_t e = 0; e < experts_local_; ++e) start[size_t(e + 1)] += start[size_t(e)];
+  std::vector<int64_t> fill(start.begin(), start.end() - 1), order(pairs.size());
+  for (int64_t pr : pairs) order[size_t(fill[size_t(ids[pr] - expert0_)]++)] = pr;
+  const int64_t n_pairs = int64_t(pairs.size());
+  const Tensor gathered = ws.alloc(x.dtype(), {n_pairs, hidden_});
+  const Tensor out = ws.alloc(DType::kF32, {n_pairs, hidden_});
+  for (int64_t i = 0; i < n_pairs; ++i) std::memcpy(gathered.row_ptr(i), x.row_ptr(order[size_t(i)] / slots), row_bytes);
+  for (int64_t e = 0; e < experts_local_; ++e) {
+    const int64_t b = start[size_t(e)], n = start[size_t(e + 1)] - b;
     if (n == 0) continue;
     const size_t mark = ws.used();
-    experts_[size_t(e)].forward(gathered.slice_rows(b, b + n), ws, expert_out.slice_rows(b, b + n));
+    experts_[size_t(e)].forward(gathered.slice_rows(b, b + n), ws, out.slice_rows(b, b + n), expert_leaves_);
     ws.rewind(mark);
   }
-  for (int64_t r = 0; r < t * k; ++r) {
-    const int64_t pair = pair_of_row[r];
-    const float wgt = weights[pair];
-    const float* src = static_cast<const float*>(expert_out.row_ptr(r));
-    float* dst = static_cast<float*>(slot_out.row_ptr(pair));
-    for (int64_t i = 0; i < h; ++i) dst[i] = src[i] * wgt;
-  }
+  for (int64_t i = 0; i < n_pairs; ++i)
+    std::memcpy(values.row_ptr(order[size_t(i)]), out.row_ptr(i), sizeof(float) * size_t(hidden_));
+}
 
-  // Shared expert as slot K: sigmoid(gate(x)) * mlp(x).
-  Tensor shared_out, shared_logit;
-  if (shared_) {
-    shared_out = ws.alloc(DType::kF32, {t, h});
-    shared_->forward(x, ws, shared_out);
-    shared_logit = ws.alloc(DType::kF32, {t, 1});
-    ops::linear(x, shared_gate_, nullptr, shared_logit);
-  }
-
-  float* acc = ws.alloc_array<float>(size_t(h));
-  for (int64_t tok = 0; tok < t; ++tok) {
-    std::memcpy(acc, slot_out.row_ptr(tok * k), sizeof(float) * size_t(h));
+void SparseMoe::combine(const float* values, const float* weights, int64_t tokens, const float* shared, float* out) const {
+  const int64_t h = hidden_, k = top_k_;
+  for (int64_t t = 0; t < tokens; ++t) {
+    float* acc = out + t * h;
+    for (int64_t i = 0; i < h; ++i) acc[i] = weights[t * k] * values[(t * k) * h + i];
     for (int64_t s = 1; s < k; ++s) {
-      const float* src = static_cast<const float*>(slot_out.row_ptr(tok * k + s));
-      for (int64_t i = 0; i < h; ++i) acc[i] += src[i];
+      const float w = weights[t * k + s];
+      const float* v = values + (t * k + s) * h;
+      for (int64_t i = 0; i < h; ++i) acc[i] += w * v[i];
     }
-    if (shared_) {
-      const float g = 1.0f / (1.0f + std::exp(-shared_logit.data_as<float>()[tok]));
-      const float* src = static_cast<const float*>(shared_out.row_ptr(tok));
-      for (int64_t i = 0; i < h; ++i) acc[i] += g * src[i];
-    }
-    convert(acc, DType::kF32, out.row_ptr(tok), out.dtype(), size_t(h));
+    if (shared)
+      for (int64_t i = 0; i < h; ++i) acc[i] += shared[t * h + i];
   }
+}
+
+void SparseMoe::forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  Arena& ws = ctx.workspace;
+  const int64_t t = x.size(0), h = hidden_;
+  // Shared expert on this DP group's tokens (split over attention TP), complete and gated.
+  float* shared = nullptr;
+  if (shared_) {
+    const Tensor s = ws.alloc(DType::kF32, {t, h});
+    shared_->forward(x, ws, s, shared_leaves_);
+    if (attn_tp_ > 1) ctx.comm.all_reduce_attn_tp(s.data_as<float>(), size_t(t * h));
+    const Tensor logit = ws.alloc(DType::kF32, {t, 1});
+    ops::linear(x, shared_gate_, nullptr, logit);
+    for (int64_t i = 0; i < t; ++i) {
+      const float g = 1.0f / (1.0f + std::exp(-logit.data_as<float>()[i]));
+      for (int64_t j = 0; j < h; ++j) s.data_as<float>()[i * h + j] *= g;
+    }
+    shared = s.data_as<float>();
+  }
+  if (ctx.comm.ctx().a2a == MoeA2ABackend::kAllToAll) forward_alltoall(x, ctx, out, shared);
+  else forward_none(x, ctx, out, shared);
+}
+
+void SparseMoe::forward_none(const Tensor& x, const StepContext& ctx, const Tensor& out, const float* shared) const {
+  Arena& ws = ctx.workspace;
+  LayerCommunicator& lc = ctx.comm;
+  const int64_t h = hidden_, k = top_k_;
+  const Hidden in = lc.to_moe_input({x, Layout::kAttnTPFull, PartialOver::kNone}, ws);
+  const int64_t tf = in.t.size(0);
+  const Routed r = route(in.t, ws);
+  std::vector<int64_t> owned;
+  for (int64_t pr = 0; pr < tf * k; ++pr)
+    if (r.ids[pr] >= expert0_ && r.ids[pr] < expert0_ + experts_local_) owned.push_back(pr);
+  const Tensor values = ws.alloc(DType::kF32, {tf * k, h});
+  const bool single = ctx.comm.ctx().mesh.world == 1;
+  const int64_t t_dp = lc.dp_tokens(), off = lc.dp_offset();
+  if (ctx.comm.ctx().deterministic && !single) {
+    // Per-slot values: owners contribute theirs, everyone else -0.0 (x + -0.0 == x for every
+    // x), so the tree-ordered all-reduce yields exactly the owners' subtree.
+    std::fill(values.data_as<float>(), values.data_as<float>() + values.numel(), -0.0f);
+    run_experts(in.t, r.ids, k, ws, values, owned);
+    lc.reduce_slots_world(values.data_as<float>(), size_t(values.numel()));
+    combine(values.data_as<float>() + off * k * h, r.weights + off * k, t_dp, shared, out.data_as<float>());
+    return;
+  }
+  // Default: this rank's weighted slot sum per token (a partial over the world), completed by
+  // one all-reduce.
+  std::memset(values.data(), 0, values.nbytes());
+  run_experts(in.t, r.ids, k, ws, values, owned);
+  const Tensor partial = single ? out : ws.alloc(DType::kF32, {tf, h});
+  combine(values.data_as<float>(), r.weights, tf, nullptr, partial.data_as<float>());
+  if (!single) {
+    const Hidden done = lc.from_moe_output({partial, Layout::kFull, PartialOver::kWorld}, ws);
+    std::memcpy(out.data(), done.t.data(), size_t(t_dp * h) * sizeof(float));
+  }
+  if (shared)
+    for (int64_t i = 0; i < t_dp * h; ++i) out.data_as<float>()[i] += shared[i];
+}
+
+void SparseMoe::forward_alltoall(const Tensor& x, const StepContext& ctx, const Tensor& out, const float* shared) const {
+  Arena& ws = ctx.workspace;
+  LayerCommunicator& lc = ctx.comm;
+  const Mesh& m = lc.ctx().mesh;
+  const int64_t h = hidden_, k = top_k_;
+  const int world = m.world;
+  const size_t es = dtype_size(x.dtype()), row_bytes = size_t(h) * es;
+  const Hidden in = lc.to_moe_input({x, Layout::kAttnTPFull, PartialOver::kNone}, ws);
+  const int64_t ts = in.t.size(0);
+  const Routed r = route(in.t, ws);
+
+  // Dispatch: pair (t, s) goes to every MoE-TP rank of the expert's EP group, in rank order.
+  std::vector<std::vector<int64_t>> to(static_cast<size_t>(world));  // pairs per destination
+  for (int64_t pr = 0; pr < ts * k; ++pr) {
+    const int group = int(r.ids[pr] / experts_local_);
+    for (int j = 0; j < moe_tp_; ++j) to[size_t(group * moe_tp_ + j)].push_back(pr);
+  }
+  std::vector<size_t> send_rows(static_cast<size_t>(world)), recv_rows(static_cast<size_t>(world));
+  for (int d = 0; d < world; ++d) send_rows[size_t(d)] = to[size_t(d)].size();
+  {
+    std::vector<size_t> eight(static_cast<size_t>(world), sizeof(size_t));
+    lc.all_to_all_v(reinterpret_cast<const std::byte*>(send_rows.data()), eight,
+                    reinterpret_cast<std::byte*>(recv_rows.data()), eight);
+  }
+  size_t n_send = 0, n_recv = 0;
+  for (int d = 0; d < world; ++d) n_send += send_rows[size_t(d)], n_recv += recv_rows[size_t(d)];
+  // Rows and their expert ids, packed per destination.
+  std::vector<std::byte> send(n_send * row_bytes), recv(n_recv * row_bytes);
+  std::vector<int32_t> send_ids, recv_ids(n_recv);
+  size_t at = 0;
+  for (int d = 0; d < world; ++d)
+    for (int64_t pr : to[size_t(d)]) {
+      std::memcpy(send.data() + at++ * row_bytes, in.t.row_ptr(pr / k), row_bytes);
+      send_ids.push_back(r.ids[pr]);
+    }
+  auto bytes = [&](const std::vector<size_t>& rows, size_t per) {
+    std::vector<size_t> b;
+    for (size_t n : rows) b.push_back(n * per);
+    return b;
+  };
+  lc.all_to_all_v(send.data(), bytes(send_rows, row_bytes), recv.data(), bytes(recv_rows, row_bytes));
+  lc.all_to_all_v(reinterpret_cast<const std::byte*>(send_ids.data()), bytes(send_rows, 4),
+                  reinterpret_cast<std::byte*>(recv_ids.data()), bytes(recv_rows, 4));
+
+  // Owners: each received row is one (token, slot) pair of a peer with top-1 "routing" to
+  // its expert: run the owned experts over them.
+  const Tensor rows(recv.data(), x.dtype(), {int64_t(n_recv), h});
+  const Tensor vals = ws.alloc(DType::kF32, {int64_t(n_recv), h});
+  {
+    std::vector<int64_t> all(n_recv);
+    for (size_t i = 0; i < n_recv; ++i) all[i] = int64_t(i);
+    run_experts(rows, recv_ids.data(), 1, ws, vals, all);  // each row is one token with one slot
+  }
+  // Return the values to their home ranks, in the order they came.
+  std::vector<float> back(n_send * size_t(h));
+  lc.all_to_all_v(reinterpret_cast<const std::byte*>(vals.data()), bytes(recv_rows, size_t(h) * 4),
+                  reinterpret_cast<std::byte*>(back.data()), bytes(send_rows, size_t(h) * 4));
+
+  // Home: each pair's value is the tree sum of its MoE-TP owners' partials (rank order).
+  const Tensor values = ws.alloc(DType::kF32, {ts * k, h});
+  std::vector<std::vector<const float*>> parts(size_t(ts * k));
+  at = 0;
+  for (int d = 0; d < world; ++d)
+    for (int64_t pr : to[size_t(d)]) parts[size_t(pr)].push_back(back.data() + at++ * size_t(h));
+  for (int64_t pr = 0; pr < ts * k; ++pr) {
+    float* dst = values.data_as<float>() + pr * h;
+    std::vector<float*> blocks;
+    std::vector<std::vector<float>> tmp(parts[size_t(pr)].size());
+    for (size_t j = 0; j < parts[size_t(pr)].size(); ++j) {
+      tmp[j].assign(parts[size_t(pr)][j], parts[size_t(pr)][j] + h);
+      blocks.push_back(tmp[j].data());
+    }
+    tree_combine(blocks.data(), int(blocks.size()), size_t(h));
+    std::memcpy(dst, blocks[0], sizeof(float) * size_t(h));
+  }
+  const auto [b, e] = lc.scattered_range();
+  const Tensor mine = ws.alloc(DType::kF32, {ts, h});
+  combine(values.data_as<float>(), r.weights, ts, shared ? shared + b * h : nullptr, mine.data_as<float>());
+  const Hidden done = lc.from_moe_output({mine, Layout::kScattered, PartialOver::kNone}, ws);
+  std::memcpy(out.data(), done.t.data(), done.t.nbytes());
+  (void)e;
 }
 
 }  // namespace sparrow

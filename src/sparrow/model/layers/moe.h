@@ -1,10 +1,18 @@
 // Sparse MoE block: router -> top-k experts per token -> grouped expert MLPs -> combine.
 //
-// Pipeline (the same on every backend): fp32 router logits, fp32 softmax, top-k with ties to
-// the lower expert id, optional renormalization -> ids/weights [T, K] in slot order ->
-// tokens grouped by expert -> each expert's SwiGLU over its tokens, output in fp32 scaled
-// by the routing weight -> per token, the sum of its K slots in slot order in fp32, then the
-// shared expert (Qwen2-MoE: weighted by sigmoid(shared_expert_gate(x))) as slot K.
+// Pipeline (the same on every backend and layout): fp32 router logits, fp32 softmax, top-k
+// with ties to the lower expert id, optional renormalization -> ids/weights [T, K] in slot
+// order -> (token, slot) pairs grouped by expert -> each expert's SwiGLU, its down
+// projection in fp32 -> per token, sum over slots in slot order of weight * value, then the
+// shared expert (Qwen2-MoE: sigmoid(shared_expert_gate(x)) * mlp(x)) as slot K.
+//
+// Parallel layout: expert e lives on EP group e / (E / ep), split over that group's MoE-TP
+// ranks along the intermediate dimension. The shared expert is split over attention TP.
+// `none` backend: every rank routes every token of the world and produces a partial sum
+// (its experts, its intermediate slice) that one all-reduce completes; in deterministic
+// mode per-slot values are reduced instead, so the slot-order sum is layout-invariant.
+// `alltoall`: each rank routes its share of tokens, sends each (token, slot) to the ranks
+// owning the expert, gets their partial values back and finishes the sum at home.
 #pragma once
 
 #include <memory>
@@ -14,6 +22,7 @@
 
 #include "sparrow/model/config.h"
 #include "sparrow/model/layers/mlp.h"
+#include "sparrow/model/layers/step_context.h"
 #include "sparrow/model/weight_store.h"
 
 namespace sparrow {
@@ -28,18 +37,35 @@ struct MoeNames {
 
 class SparseMoe {
  public:
-  SparseMoe(const ModelConfig& c, WeightStore& w, const std::string& prefix, const MoeNames& names);
+  SparseMoe(const ModelConfig& c, WeightStore& w, const std::string& prefix, const MoeNames& names, const RankContext& rank);
 
-  // x [T, H] -> out [T, H].
-  void forward(const Tensor& x, Arena& ws, const Tensor& out) const;
+  // x [T_dp, H] (normed, AttnTPFull) -> out f32 [T_dp, H], complete.
+  void forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
 
  private:
-  int64_t hidden_, top_k_;
+  struct Routed {
+    int32_t* ids;
+    float* weights;
+  };
+  Routed route(const Tensor& x, Arena& ws) const;
+  // Values of the given (token, slot) pairs — indices token * slots + slot into ids, all of
+  // owned experts — unweighted, fp32, into values row `pair`.
+  void run_experts(const Tensor& x, const int32_t* ids, int64_t slots, Arena& ws, const Tensor& values,
+                   const std::vector<int64_t>& pairs) const;
+  void forward_none(const Tensor& x, const StepContext& ctx, const Tensor& out, const float* shared) const;
+  void forward_alltoall(const Tensor& x, const StepContext& ctx, const Tensor& out, const float* shared) const;
+  // out[t] = sum_s weights[t, s] * values[t, s] (slot order) + shared[t].
+  void combine(const float* values, const float* weights, int64_t tokens, const float* shared, float* out) const;
+
+  int64_t hidden_, top_k_, num_experts_;
   bool renormalize_;
-  Tensor router_;                     // [E, H]
-  std::vector<Mlp> experts_;
+  int64_t expert0_ = 0, experts_local_ = 0;  // owned experts [expert0_, expert0_ + experts_local_)
+  int moe_tp_ = 1, attn_tp_ = 1;
+  int expert_leaves_ = 1, shared_leaves_ = 1;
+  Tensor router_;                     // [E, H], replicated
+  std::vector<Mlp> experts_;          // owned experts, this rank's intermediate slice
   std::optional<Mlp> shared_;
-  Tensor shared_gate_;                // [1, H], compute dtype
+  Tensor shared_gate_;                // [1, H], replicated
 };
 
 }  // namespace sparrow

@@ -1,0 +1,36 @@
+#include "sparrow/model/layers/row_parallel.h"
+
+#include <vector>
+
+#include "sparrow/kernels/ops.h"
+
+namespace sparrow {
+
+void tree_combine(float* const* blocks, int count, size_t n) {
+  for (int width = 1; width < count; width *= 2)
+    for (int k = 0; k + width < count; k += 2 * width) {
+      float* a = blocks[k];
+      const float* b = blocks[k + width];
+      for (size_t i = 0; i < n; ++i) a[i] = a[i] + b[i];
+    }
+}
+
+void row_parallel_linear(const Tensor& x, const Tensor& w, int leaves, Arena& ws, const Tensor& y) {
+  SPARROW_CHECK(y.dtype() == DType::kF32 && y.is_contiguous(), "row-parallel output is contiguous fp32");
+  if (leaves <= 1) {
+    ops::linear(x, w, nullptr, y);
+    return;
+  }
+  const int64_t k = x.size(1), t = x.size(0), n = w.size(0);
+  SPARROW_CHECK(k % leaves == 0, "K {} does not split into {} leaves", k, leaves);
+  const int64_t kl = k / leaves;
+  std::vector<float*> blocks(static_cast<size_t>(leaves));
+  for (int l = 0; l < leaves; ++l) {
+    const Tensor out = l == 0 ? y : ws.alloc(DType::kF32, {t, n});
+    ops::linear(x.slice_cols(l * kl, (l + 1) * kl), w.slice_cols(l * kl, (l + 1) * kl), nullptr, out);
+    blocks[size_t(l)] = out.data_as<float>();
+  }
+  tree_combine(blocks.data(), leaves, size_t(t * n));
+}
+
+}  // namespace sparrow
