@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
 
   const int64_t max_ctx = prompt + steps + 1;
   KVPool kv(c.num_layers, batch * max_ctx, c.num_kv_heads, c.head_dim, dt);
+  SlotAllocator slot_alloc(batch * max_ctx);
   ReqToTokenPool rtt(int32_t(batch), max_ctx);
   Arena ws(m.model->workspace_bytes(std::max(prompt * batch, batch)));
   std::vector<int32_t> req(static_cast<size_t>(batch));
@@ -86,7 +87,7 @@ int main(int argc, char** argv) {
   std::vector<int32_t> slots;
   for (int64_t b = 0; b < batch; ++b) {
     slots.clear();
-    kv.alloc(prompt, slots);
+    slot_alloc.alloc(prompt, slots);
     std::copy(slots.begin(), slots.end(), rtt.row(req[size_t(b)]));
     fb.add_sequence(req[size_t(b)], 0, tokens[size_t(b)].data(), slots.data(), int32_t(prompt));
     fb.logit_rows.push_back(fb.num_tokens() - 1);
@@ -104,7 +105,7 @@ int main(int argc, char** argv) {
       const int32_t tok = int32_t((s * 31 + b) % c.vocab_size);
       const int32_t pos = int32_t(prompt + s);
       slots.clear();
-      kv.alloc(1, slots);
+      slot_alloc.alloc(1, slots);
       rtt.row(req[size_t(b)])[pos] = slots[0];
       d.add_sequence(req[size_t(b)], pos, &tok, slots.data(), 1);
       d.logit_rows.push_back(d.num_tokens() - 1);

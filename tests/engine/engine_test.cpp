@@ -25,7 +25,7 @@ std::unique_ptr<Engine> make_engine(int64_t kv_tokens = 4096, int64_t chunk = 81
   o.chunked_prefill_size = chunk;
   o.disable_radix_cache = !radix;
   o.log_interval_s = 0;
-  return std::make_unique<Engine>(load_model(kModel, "auto", DType::kF32), nullptr, o);
+  return std::make_unique<Engine>(load_model_source(kModel, "auto", DType::kF32), nullptr, o);
 }
 
 Request greedy(std::vector<int32_t> ids, int32_t max_new, bool logprobs = true) {

@@ -7,10 +7,14 @@
 namespace sparrow {
 namespace {
 
-TEST(KVPool, AllocatesAllSlotsOnceAndRefusesBeyond) {
+TEST(KVPool, LayoutAndSize) {
   KVPool pool(2, 10, 2, 4, DType::kBF16);
   EXPECT_EQ(pool.k(1).shape(), (Shape{10, 2, 4}));
   EXPECT_EQ(pool.bytes_per_token(), 2u * 2u * 2u * 4u * 2u);
+}
+
+TEST(SlotAllocator, AllocatesAllSlotsOnceAndRefusesBeyond) {
+  SlotAllocator pool(10);
   std::vector<int32_t> a, b;
   ASSERT_TRUE(pool.alloc(6, a));
   EXPECT_FALSE(pool.alloc(5, b));

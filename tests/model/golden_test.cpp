@@ -39,7 +39,7 @@ class GoldenTest : public ::testing::TestWithParam<Case> {
     o.max_running_requests = 16;
     o.chunked_prefill_size = chunked_prefill;
     o.log_interval_s = 0;
-    return std::make_unique<Engine>(load_model(model_dir(GetParam().model), "auto", GetParam().dtype), nullptr, o);
+    return std::make_unique<Engine>(load_model_source(model_dir(GetParam().model), "auto", GetParam().dtype), nullptr, o);
   }
   static GenerateResult run1(Engine& e, Request r) { return generate_sync(e, {std::move(r)})[0].result; }
   static std::vector<GenerateResult> run(Engine& e, std::vector<Request> rs) {

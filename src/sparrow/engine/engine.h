@@ -19,12 +19,14 @@
 
 #include "sparrow/engine/request.h"
 #include "sparrow/model/model.h"
+#include "sparrow/parallel/rank_context.h"
 
 namespace sparrow {
 
 class Tokenizer;
 
 enum class SchedulePolicy : uint8_t { kFcfs, kLpm };  // first come first served | longest prefix match
+enum class DpRouter : uint8_t { kRoundRobin, kLeastLoad };  // how new requests pick a DP group
 
 struct EngineOptions {
   int64_t max_total_tokens = 0;       // KV pool slots; 0: from kv_memory_bytes
@@ -35,12 +37,14 @@ struct EngineOptions {
   bool disable_radix_cache = false;
   SchedulePolicy schedule_policy = SchedulePolicy::kFcfs;
   double log_interval_s = 10.0;         // one step log line at most this often (0: never)
+  ParallelOptions parallel;             // TP / DP-attention / EP layout, deterministic mode
+  DpRouter dp_router = DpRouter::kRoundRobin;
 };
 
 // Counters and gauges for /get_load, /server_info and /metrics.
 struct EngineStats {
   int64_t running = 0, waiting = 0;
-  int64_t kv_total = 0, kv_used = 0, kv_cached = 0;  // slots: pool, held by requests, evictable cache
+  int64_t kv_total = 0, kv_used = 0, kv_cached = 0;  // slots (all DP groups): pool, held by requests, in the prefix cache
   int64_t prompt_tokens = 0, generation_tokens = 0, cached_tokens = 0;
   int64_t requests_finished = 0, requests_aborted = 0, retractions = 0;
   double last_step_tokens_per_s = 0;
@@ -48,7 +52,9 @@ struct EngineStats {
 
 class Engine {
  public:
-  // `tokenizer` may be null (--skip-tokenizer-init): no text, no stop strings.
+  // `model` needs its config and weight source (load_model_source); the engine builds one
+  // model shard per rank itself. `tokenizer` may be null (--skip-tokenizer-init): no text, no
+  // stop strings.
   Engine(LoadedModel model, const Tokenizer* tokenizer, EngineOptions opts);
   ~Engine();  // stops the loop; unfinished requests get an error chunk
 

@@ -9,15 +9,18 @@ KVPool::KVPool(int64_t num_layers, int64_t num_slots, int64_t kv_heads, int64_t 
     k_.emplace_back(dtype, Shape{num_slots, kv_heads, head_dim});
     v_.emplace_back(dtype, Shape{num_slots, kv_heads, head_dim});
   }
-  free_list_.reserve(size_t(num_slots));
-  for (int64_t s = num_slots - 1; s >= 0; --s) free_list_.push_back(int32_t(s));
 }
 
 size_t KVPool::bytes_per_token() const {
   return 2 * k_.size() * size_t(k_[0].tensor().size(1) * k_[0].tensor().size(2)) * dtype_size(k_[0].tensor().dtype());
 }
 
-bool KVPool::alloc(int64_t n, std::vector<int32_t>& out) {
+SlotAllocator::SlotAllocator(int64_t num_slots) : num_slots_(num_slots) {
+  free_list_.reserve(size_t(num_slots));
+  for (int64_t s = num_slots - 1; s >= 0; --s) free_list_.push_back(int32_t(s));
+}
+
+bool SlotAllocator::alloc(int64_t n, std::vector<int32_t>& out) {
   if (n > int64_t(free_list_.size())) return false;
   for (int64_t i = 0; i < n; ++i) {
     out.push_back(free_list_.back());
@@ -26,7 +29,7 @@ bool KVPool::alloc(int64_t n, std::vector<int32_t>& out) {
   return true;
 }
 
-void KVPool::free(const int32_t* slots, int64_t n) {
+void SlotAllocator::free(const int32_t* slots, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     SPARROW_CHECK(slots[i] >= 0 && slots[i] < num_slots_, "freeing KV slot {}", slots[i]);
     free_list_.push_back(slots[i]);

@@ -1,8 +1,9 @@
-// Paged KV memory. A pool of token slots holds K and V for every layer:
-// k(layer), v(layer) are [slots, Hkv, D]. A request owns a row of the req_to_token table,
-// mapping each of its positions to the slot holding that position's K/V, so sequences need
-// not be contiguous and a shared prefix can point at the same slots. Allocation happens
-// only when a request grows; nothing here runs per layer.
+// Paged KV memory. KVPool holds K and V for every layer as [slots, Hkv, D] (Hkv: the KV
+// heads this rank stores); SlotAllocator hands out slot indices. They are separate because
+// the attention-TP ranks of one DP group each hold their own KV heads but share one set of
+// slot indices (one allocator per DP group). A request owns a row of the req_to_token
+// table, mapping each of its positions to the slot holding that position's K/V, so
+// sequences need not be contiguous and a shared prefix can point at the same slots.
 #pragma once
 
 #include <cstdint>
@@ -21,14 +22,22 @@ class KVPool {
   int64_t num_slots() const { return num_slots_; }
   size_t bytes_per_token() const;
 
-  // Slot allocation. alloc returns false (and allocates nothing) when fewer than n are free.
-  bool alloc(int64_t n, std::vector<int32_t>& out);
-  void free(const int32_t* slots, int64_t n);
-  int64_t free_slots() const { return int64_t(free_list_.size()); }
-
  private:
   int64_t num_slots_;
   std::vector<Buffer> k_, v_;
+};
+
+class SlotAllocator {
+ public:
+  explicit SlotAllocator(int64_t num_slots);
+  // Appends n slots to out; false (and nothing allocated) when fewer than n are free.
+  bool alloc(int64_t n, std::vector<int32_t>& out);
+  void free(const int32_t* slots, int64_t n);
+  int64_t free_slots() const { return int64_t(free_list_.size()); }
+  int64_t num_slots() const { return num_slots_; }
+
+ private:
+  int64_t num_slots_;
   std::vector<int32_t> free_list_;  // LIFO: recently freed slots are reused first (warm in cache)
 };
 

@@ -7,7 +7,7 @@
 
 namespace sparrow {
 
-RadixCache::RadixCache(KVPool& pool) : pool_(pool), root_(std::make_unique<Node>()) {
+RadixCache::RadixCache(SlotAllocator& pool) : pool_(pool), root_(std::make_unique<Node>()) {
   root_->lock_ref = 1;  // the root is never evicted
 }
 

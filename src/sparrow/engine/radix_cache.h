@@ -23,7 +23,7 @@ class RadixCache {
  public:
   struct Node;
 
-  explicit RadixCache(KVPool& pool);
+  explicit RadixCache(SlotAllocator& pool);
   ~RadixCache();
 
   struct Match {
@@ -61,7 +61,7 @@ class RadixCache {
   Node* split(Node* node, size_t at);
   void free_subtree(Node* node);
 
-  KVPool& pool_;
+  SlotAllocator& pool_;
   std::unique_ptr<Node> root_;
   int64_t evictable_ = 0, protected_ = 0;
   uint64_t clock_ = 0;

@@ -53,6 +53,13 @@ json generate_response_json(const GenerateResult& r) {
       meta["input_top_logprobs"] = in;
       meta["output_top_logprobs"] = out;
     }
+    if (!r.input_token_ids_logprobs.empty() || !r.output_token_ids_logprobs.empty()) {
+      json in = json::array(), out = json::array();
+      for (const auto& e : r.input_token_ids_logprobs) in.push_back(top_list(e));
+      for (const auto& e : r.output_token_ids_logprobs) out.push_back(top_list(e));
+      meta["input_token_ids_logprobs"] = in;
+      meta["output_token_ids_logprobs"] = out;
+    }
   }
   return {{"output_ids", r.output_ids}, {"meta_info", meta}};
 }

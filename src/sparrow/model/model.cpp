@@ -150,6 +150,15 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
 }
 
 LoadedModel load_model(const std::string& model_path, const std::string& load_format, DType dtype, uint64_t seed) {
+  LoadedModel m = load_model_source(model_path, load_format, dtype, seed);
+  m.model = std::make_unique<CausalLM>(m.config, *m.source, dtype);
+  const std::vector<std::string> unused = m.source->unused_names();
+  if (!unused.empty())
+    log(LogLevel::kWarn, "{} checkpoint tensors were not used by the model (first: {})", unused.size(), unused.front());
+  return m;
+}
+
+LoadedModel load_model_source(const std::string& model_path, const std::string& load_format, DType dtype, uint64_t seed) {
   LoadedModel m;
   m.path = model_path;
   m.load_format = load_format;
@@ -173,10 +182,6 @@ LoadedModel load_model(const std::string& model_path, const std::string& load_fo
   if (load_format == "dummy") m.source = make_dummy_weights(seed, dtype);
   else if (load_format == "auto" || load_format == "safetensors") m.source = open_safetensors_checkpoint(model_path);
   else throw_input_error("unknown --load-format '{}' (supported: auto, safetensors, dummy)", load_format);
-  m.model = std::make_unique<CausalLM>(m.config, *m.source, dtype);
-  const std::vector<std::string> unused = m.source->unused_names();
-  if (!unused.empty())
-    log(LogLevel::kWarn, "{} checkpoint tensors were not used by the model (first: {})", unused.size(), unused.front());
   return m;
 }
 

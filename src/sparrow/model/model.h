@@ -80,5 +80,7 @@ struct LoadedModel {
   std::unique_ptr<CausalLM> model;
 };
 LoadedModel load_model(const std::string& model_path, const std::string& load_format, DType dtype, uint64_t seed = 0);
+// The config and weight source only (no model built): what an Engine takes.
+LoadedModel load_model_source(const std::string& model_path, const std::string& load_format, DType dtype, uint64_t seed = 0);
 
 }  // namespace sparrow

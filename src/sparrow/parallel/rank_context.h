@@ -16,6 +16,13 @@ enum class MoeA2ABackend : uint8_t {
   kAllToAll,  // tokens are dispatched to the ranks owning their experts and combined at home
 };
 
+// The parallel layout and numerics mode of a whole deployment (the server flags).
+struct ParallelOptions {
+  ParallelConfig layout;
+  bool deterministic = false;  // --enable-deterministic-inference
+  MoeA2ABackend a2a = MoeA2ABackend::kNone;
+};
+
 struct RankContext {
   Mesh mesh;
   int rank = 0;

@@ -79,7 +79,7 @@ void run_generate(const GenerateArgs& a) {
     kv_tokens += int64_t(r.input_ids.size()) + std::max(a.max_new_tokens, 0);
     reqs.push_back(std::move(r));
   }
-  LoadedModel m = load_model(a.model_path, a.load_format, parse_dtype(a.dtype), a.seed);
+  LoadedModel m = load_model_source(a.model_path, a.load_format, parse_dtype(a.dtype), a.seed);
   EngineOptions opts;
   opts.max_total_tokens = std::max<int64_t>(kv_tokens, 1);
   opts.max_running_requests = int32_t(reqs.size());

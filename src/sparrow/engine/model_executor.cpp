@@ -1,0 +1,115 @@
+#include "sparrow/engine/model_executor.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "sparrow/core/log.h"
+
+namespace sparrow {
+
+struct ModelExecutor::Rank {
+  int index = 0;
+  RankComms comms;
+  RankContext ctx;
+  std::unique_ptr<CausalLM> model;
+  std::unique_ptr<KVPool> kv;
+  std::unique_ptr<Arena> ws;
+  Buffer scratch_logits;  // ranks that are not their group's attention-TP rank 0
+};
+
+size_t ModelExecutor::workspace_bytes(const CausalLM& m, int64_t tokens, int dp) {
+  return m.workspace_bytes(tokens * dp);
+}
+
+ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, DType dtype, const ParallelOptions& p,
+                             int64_t kv_slots, int64_t max_step_tokens)
+    : mesh_(Mesh::build(p.layout, c)) {
+  const int leaves = deterministic_leaves(c);
+  if (p.deterministic)
+    SPARROW_REQUIRE(mesh_.attn_tp <= leaves && mesh_.moe_tp <= leaves && leaves % mesh_.attn_tp == 0 && leaves % mesh_.moe_tp == 0,
+                    "deterministic inference splits reductions into {} leaves for this model: attention TP {} and MoE TP {} must divide it",
+                    leaves, mesh_.attn_tp, mesh_.moe_tp);
+  world_ = std::make_unique<InProcessWorld>(mesh_.world);
+  for (int r = 0; r < mesh_.world; ++r) {
+    auto rank = std::make_unique<Rank>();
+    rank->index = r;
+    rank->comms = RankComms::create(*world_, mesh_, r);
+    rank->ctx = rank->comms.context(mesh_, r, p.deterministic, leaves, p.a2a);
+    rank->model = std::make_unique<CausalLM>(c, source, dtype, rank->ctx);
+    rank->kv = std::make_unique<KVPool>(c.num_layers, kv_slots, rank->model->local_kv_heads(), c.head_dim, dtype);
+    rank->ws = std::make_unique<Arena>(workspace_bytes(*rank->model, max_step_tokens, mesh_.attn_dp));
+    ranks_.push_back(std::move(rank));
+  }
+  if (mesh_.world > 1) {
+    log(LogLevel::kInfo, "parallel: {}{}{}", mesh_.describe(), p.deterministic ? ", deterministic" : "",
+        p.a2a == MoeA2ABackend::kAllToAll ? ", MoE all-to-all" : "");
+    for (int r = 0; r < mesh_.world; ++r) threads_.emplace_back([this, r] { worker(r); });
+  }
+}
+
+ModelExecutor::~ModelExecutor() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_start_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+size_t ModelExecutor::kv_bytes_per_token() const {
+  size_t n = 0;
+  for (int r = 0; r < mesh_.attn_tp; ++r) n += ranks_[size_t(r)]->kv->bytes_per_token();
+  return n;
+}
+
+void ModelExecutor::run_rank(Rank& r) {
+  const int d = mesh_.attn_dp_rank(r.index);
+  const ForwardBatch& b = *batches_[size_t(d)];
+  Tensor out = logits_[size_t(d)];
+  if (mesh_.attn_tp_rank(r.index) != 0) {
+    if (r.scratch_logits.tensor().numel() < out.numel()) r.scratch_logits = Buffer(DType::kF32, out.shape());
+    out = Tensor(r.scratch_logits.data(), DType::kF32, out.shape());
+  }
+  r.model->forward(b, *r.kv, *tables_[size_t(d)], *r.ws, out);
+}
+
+void ModelExecutor::worker(int rank) {
+  uint64_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_start_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+    }
+    try {
+      run_rank(*ranks_[size_t(rank)]);
+    } catch (const std::exception& e) {
+      // Peers are inside collectives waiting for this rank: there is no way back.
+      std::fprintf(stderr, "fatal: rank %d failed during a step: %s\n", rank, e.what());
+      std::abort();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--pending_ == 0) cv_done_.notify_all();
+  }
+}
+
+void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
+                         std::span<const Tensor> logits) {
+  SPARROW_CHECK(int(batches.size()) == mesh_.attn_dp && tables.size() == batches.size() && logits.size() == batches.size(),
+                "one batch, table and logits buffer per DP group");
+  batches_ = batches;
+  tables_ = tables;
+  logits_ = logits;
+  if (mesh_.world == 1) {
+    run_rank(*ranks_[0]);
+    return;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  pending_ = mesh_.world;
+  ++generation_;
+  cv_start_.notify_all();
+  cv_done_.wait(lock, [&] { return pending_ == 0; });
+}
+
+}  // namespace sparrow

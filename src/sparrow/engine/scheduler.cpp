@@ -1,0 +1,334 @@
+#include "sparrow/engine/scheduler.h"
+
+#include <algorithm>
+
+#include "sparrow/core/log.h"
+#include "sparrow/engine/logprobs.h"
+#include "sparrow/engine/scheduled_request.h"
+#include "sparrow/kernels/ops.h"
+
+namespace sparrow {
+
+using Clock = std::chrono::steady_clock;
+
+Scheduler::Scheduler(const ModelConfig& config, const Tokenizer* tokenizer, const EngineOptions& opts, int64_t kv_slots,
+                     int64_t context_length, std::vector<int64_t> eos_ids)
+    : config_(config), tokenizer_(tokenizer), opts_(opts), context_length_(context_length), eos_ids_(std::move(eos_ids)),
+      slots_(kv_slots), rows_(opts.max_running_requests, context_length) {
+  if (!opts_.disable_radix_cache) cache_ = std::make_unique<RadixCache>(slots_);
+  lp_row_.resize(size_t(config.vocab_size));
+}
+
+Scheduler::~Scheduler() {
+  for (auto& q : running_) finish(*q, "server shutting down");
+  for (auto& q : waiting_) finish(*q, "server shutting down");
+}
+
+void Scheduler::add(std::unique_ptr<ScheduledRequest> req) { waiting_.push_back(std::move(req)); }
+
+// ------------------------------------------------------------------ outputs
+void Scheduler::emit(ScheduledRequest& q, bool final, std::optional<std::string> error) {
+  OutputChunk ch;
+  ch.rid = q.r.rid;
+  const auto& out = q.result.output_ids;
+  if (q.r.stream || final) {
+    const size_t begin = q.r.stream ? q.streamed_ids : 0;
+    ch.new_ids.assign(out.begin() + long(begin), out.end());
+    if (q.result.has_logprobs) {
+      const auto& lp = q.result.output_token_logprobs;
+      ch.new_output_logprobs.assign(lp.begin() + long(std::min(begin, lp.size())), lp.end());
+      const auto& top = q.result.output_top_logprobs;
+      if (!top.empty()) ch.new_output_top_logprobs.assign(top.begin() + long(std::min(begin, top.size())), top.end());
+    }
+    if (q.stop) ch.new_text = q.stop->take_text(final);
+    q.streamed_ids = out.size();
+  }
+  ch.finished = final;
+  ch.error = std::move(error);
+  if (final) {
+    q.result.e2e_latency_s = std::chrono::duration<double>(Clock::now() - q.arrival).count();
+    if (q.stop) {
+      ch.text = q.stop->full_text();
+      ch.matched_stop_str = q.stop->matched();
+    }
+    ch.result = q.result;
+  }
+  if (!ch.new_ids.empty() || !ch.new_text.empty() || final) q.sink(ch);
+}
+
+// ------------------------------------------------------------------ KV management
+bool Scheduler::ensure_free(int64_t n) {
+  if (slots_.free_slots() >= n) return true;
+  if (cache_) cache_->evict(n - slots_.free_slots());
+  return slots_.free_slots() >= n;
+}
+
+int64_t Scheduler::available() const { return slots_.free_slots() + (cache_ ? cache_->evictable_size() : 0); }
+
+// Gives back a request's row and KV. With the cache on, its computed tokens are inserted
+// (so a later request can reuse them); otherwise the slots are freed.
+void Scheduler::release(ScheduledRequest& q, bool keep_in_cache) {
+  if (q.req_slot < 0) return;
+  int32_t* row = rows_.row(q.req_slot);
+  if (cache_) {
+    if (keep_in_cache && q.kv_len > 0) {
+      cache_->insert({q.tokens.data(), size_t(q.kv_len)}, {row, size_t(q.kv_len)});
+    } else if (q.kv_len > q.cache_len) {
+      slots_.free(row + q.cache_len, q.kv_len - q.cache_len);
+    }
+    if (q.cache_node) cache_->unlock(q.cache_node);
+  } else if (q.kv_len > 0) {
+    slots_.free(row, q.kv_len);
+  }
+  q.cache_node = nullptr;
+  q.cache_len = 0;
+  rows_.free(q.req_slot);
+  q.req_slot = -1;
+  q.kv_len = 0;
+}
+
+void Scheduler::finish(ScheduledRequest& q, std::optional<std::string> error) {
+  if (q.result.finish.kind == FinishReason::Kind::kLength) q.result.finish.length = int32_t(q.result.output_ids.size());
+  release(q, !error.has_value());
+  (error ? counters_.requests_aborted : counters_.requests_finished)++;
+  emit(q, true, std::move(error));
+}
+
+void Scheduler::abort(const std::string& rid, const std::string& why) {
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (rid.empty() || (*it)->r.rid == rid) {
+      finish(**it, why);
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = running_.begin(); it != running_.end();) {
+    if (rid.empty() || (*it)->r.rid == rid) {
+      finish(**it, why);
+      it = running_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Scheduler::flush_cache() {
+  if (cache_ && idle()) cache_->reset();
+}
+
+// ------------------------------------------------------------------ admission
+// Sets up a waiting request for prefill: a request row, the cached prefix. False when no
+// row is free.
+bool Scheduler::admit(ScheduledRequest& q) {
+  q.req_slot = rows_.alloc();
+  if (q.req_slot < 0) return false;
+  q.extend_target = int64_t(q.tokens.size());
+  if (cache_) {
+    // At least the last token is computed (its logits pick the next token); with input
+    // logprobs, everything from logprob_start_len on is computed too.
+    int64_t limit = q.extend_target - 1;
+    if (q.r.return_logprob && q.r.logprob_start_len >= 0 && !q.recompute)
+      limit = std::min<int64_t>(limit, std::max(q.r.logprob_start_len - 1, 0));
+    RadixCache::Match m = cache_->match_prefix({q.tokens.data(), size_t(std::max<int64_t>(limit, 0))});
+    cache_->lock(m.node);
+    q.cache_node = m.node;
+    q.cache_len = int64_t(m.slots.size());
+    std::copy(m.slots.begin(), m.slots.end(), rows_.row(q.req_slot));
+    q.kv_len = q.cache_len;
+    if (!q.recompute) q.result.cached_tokens = int32_t(q.cache_len);
+  }
+  q.state = ScheduledRequest::State::kPrefilling;
+  return true;
+}
+
+void Scheduler::order_waiting() {
+  if (opts_.schedule_policy != SchedulePolicy::kLpm || !cache_) return;
+  // Longest cached prefix first (stable: arrival order among equals).
+  for (auto& q : waiting_) q->match_hint = int64_t(cache_->match_prefix(q->tokens).slots.size());
+  waiting_.sort([](const auto& a, const auto& b) { return a->match_hint > b->match_hint; });
+}
+
+// ------------------------------------------------------------------ planning
+void Scheduler::plan(StepPlan& plan) {
+  plan.batch = ForwardBatch{};
+  plan.uses.clear();
+  if (!plan_extend(plan)) plan_decode(plan);
+  if (plan.empty()) plan.batch.mode = ForwardMode::kIdle;
+}
+
+bool Scheduler::plan_extend(StepPlan& plan) {
+  int64_t budget = opts_.chunked_prefill_size > 0 ? opts_.chunked_prefill_size : INT64_MAX;
+  ForwardBatch& fb = plan.batch;
+  fb.mode = ForwardMode::kExtend;
+  std::vector<int32_t> slots;
+  auto add_chunk = [&](ScheduledRequest& q) -> bool {
+    const int64_t n = std::min(q.extend_target - q.kv_len, budget);
+    if (n <= 0) return false;
+    // Keep one slot per decoding request for its next step, so admission does not starve them.
+    int64_t decoding = 0;
+    for (auto& r : running_) decoding += r->state == ScheduledRequest::State::kDecoding;
+    if (available() - n < decoding || !ensure_free(n)) return false;
+    slots.clear();
+    SPARROW_CHECK(slots_.alloc(n, slots), "KV allocation after ensure_free");
+    int32_t* row = rows_.row(q.req_slot);
+    std::copy(slots.begin(), slots.end(), row + q.kv_len);
+    const int32_t row0 = fb.num_tokens();
+    fb.add_sequence(q.req_slot, int32_t(q.kv_len), q.tokens.data() + q.kv_len, slots.data(), int32_t(n));
+    const bool wants_input_lp = q.r.return_logprob && q.r.logprob_start_len >= 0 && !q.recompute;
+    const int64_t first_lp = wants_input_lp ? std::max<int64_t>(q.r.logprob_start_len - 1, 0) : q.extend_target - 1;
+    for (int64_t p = std::max(q.kv_len, first_lp); p < q.kv_len + n; ++p) {
+      // Rows for input logprobs (positions before the prompt's end), and the last row.
+      if (p == q.extend_target - 1 || (wants_input_lp && p + 1 < q.prompt_len)) {
+        fb.logit_rows.push_back(row0 + int32_t(p - q.kv_len));
+        plan.uses.push_back({&q, p});
+      }
+    }
+    q.kv_len += n;
+    budget -= n;
+    return true;
+  };
+  // Continue chunked prefills first, then admit waiting requests in policy order.
+  for (auto& q : running_)
+    if (q->state == ScheduledRequest::State::kPrefilling && budget > 0) add_chunk(*q);
+  order_waiting();
+  while (!waiting_.empty() && budget > 0 && int64_t(running_.size()) < opts_.max_running_requests) {
+    ScheduledRequest& q = *waiting_.front();
+    if (!admit(q)) break;
+    if (!add_chunk(q)) {
+      release(q, false);
+      q.state = ScheduledRequest::State::kWaiting;
+      break;
+    }
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  return fb.num_tokens() > 0;
+}
+
+void Scheduler::plan_decode(StepPlan& plan) {
+  // Make room: one slot per decoding request; retract the newest requests if needed.
+  std::vector<ScheduledRequest*> dec;
+  for (auto& q : running_)
+    if (q->state == ScheduledRequest::State::kDecoding) dec.push_back(q.get());
+  while (!dec.empty() && !ensure_free(int64_t(dec.size()))) {
+    retract(*dec.back());
+    dec.pop_back();
+  }
+  ForwardBatch& fb = plan.batch;
+  fb = ForwardBatch{};
+  fb.mode = ForwardMode::kDecode;
+  std::vector<int32_t> slots;
+  for (ScheduledRequest* q : dec) {
+    slots.clear();
+    slots_.alloc(1, slots);
+    const int64_t pos = int64_t(q->tokens.size()) - 1;
+    rows_.row(q->req_slot)[pos] = slots[0];
+    fb.add_sequence(q->req_slot, int32_t(pos), &q->tokens[size_t(pos)], slots.data(), 1);
+    fb.logit_rows.push_back(fb.num_tokens() - 1);
+    q->kv_len = pos + 1;
+    plan.uses.push_back({q, pos});
+  }
+}
+
+void Scheduler::retract(ScheduledRequest& q) {
+  log(LogLevel::kInfo, "scheduler: KV pool full, retracting request {} ({} tokens) for recompute", q.r.rid, q.tokens.size());
+  release(q, true);  // its computed prefix stays cached: the recompute may hit it
+  q.state = ScheduledRequest::State::kWaiting;
+  q.recompute = true;
+  for (auto it = running_.begin(); it != running_.end(); ++it)
+    if (it->get() == &q) {
+      waiting_.push_front(std::move(*it));
+      running_.erase(it);
+      break;
+    }
+  ++counters_.retractions;
+}
+
+// ------------------------------------------------------------------ consuming logits
+void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
+  const ForwardBatch& fb = plan.batch;
+  for (size_t i = 0; i < plan.uses.size(); ++i)
+    consume(*plan.uses[i].first, plan.uses[i].second, static_cast<float*>(logits.row_ptr(int64_t(i))));
+  for (auto& q : running_)
+    if (q->state == ScheduledRequest::State::kPrefilling && q->kv_len == q->extend_target)
+      q->state = ScheduledRequest::State::kDecoding;
+  // Stream, then retire finished requests.
+  for (auto it = running_.begin(); it != running_.end();) {
+    ScheduledRequest& q = **it;
+    const bool done = q.result.finish.kind == FinishReason::Kind::kStop ||
+                      int32_t(q.result.output_ids.size()) >= q.r.sampling.max_new_tokens ||
+                      int64_t(q.tokens.size()) >= context_length_;
+    if (done && q.state == ScheduledRequest::State::kDecoding) {
+      finish(q, std::nullopt);
+      it = running_.erase(it);
+      continue;
+    }
+    if (q.r.stream && q.streamed_ids < q.result.output_ids.size()) emit(q, false, std::nullopt);
+    ++it;
+  }
+  if (fb.mode == ForwardMode::kExtend) counters_.prompt_tokens += fb.num_tokens();
+  else if (fb.mode == ForwardMode::kDecode) counters_.generation_tokens += fb.num_tokens();
+}
+
+void Scheduler::consume(ScheduledRequest& q, int64_t pos, float* row) {
+  const int64_t vocab = config_.vocab_size;
+  const bool want_lp = q.r.return_logprob;
+  if (want_lp) ops::log_softmax(Tensor(row, DType::kF32, {1, vocab}), Tensor(lp_row_.data(), DType::kF32, {1, vocab}));
+  auto extra_ids = [&](std::vector<std::vector<TokenLogprob>>& into) {
+    if (q.r.token_ids_logprob.empty()) return;
+    std::vector<TokenLogprob> v;
+    for (int32_t id : q.r.token_ids_logprob) v.push_back({lp_row_[size_t(id)], id});
+    into.push_back(std::move(v));
+  };
+  if (pos + 1 < int64_t(q.tokens.size())) {  // teacher-forced position
+    if (want_lp && !q.recompute && pos + 1 < q.prompt_len) {
+      const int32_t tok = q.tokens[size_t(pos + 1)];
+      q.result.input_token_logprobs.push_back({lp_row_[size_t(tok)], tok});
+      if (q.r.top_logprobs_num > 0) q.result.input_top_logprobs.push_back(top_n(lp_row_.data(), vocab, q.r.top_logprobs_num));
+      extra_ids(q.result.input_token_ids_logprobs);
+    }
+    return;
+  }
+  if (int32_t(q.result.output_ids.size()) >= q.r.sampling.max_new_tokens) return;  // score only
+  SamplingState st;
+  st.prompt = {q.tokens.data(), size_t(q.prompt_len)};
+  st.output = {q.result.output_ids.data(), q.result.output_ids.size()};
+  st.eos_ids = eos_ids_;
+  st.seed = q.seed;
+  st.position = pos + 1;
+  const int32_t tok = sampler_.sample(row, vocab, q.r.sampling, st);
+  q.tokens.push_back(tok);
+  q.result.output_ids.push_back(tok);
+  if (want_lp) {
+    q.result.output_token_logprobs.push_back({lp_row_[size_t(tok)], tok});
+    if (q.r.top_logprobs_num > 0) q.result.output_top_logprobs.push_back(top_n(lp_row_.data(), vocab, q.r.top_logprobs_num));
+    extra_ids(q.result.output_token_ids_logprobs);
+  }
+  const int32_t n_out = int32_t(q.result.output_ids.size());
+  const bool eos = !q.r.sampling.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), int64_t(tok)) != eos_ids_.end();
+  const auto& stop_ids = q.r.sampling.stop_token_ids;
+  const bool stop_id = std::find(stop_ids.begin(), stop_ids.end(), tok) != stop_ids.end();
+  if (n_out >= q.r.sampling.min_new_tokens && (eos || stop_id)) {
+    q.result.finish = {FinishReason::Kind::kStop, 0, tok, std::nullopt};
+    if (q.stop) q.stop->push(tok, /*hidden=*/true);
+    return;
+  }
+  if (q.stop && q.stop->push(tok, false) && n_out >= q.r.sampling.min_new_tokens)
+    q.result.finish = {FinishReason::Kind::kStop, 0, -1, q.stop->matched()};
+}
+
+void Scheduler::add_stats(EngineStats& s) const {
+  s.running += int64_t(running_.size());
+  s.waiting += int64_t(waiting_.size());
+  s.kv_total += slots_.num_slots();
+  s.kv_cached += cache_ ? cache_->total_size() : 0;
+  s.kv_used += slots_.num_slots() - slots_.free_slots() - (cache_ ? cache_->evictable_size() : 0);
+  s.prompt_tokens += counters_.prompt_tokens;
+  s.generation_tokens += counters_.generation_tokens;
+  s.requests_finished += counters_.requests_finished;
+  s.requests_aborted += counters_.requests_aborted;
+  s.retractions += counters_.retractions;
+}
+
+}  // namespace sparrow
