@@ -110,14 +110,17 @@ void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tenso
     const int64_t kp = (K + cpu::kPairChunk - 1) / cpu::kPairChunk * cpu::kPairChunk;
     thread_local std::vector<float> packed;
     packed.resize(size_t(T * kp));
-    auto pack_rows = [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) pack_pairs_row(x.data_as<float>() + t * a.ldx, K, packed.data() + t * kp);
+    float* const dst = packed.data();  // (a thread_local is not captured: name it here)
+    const float* const src = x.data_as<float>();
+    const int64_t ldx = a.ldx;
+    auto pack_rows = [=](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) pack_pairs_row(src + t * ldx, K, dst + t * kp);
     };
     if (T * K >= (int64_t(1) << 18))
       ThreadPool::global().parallel_for(T, pack_rows, 16);
     else
       pack_rows(0, T);
-    a.x = packed.data();
+    a.x = dst;
     a.ldx = kp;
   }
   auto* kernel = isa == cpu::Isa::kAvx512 ? &cpu::linear_avx512 : &cpu::linear_avx2;
