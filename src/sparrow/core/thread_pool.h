@@ -49,7 +49,7 @@ class ThreadPool {
   // How long an idle worker (or a caller waiting for workers) spins before sleeping on the
   // condition variable: a futex wake-up costs tens of microseconds, a large share of a
   // decode-sized parallel_for. SPARROW_POOL_SPIN_US overrides (0 disables).
-  int64_t spin_ns_ = 100'000;
+  int64_t spin_ns_ = 50'000;
   std::mutex run_mu_;  // one parallel_for at a time
 };
 

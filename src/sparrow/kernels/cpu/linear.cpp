@@ -2,8 +2,6 @@
 // parallel over blocks of output features (each thread owns whole y columns, so no
 // reduction crosses threads).
 #include <algorithm>
-#include <cstdlib>
-#include <string_view>
 #include <vector>
 
 #include "sparrow/core/thread_pool.h"
@@ -27,13 +25,6 @@ Tensor as_matrix(const Tensor& t, const char* what) {
   SPARROW_REQUIRE(t.is_contiguous(), "linear: {} {} must be contiguous", what, t.shape().str());
   const int64_t last = t.size(-1);
   return t.view(Shape{last ? t.numel() / last : 0, last});
-}
-
-int tuning_env(const char* name, int def) {
-  static const char* v1 = std::getenv("SPARROW_LIN_PF");
-  static const char* v2 = std::getenv("SPARROW_LIN_NT1");
-  const char* v = std::string_view(name) == "SPARROW_LIN_PF" ? v1 : v2;
-  return v ? std::atoi(v) : def;
 }
 
 // Pair layout (see cpu::LinearArgs): per 32-column chunk, the 16 odd-index values, then
@@ -102,8 +93,6 @@ void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tenso
   a.bias_t = bias ? bias->dtype() : DType::kF32;
   a.y_t = y.dtype();
   a.pf_end = N;
-  a.pf_hint = tuning_env("SPARROW_LIN_PF", 1);
-  a.nt1 = tuning_env("SPARROW_LIN_NT1", 8);
   if (mixed) {
     // fp32 activations against bf16 weights: x is packed once per call into the pair
     // layout the kernels read (T * K floats; small next to w).

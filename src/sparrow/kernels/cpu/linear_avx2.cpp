@@ -8,7 +8,6 @@ namespace {
 constexpr int kMT = 2;
 constexpr int kNT = 2;
 constexpr int kNT1 = 4;
-constexpr int kNT1Max = 8;
 }  // namespace
 }  // namespace sparrow::cpu
 

@@ -7,7 +7,6 @@ namespace {
 constexpr int kMT = 4;   // x rows per block
 constexpr int kNT = 4;   // w rows per block
 constexpr int kNT1 = 8;  // w rows per block when the tile has one x row
-constexpr int kNT1Max = 16;
 }  // namespace
 }  // namespace sparrow::cpu
 

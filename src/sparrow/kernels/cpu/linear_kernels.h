@@ -22,11 +22,9 @@ struct LinearArgs {
   DType w_t = DType::kBF16;  // kBF16 or kF32 (kF32 only with x_t == kF32)
   DType bias_t = DType::kF32;
   DType y_t = DType::kF32;
-  // Software-prefetch distance in rows of w for streaming blocks (0: none). Rows handed to
-  // a call are [n0, n1); prefetches stay below pf_end (the caller's whole range).
+  // w rows are prefetched one register block ahead, up to (not including) row pf_end (the
+  // whole call's N, so a thread's range does not go cold at N-tile or range boundaries).
   int64_t pf_end = 0;
-  int pf_hint = 1;  // TUNING: 0 none, 1 T0, 2 T1, 3 T2, 4 NTA
-  int nt1 = 8;      // TUNING
 };
 
 // Pair-layout chunk width for packed fp32 x.
