@@ -7,6 +7,8 @@
 //     l     = fma(l, alpha, hsum16(sum over 16-position groups of p, in group order))
 //     acc   = acc * alpha, then acc += p_j * v_j for j in increasing order (lane-wise FMA)
 //   out = acc / l
+// q / k / v may be f32 / f32 / f32, bf16 / bf16 / bf16 or f32 / bf16 / bf16 (scores then use
+// FMA in the vdpbf16ps lane order on pair-packed q; values are widened exactly).
 // Every quantity depends only on p and the tile grid, never on the other queries of the
 // step, so decode and extend (and any batch mix) give the same bits.
 #include <algorithm>
