@@ -30,6 +30,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 bool g_quick = false;
+bool g_decode_only = false;  // --decode-only: AVX-512 T=1/8 linear only (tuning)
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -112,7 +113,7 @@ struct LinearCase {
 
 // Median seconds per ops::linear call, cycling through weight copies that together exceed
 // the last-level cache.
-double time_linear(int64_t T, int64_t N, int64_t K, DType dt, int reps) {
+double time_linear(int64_t T, int64_t N, int64_t K, DType xdt, DType dt, int reps) {
   const size_t wbytes = size_t(N * K) * dtype_size(dt);
   const size_t copies = std::max<size_t>(2, ((size_t(g_quick ? 128 : 512) << 20) + wbytes - 1) / wbytes);
   std::vector<Buffer> ws;
@@ -128,8 +129,8 @@ double time_linear(int64_t T, int64_t N, int64_t K, DType dt, int reps) {
       for (int64_t i = 0; i < N * K; ++i) w[i] = float((i * 7919 + int64_t(c)) % 1000) * 1e-3f;
     }
   }
-  Buffer x(dt, {T, K}), y(DType::kF32, {T, N});
-  for (int64_t i = 0; i < T * K; ++i) store_from_f32(x.data(), dt, size_t(i), float(i % 17) * 0.01f);
+  Buffer x(xdt, {T, K}), y(DType::kF32, {T, N});
+  for (int64_t i = 0; i < T * K; ++i) store_from_f32(x.data(), xdt, size_t(i), float(i % 17) * 0.01f);
   std::vector<double> times;
   for (int r = 0; r < reps + 2; ++r) {
     const Buffer& w = ws[size_t(r) % copies];
@@ -150,27 +151,39 @@ nlohmann::json bench_linear(double read_gbs) {
   std::vector<cpu::Isa> isas;
   for (cpu::Isa i : {cpu::Isa::kAvx512, cpu::Isa::kAvx2})
     if (cpu::isa_supported(i)) isas.push_back(i);
+  if (g_decode_only) isas.resize(1);
+  // x dtype / w dtype: bf16 activations, or fp32 activations against bf16 weights (the
+  // CPU --dtype bfloat16 configuration).
+  const std::pair<DType, DType> decode_dts[] = {{DType::kF32, DType::kBF16}, {DType::kBF16, DType::kBF16}};
+  auto dt_name = [](DType x, DType w) {
+    return x == w ? std::string(dtype_name(w)) : fmt::format("x:{}/w:{}", dtype_name(x), dtype_name(w));
+  };
   for (cpu::Isa isa : isas) {
     cpu::set_isa(isa);
-    for (const LinearCase& c : cases)
-      for (int64_t T : {1, 8}) {
-        const bool big = c.N * c.K > 16'000'000;
-        const double s = time_linear(T, c.N, c.K, DType::kBF16, g_quick ? 5 : (big ? 15 : 61));
-        const double bytes = double(c.N * c.K * 2 + T * c.K * 2 + T * c.N * 4);
-        decode.push_back({{"isa", cpu::isa_name(isa)}, {"shape", c.name}, {"dtype", "bf16"},
-                          {"T", T}, {"N", c.N}, {"K", c.K}, {"median_us", s * 1e6},
-                          {"gbs", bytes / s / 1e9}, {"fraction_of_read_bw", bytes / s / 1e9 / read_gbs},
-                          {"gflops", 2.0 * double(T * c.N * c.K) / s / 1e9}});
-        fmt::print(stderr, "linear {} {} T={}: {:.1f} us\n", cpu::isa_name(isa), c.name, T, s * 1e6);
-      }
-    for (DType dt : {DType::kBF16, DType::kF32})
+    for (auto [xdt, wdt] : decode_dts)
+      for (const LinearCase& c : cases)
+        for (int64_t T : {1, 8}) {
+          const bool big = c.N * c.K > 16'000'000;
+          const double s = time_linear(T, c.N, c.K, xdt, wdt, g_quick ? 5 : (big ? 15 : 61));
+          const double bytes = double(c.N * c.K * 2 + T * c.K * dtype_size(xdt) + T * c.N * 4);
+          decode.push_back({{"isa", cpu::isa_name(isa)}, {"shape", c.name}, {"dtype", dt_name(xdt, wdt)},
+                            {"T", T}, {"N", c.N}, {"K", c.K}, {"median_us", s * 1e6},
+                            {"gbs", bytes / s / 1e9}, {"fraction_of_read_bw", bytes / s / 1e9 / read_gbs},
+                            {"gflops", 2.0 * double(T * c.N * c.K) / s / 1e9}});
+          fmt::print(stderr, "linear {} {} {} T={}: {:.1f} us ({:.2f} of read bw)\n", cpu::isa_name(isa),
+                     dt_name(xdt, wdt), c.name, T, s * 1e6, bytes / s / 1e9 / read_gbs);
+        }
+    if (g_decode_only) continue;
+    const std::pair<DType, DType> prefill_dts[] = {
+        {DType::kBF16, DType::kBF16}, {DType::kF32, DType::kBF16}, {DType::kF32, DType::kF32}};
+    for (auto [xdt, wdt] : prefill_dts)
       for (const LinearCase& c : {cases[0], cases[2]}) {
         const int64_t T = 512;
-        const double s = time_linear(T, c.N, c.K, dt, g_quick ? 3 : 9);
-        prefill.push_back({{"isa", cpu::isa_name(isa)}, {"shape", c.name}, {"dtype", dtype_name(dt)},
+        const double s = time_linear(T, c.N, c.K, xdt, wdt, g_quick ? 3 : 9);
+        prefill.push_back({{"isa", cpu::isa_name(isa)}, {"shape", c.name}, {"dtype", dt_name(xdt, wdt)},
                            {"T", T}, {"N", c.N}, {"K", c.K}, {"median_ms", s * 1e3},
                            {"gflops", 2.0 * double(T * c.N * c.K) / s / 1e9}});
-        fmt::print(stderr, "prefill {} {} {}: {:.2f} ms\n", cpu::isa_name(isa), dtype_name(dt), c.name, s * 1e3);
+        fmt::print(stderr, "prefill {} {} {}: {:.2f} ms\n", cpu::isa_name(isa), dt_name(xdt, wdt), c.name, s * 1e3);
       }
   }
   cpu::reset_isa();
@@ -227,6 +240,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") g_quick = true;
+    if (arg == "--decode-only") g_decode_only = true;
     if (arg.rfind("--only=", 0) == 0) only = arg.substr(7);
   }
   auto want = [&](const char* part) { return only.empty() || only == part; };

@@ -22,17 +22,26 @@ using testing::ScopedIsa;
 // req_to_token row req_rows[i].
 struct Pool {
   int64_t Hq, Hkv, D, max_ctx, slots;
-  DType dt;
+  DType dt;   // of k and v
+  DType qdt;  // of q and out
   Buffer k, v;
   std::vector<int32_t> r2t;
   std::vector<int32_t> req_rows;
   std::vector<int32_t> lens;
 };
 
-Pool make_pool(const std::vector<int32_t>& lens, int64_t Hq, int64_t Hkv, int64_t D, DType dt,
+// (q dtype, kv dtype) combinations the op supports.
+struct Dts {
+  DType q, kv;
+};
+const Dts kDts[] = {{DType::kBF16, DType::kBF16}, {DType::kF32, DType::kF32}, {DType::kF32, DType::kBF16}};
+std::string dts_name(Dts d) { return fmt::format("q {} kv {}", dtype_name(d.q), dtype_name(d.kv)); }
+
+Pool make_pool(const std::vector<int32_t>& lens, int64_t Hq, int64_t Hkv, int64_t D, Dts dts,
                uint32_t seed) {
   std::mt19937 rng(seed);
-  Pool p{Hq, Hkv, D, 0, 0, dt, {}, {}, {}, {}, lens};
+  const DType dt = dts.kv;
+  Pool p{Hq, Hkv, D, 0, 0, dt, dts.q, {}, {}, {}, {}, lens};
   p.max_ctx = *std::max_element(lens.begin(), lens.end()) + 3;
   const int64_t total = std::accumulate(lens.begin(), lens.end(), int64_t(0));
   p.slots = total * 2 + 5;
@@ -73,7 +82,7 @@ QueryBank make_queries(const Pool& p, uint32_t seed) {
     b.first_row.push_back(rows);
     rows += l;
   }
-  b.q = Buffer(p.dt, {rows, p.Hq, p.D});
+  b.q = Buffer(p.qdt, {rows, p.Hq, p.D});
   fill_uniform(b.q.tensor(), rng);
   return b;
 }
@@ -89,8 +98,8 @@ Buffer run_step(const Pool& p, const QueryBank& bank, const Step& s, float scale
     offs[i] = int32_t(T);
     T += s.ext_lens[i];
   }
-  const int64_t row_bytes = p.Hq * p.D * int64_t(dtype_size(p.dt));
-  Buffer q(p.dt, {T, p.Hq, p.D}), out(p.dt, {T, p.Hq, p.D});
+  const int64_t row_bytes = p.Hq * p.D * int64_t(dtype_size(p.qdt));
+  Buffer q(p.qdt, {T, p.Hq, p.D}), out(p.qdt, {T, p.Hq, p.D});
   for (size_t i = 0; i < nb; ++i) {
     const int64_t src = bank.first_row[size_t(s.seq_ids[i])] + s.seq_lens[i] - s.ext_lens[i];
     std::memcpy(static_cast<char*>(q.data()) + offs[i] * row_bytes,
@@ -109,7 +118,7 @@ Buffer run_step(const Pool& p, const QueryBank& bank, const Step& s, float scale
     // Oracle in f32 storage so the comparison sees it unrounded.
     Buffer qf(DType::kF32, {T, p.Hq, p.D}), kf(DType::kF32, {p.slots, p.Hkv, p.D}),
         vf(DType::kF32, {p.slots, p.Hkv, p.D}), of(DType::kF32, {T, p.Hq, p.D});
-    convert(q.data(), p.dt, qf.data(), DType::kF32, size_t(q.tensor().numel()));
+    convert(q.data(), p.qdt, qf.data(), DType::kF32, size_t(q.tensor().numel()));
     convert(p.k.data(), p.dt, kf.data(), DType::kF32, size_t(kf.tensor().numel()));
     convert(p.v.data(), p.dt, vf.data(), DType::kF32, size_t(vf.tensor().numel()));
     ref::paged_attention(qf.tensor(), kf.tensor(), vf.tensor(), b, scale, of.tensor());
@@ -123,11 +132,12 @@ TEST(Attention, MatchesReference) {
   uint32_t seed = 1;
   for (cpu::Isa isa : testing::supported_isas()) {
     ScopedIsa scoped(isa);
-    for (DType dt : {DType::kBF16, DType::kF32})
-      for (int64_t D : {16, 64, 128})
+    for (Dts dts : kDts)
+      for (int64_t D : {16, 48, 64, 128})
         for (int64_t ratio : {1, 2, 4, 8}) {
           const int64_t Hkv = 2, Hq = Hkv * ratio;
-          Pool p = make_pool({1, 70, 200, 129}, Hq, Hkv, D, dt, ++seed);
+          Pool p = make_pool({1, 70, 200, 129}, Hq, Hkv, D, dts, ++seed);
+          const DType dt = dts.q;
           QueryBank bank = make_queries(p, ++seed);
           // Mixed step: a decode, a full prefill, a partial extend, a long decode.
           Step s{{0, 1, 2, 3}, {1, 70, 200, 129}, {1, 70, 37, 1}};
@@ -141,7 +151,7 @@ TEST(Attention, MatchesReference) {
             const double g = load_as_f32(got.data(), dt, size_t(i));
             const double w = static_cast<const float*>(want.data())[i];
             if (!(std::fabs(g - w) <= 2e-5 + rel * std::fabs(w)) && bad++ < 5)
-              ADD_FAILURE() << cpu::isa_name(isa) << " " << dtype_name(dt) << " D=" << D
+              ADD_FAILURE() << cpu::isa_name(isa) << " " << dts_name(dts) << " D=" << D
                             << " ratio=" << ratio << " elem " << i << ": " << g << " vs " << w;
           }
           EXPECT_EQ(bad, 0);
@@ -161,15 +171,16 @@ void expect_rows_equal(const Buffer& a, int64_t a_row, const Buffer& b, int64_t 
 TEST(Attention, DecodeMatchesExtendBitwise) {
   for (cpu::Isa isa : testing::supported_isas()) {
     ScopedIsa scoped(isa);
-    for (DType dt : {DType::kBF16, DType::kF32})
+    for (Dts dts : kDts)
       for (int64_t ratio : {1, 4}) {
         const int32_t L = 150;
-        Pool p = make_pool({L}, 2 * ratio, 2, 64, dt, 42);
+        const DType dt = dts.q;
+        Pool p = make_pool({L}, 2 * ratio, 2, 64, dts, 42);
         QueryBank bank = make_queries(p, 43);
         const float scale = 0.125f;
         const int64_t row_bytes = p.Hq * p.D * int64_t(dtype_size(dt));
         const Buffer full = run_step(p, bank, Step{{0}, {L}, {L}}, scale);
-        const std::string what = fmt::format("{} {} ratio {}", cpu::isa_name(isa), dtype_name(dt), ratio);
+        const std::string what = fmt::format("{} {} ratio {}", cpu::isa_name(isa), dts_name(dts), ratio);
         for (int32_t i = 0; i < L; ++i) {
           const Buffer one = run_step(p, bank, Step{{0}, {i + 1}, {1}}, scale);
           expect_rows_equal(one, 0, full, i, row_bytes, what + fmt::format(" decode pos {}", i));
@@ -191,8 +202,9 @@ TEST(Attention, DecodeMatchesExtendBitwise) {
 TEST(Attention, MixedBatchMatchesSingleSequence) {
   for (cpu::Isa isa : testing::supported_isas()) {
     ScopedIsa scoped(isa);
-    for (DType dt : {DType::kBF16, DType::kF32}) {
-      Pool p = make_pool({5, 300, 64, 65, 1}, 8, 2, 128, dt, 7);
+    for (Dts dts : kDts) {
+      const DType dt = dts.q;
+      Pool p = make_pool({5, 300, 64, 65, 1}, 8, 2, 128, dts, 7);
       QueryBank bank = make_queries(p, 8);
       const float scale = 0.088f;
       const int64_t row_bytes = p.Hq * p.D * int64_t(dtype_size(dt));
@@ -204,7 +216,7 @@ TEST(Attention, MixedBatchMatchesSingleSequence) {
             p, bank, Step{{mixed.seq_ids[i]}, {mixed.seq_lens[i]}, {mixed.ext_lens[i]}}, scale);
         for (int32_t r = 0; r < mixed.ext_lens[i]; ++r)
           expect_rows_equal(one, r, all, row + r, row_bytes,
-                            fmt::format("{} {} seq {} row {}", cpu::isa_name(isa), dtype_name(dt),
+                            fmt::format("{} {} seq {} row {}", cpu::isa_name(isa), dts_name(dts),
                                         mixed.seq_ids[i], r));
         row += mixed.ext_lens[i];
       }
@@ -214,8 +226,8 @@ TEST(Attention, MixedBatchMatchesSingleSequence) {
 
 TEST(Attention, Avx2AndAvx512AgreeBitwise) {
   if (!cpu::isa_supported(cpu::Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 BF16";
-  for (DType dt : {DType::kBF16, DType::kF32}) {
-    Pool p = make_pool({100, 3}, 4, 2, 64, dt, 11);
+  for (Dts dts : kDts) {
+    Pool p = make_pool({100, 3}, 4, 2, 48, dts, 11);
     QueryBank bank = make_queries(p, 12);
     const Step s{{0, 1}, {100, 3}, {30, 3}};
     Buffer r[2];
@@ -224,18 +236,30 @@ TEST(Attention, Avx2AndAvx512AgreeBitwise) {
       ScopedIsa scoped(isa);
       r[i++] = run_step(p, bank, s, 0.125f);
     }
-    EXPECT_EQ(0, std::memcmp(r[0].data(), r[1].data(), r[0].nbytes())) << dtype_name(dt);
+    EXPECT_EQ(0, std::memcmp(r[0].data(), r[1].data(), r[0].nbytes())) << dts_name(dts);
   }
 }
 
 TEST(Attention, RejectsBadArguments) {
-  Pool p = make_pool({4}, 4, 2, 16, DType::kF32, 3);
+  Pool p = make_pool({4}, 4, 2, 16, {DType::kF32, DType::kF32}, 3);
   Buffer q(DType::kF32, {1, 4, 16}), out(DType::kF32, {1, 4, 16}), q3(DType::kF32, {1, 3, 16});
   std::vector<int32_t> req{p.req_rows[0]}, seq{4}, ext{1}, off{0};
   ops::AttentionBatch b{1, req.data(), seq.data(), ext.data(), off.data(), p.r2t.data(), p.max_ctx};
   EXPECT_NO_THROW(ops::paged_attention(q.tensor(), p.k.tensor(), p.v.tensor(), b, 1.f, out.tensor()));
   EXPECT_THROW(ops::paged_attention(q3.tensor(), p.k.tensor(), p.v.tensor(), b, 1.f, q3.tensor()),
                InputError);
+  {
+    // bf16 q against f32 KV is not a supported combination; f32 q with bf16 KV is.
+    Pool pb = make_pool({4}, 4, 2, 16, {DType::kF32, DType::kBF16}, 3);
+    Buffer qb(DType::kBF16, {1, 4, 16}), ob(DType::kBF16, {1, 4, 16});
+    EXPECT_THROW(ops::paged_attention(qb.tensor(), p.k.tensor(), p.v.tensor(), b, 1.f, ob.tensor()),
+                 InputError);
+    EXPECT_THROW(ops::paged_attention(q.tensor(), pb.k.tensor(), pb.v.tensor(), b, 1.f, ob.tensor()),
+                 InputError);
+    std::vector<int32_t> reqb{pb.req_rows[0]};
+    ops::AttentionBatch bb{1, reqb.data(), seq.data(), ext.data(), off.data(), pb.r2t.data(), pb.max_ctx};
+    EXPECT_NO_THROW(ops::paged_attention(q.tensor(), pb.k.tensor(), pb.v.tensor(), bb, 1.f, out.tensor()));
+  }
   seq[0] = 5;  // position 4 has no slot (-1)
   EXPECT_THROW(ops::paged_attention(q.tensor(), p.k.tensor(), p.v.tensor(), b, 1.f, out.tensor()),
                InputError);

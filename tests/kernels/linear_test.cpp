@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -22,10 +23,19 @@ struct Problem {
   bool has_bias = false;
 };
 
-Problem make_problem(int64_t T, int64_t N, int64_t K, DType in_t, DType y_t, DType bias_t,
+// x and w dtypes of a call: bf16/bf16, f32/f32, or f32 activations with bf16 weights.
+struct InTypes {
+  DType x, w;
+};
+const InTypes kInTypes[] = {{DType::kBF16, DType::kBF16}, {DType::kF32, DType::kF32}, {DType::kF32, DType::kBF16}};
+std::string in_name(InTypes in) {
+  return fmt::format("x {} w {}", dtype_name(in.x), dtype_name(in.w));
+}
+
+Problem make_problem(int64_t T, int64_t N, int64_t K, InTypes in_t, DType y_t, DType bias_t,
                      bool has_bias, uint32_t seed) {
   std::mt19937 rng(seed);
-  Problem p{Buffer(in_t, {T, K}), Buffer(in_t, {N, K}), Buffer(bias_t, {N}), Buffer(y_t, {T, N}),
+  Problem p{Buffer(in_t.x, {T, K}), Buffer(in_t.w, {N, K}), Buffer(bias_t, {N}), Buffer(y_t, {T, N}),
             has_bias};
   fill_uniform(p.x.tensor(), rng);
   fill_uniform(p.w.tensor(), rng);
@@ -72,7 +82,7 @@ void expect_close_to_exact(const Problem& p, const std::string& what) {
 }
 
 TEST(Linear, ReferenceMatchesExact) {
-  for (DType in_t : {DType::kBF16, DType::kF32}) {
+  for (InTypes in_t : kInTypes) {
     Problem p = make_problem(5, 9, 100, in_t, DType::kF32, DType::kF32, true, 1);
     ref::linear(p.x.tensor(), p.w.tensor(), &p.bias.tensor(), p.y.tensor());
     expect_close_to_exact(p, "ref");
@@ -83,7 +93,7 @@ TEST(Linear, MatchesReferenceOnAwkwardShapes) {
   uint32_t seed = 10;
   for (cpu::Isa isa : testing::supported_isas()) {
     ScopedIsa scoped(isa);
-    for (DType in_t : {DType::kBF16, DType::kF32})
+    for (InTypes in_t : kInTypes)
       for (int64_t T : {0, 1, 2, 3, 7, 33, 257})
         for (int64_t K : {16, 17, 31, 64, 100, 2048})
           for (int64_t N : {1, 5, 37}) {
@@ -91,7 +101,7 @@ TEST(Linear, MatchesReferenceOnAwkwardShapes) {
             Problem p = make_problem(T, N, K, in_t, DType::kF32, DType::kF32, (T + N) % 2 == 1, ++seed);
             run(p);
             expect_close_to_exact(p, fmt::format("{} {} T={} N={} K={}", cpu::isa_name(isa),
-                                                 dtype_name(in_t), T, N, K));
+                                                 in_name(in_t), T, N, K));
           }
   }
 }
@@ -100,13 +110,13 @@ TEST(Linear, OutputAndBiasDtypes) {
   uint32_t seed = 500;
   for (cpu::Isa isa : testing::supported_isas()) {
     ScopedIsa scoped(isa);
-    for (DType in_t : {DType::kBF16, DType::kF32})
+    for (InTypes in_t : kInTypes)
       for (DType y_t : {DType::kF32, DType::kBF16, DType::kF16})
-        for (DType bias_t : {DType::kF32, in_t}) {
+        for (DType bias_t : {DType::kF32, DType::kBF16}) {
           Problem p = make_problem(6, 19, 77, in_t, y_t, bias_t, true, ++seed);
           run(p);
           expect_close_to_exact(p, fmt::format("{} {}->{} bias {}", cpu::isa_name(isa),
-                                               dtype_name(in_t), dtype_name(y_t), dtype_name(bias_t)));
+                                               in_name(in_t), dtype_name(y_t), dtype_name(bias_t)));
         }
   }
 }
@@ -122,13 +132,13 @@ std::vector<uint32_t> bits_of(const Tensor& t) {
 TEST(Linear, BatchInvariantBitwise) {
   for (cpu::Isa isa : testing::optimized_isas()) {
     ScopedIsa scoped(isa);
-    for (DType in_t : {DType::kBF16, DType::kF32})
+    for (InTypes in_t : kInTypes)
       for (int64_t K : {100, 2048}) {
         const int64_t T = 67, N = 203;
         Problem p = make_problem(T, N, K, in_t, DType::kF32, DType::kF32, true, 77);
         run(p);
         const std::vector<uint32_t> full = bits_of(p.y.tensor());
-        const std::string what = fmt::format("{} {} K={}", cpu::isa_name(isa), dtype_name(in_t), K);
+        const std::string what = fmt::format("{} {} K={}", cpu::isa_name(isa), in_name(in_t), K);
         // Row subsets of every size at every alignment relative to the 4-row blocks.
         for (int64_t len : {1, 2, 3, 5, 8, 33}) {
           for (int64_t t0 = 0; t0 + len <= T; t0 += 7) {
@@ -162,8 +172,8 @@ TEST(Linear, BatchInvariantBitwise) {
 // give the same bits (inputs here have no subnormals, which vdpbf16ps flushes).
 TEST(Linear, Avx2AndAvx512AgreeBitwise) {
   if (!cpu::isa_supported(cpu::Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 BF16";
-  for (DType in_t : {DType::kBF16, DType::kF32})
-    for (int64_t K : {17, 64, 100, 2048}) {
+  for (InTypes in_t : kInTypes)
+    for (int64_t K : {17, 48, 64, 100, 2048}) {
       Problem p = make_problem(9, 41, K, in_t, DType::kF32, DType::kF32, true, 99);
       std::vector<uint32_t> r[2];
       int i = 0;
@@ -172,8 +182,35 @@ TEST(Linear, Avx2AndAvx512AgreeBitwise) {
         run(p);
         r[i++] = bits_of(p.y.tensor());
       }
-      EXPECT_EQ(r[0], r[1]) << dtype_name(in_t) << " K=" << K;
+      EXPECT_EQ(r[0], r[1]) << in_name(in_t) << " K=" << K;
     }
+}
+
+// fp32 activations with bf16 weights: each product is formed exactly inside an FMA, so the
+// only error is fp32 accumulation. On decode shapes the result stays within ~1e-6 of the
+// exact value relative to sum |x*w| (the hi/lo bf16 split of x would give ~1e-5).
+TEST(Linear, MixedF32Bf16NearFp32) {
+  for (cpu::Isa isa : testing::optimized_isas()) {
+    ScopedIsa scoped(isa);
+    for (int64_t K : {1024, 2048}) {
+      Problem p = make_problem(3, 64, K, {DType::kF32, DType::kBF16}, DType::kF32, DType::kF32, false, 123);
+      run(p);
+      const std::vector<float> xf = to_f32(p.x.tensor()), wf = to_f32(p.w.tensor()),
+                               yf = to_f32(p.y.tensor());
+      double worst = 0;
+      for (int64_t t = 0; t < 3; ++t)
+        for (int64_t n = 0; n < 64; ++n) {
+          double exact = 0, mag = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            const double prod = double(xf[size_t(t * K + k)]) * wf[size_t(n * K + k)];
+            exact += prod;
+            mag += std::fabs(prod);
+          }
+          worst = std::max(worst, std::fabs(yf[size_t(t * 64 + n)] - exact) / mag);
+        }
+      EXPECT_LT(worst, 1e-6) << cpu::isa_name(isa) << " K=" << K;
+    }
+  }
 }
 
 TEST(Linear, AcceptsHigherRankAndStridedRows) {
@@ -197,6 +234,8 @@ TEST(Linear, RejectsBadArguments) {
   EXPECT_THROW(ops::linear(x.tensor(), w.tensor(), nullptr, yi.tensor()), InputError);
   EXPECT_THROW(ops::linear(x.tensor(), w.tensor(), &b4.tensor(), y.tensor()), InputError);
   EXPECT_NO_THROW(ops::linear(x.tensor(), w.tensor(), nullptr, y.tensor()));
+  Buffer xf(DType::kF32, {2, 8});
+  EXPECT_NO_THROW(ops::linear(xf.tensor(), w.tensor(), nullptr, y.tensor()));  // f32 x, bf16 w
 }
 
 }  // namespace

@@ -1,12 +1,29 @@
 #include "sparrow/core/thread_pool.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <exception>
 
 namespace sparrow {
 namespace {
 thread_local bool t_inside_pool = false;
+
+// Spins until done() or ns nanoseconds have passed; returns done().
+template <class F>
+bool spin_until(F done, int64_t ns) {
+  if (ns <= 0) return done();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      _mm_pause();
+    }
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::nanoseconds(ns)) return done();
+  }
+}
 
 std::pair<int64_t, int64_t> chunk_range(int64_t n, int chunks, int i) {
   const int64_t base = n / chunks, extra = n % chunks;
@@ -21,6 +38,7 @@ ThreadPool::ThreadPool(int threads) {
     if (const char* env = std::getenv("SPARROW_NUM_THREADS")) threads = std::atoi(env);
     threads = std::max(threads, 1);
   }
+  if (const char* env = std::getenv("SPARROW_POOL_SPIN_US")) spin_ns_ = int64_t(std::atoll(env)) * 1000;
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
@@ -44,6 +62,9 @@ void ThreadPool::worker_loop(int index) {
     const std::function<void(int64_t, int64_t)>* job;
     int64_t n;
     int chunks;
+    spin_until([&] { return stop_.load(std::memory_order_acquire) ||
+                            generation_.load(std::memory_order_acquire) != seen; },
+               spin_ns_);
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_start_.wait(lock, [&] { return stop_ || generation_ != seen; });
@@ -94,6 +115,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     err = std::current_exception();
   }
   t_inside_pool = false;
+  spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; }, spin_ns_);
   std::unique_lock<std::mutex> lock(mu_);
   cv_done_.wait(lock, [&] { return pending_ == 0; });
   if (err) std::rethrow_exception(err);

@@ -14,10 +14,14 @@
 
 namespace sparrow::ops {
 
-// y[T, N] = x[T, K] . w[N, K]^T (+ bias[N]). x and w share a dtype (bf16 or f32); bias is
-// f32 or that dtype; y is any float dtype (rounded once from the fp32 accumulator). w is in
-// HF Linear layout (row n holds output feature n). Each y element is reduced over K in an
-// order that depends on K alone, never on T or the thread count (batch invariance).
+// y[T, N] = x[T, K] . w[N, K]^T (+ bias[N]). x / w dtypes: bf16 / bf16, f32 / f32, or
+// f32 / bf16 (fp32 activations against bf16 weights: the CPU `--dtype bfloat16` setup;
+// products are formed exactly inside fp32 FMAs, no rounding of x). bias is null, f32 or
+// bf16; y is any float dtype (rounded once from the fp32 accumulator). w is in HF Linear
+// layout (row n holds output feature n). Each y element is reduced over K in an order that
+// depends on K (and the dtype combination) alone, never on T, the register blocking or
+// the thread count (batch invariance); the AVX2 and AVX-512 kernels give the same bits.
+// See docs/numerics.md.
 void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
 
 // Per-sequence geometry of a paged attention batch. Sequence b owns req_to_token row
@@ -36,9 +40,11 @@ struct AttentionBatch {
 
 // Causal GQA attention through the paged KV pool: the query at absolute position p of a
 // sequence attends to its keys at positions [0, p]. q [T, Hq, D]; k_cache, v_cache
-// [slots, Hkv, D] (one layer); out [T, Hq, D]. Softmax in fp32. Extend and decode run the
-// same code; the KV is processed in fixed tiles of absolute positions so a query's result
-// does not depend on how many other queries are in the step.
+// [slots, Hkv, D] (one layer); out [T, Hq, D]. q and out share a dtype (bf16 or f32);
+// the caches have q's dtype, or are bf16 with f32 q (bf16 KV cache, fp32 activations).
+// Softmax in fp32. Extend and decode run the same code; the KV is processed in fixed
+// tiles of absolute positions so a query's result does not depend on how many other
+// queries are in the step.
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, float scale, const Tensor& out);
 

@@ -22,11 +22,15 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   SPARROW_REQUIRE(q.is_contiguous() && k_cache.is_contiguous() && v_cache.is_contiguous() &&
                       out.is_contiguous(),
                   "paged_attention: tensors must be contiguous");
-  const DType dt = q.dtype();
+  const DType dt = q.dtype(), kvt = k_cache.dtype();
   SPARROW_REQUIRE(dt == DType::kBF16 || dt == DType::kF32,
                   "paged_attention: dtype must be bf16 or f32, got {}", dtype_name(dt));
-  SPARROW_REQUIRE(k_cache.dtype() == dt && v_cache.dtype() == dt && out.dtype() == dt,
-                  "paged_attention: q, k_cache, v_cache and out must share a dtype");
+  SPARROW_REQUIRE(out.dtype() == dt, "paged_attention: out dtype {} must match q dtype {}",
+                  dtype_name(out.dtype()), dtype_name(dt));
+  SPARROW_REQUIRE(v_cache.dtype() == kvt && (kvt == dt || (dt == DType::kF32 && kvt == DType::kBF16)),
+                  "paged_attention: k_cache/v_cache must share q's dtype, or be bf16 with f32 q "
+                  "(got q {}, k {}, v {})",
+                  dtype_name(dt), dtype_name(kvt), dtype_name(v_cache.dtype()));
   const int64_t T = q.size(0), Hq = q.size(1), D = q.size(2);
   const int64_t slots = k_cache.size(0), Hkv = k_cache.size(1);
   SPARROW_REQUIRE(out.shape() == q.shape(), "paged_attention: out {} must match q {}",
@@ -96,6 +100,7 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   a.v = v_cache.data();
   a.out = out.data();
   a.dt = dt;
+  a.kvt = kvt;
   a.Hq = Hq;
   a.Hkv = Hkv;
   a.D = D;

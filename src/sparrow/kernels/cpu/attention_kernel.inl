@@ -7,11 +7,14 @@
 //     l     = fma(l, alpha, hsum16(sum over 16-position groups of p, in group order))
 //     acc   = acc * alpha, then acc += p_j * v_j for j in increasing order (lane-wise FMA)
 //   out = acc / l
+// q / k / v may be f32 / f32 / f32, bf16 / bf16 / bf16 or f32 / bf16 / bf16 (scores then use
+// FMA in the vdpbf16ps lane order on pair-packed q; values are widened exactly).
 // Every quantity depends only on p and the tile grid, never on the other queries of the
 // step, so decode and extend (and any batch mix) give the same bits.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "sparrow/kernels/cpu/attention_kernels.h"
@@ -33,7 +36,7 @@ inline void store16(uint16_t* dst, V16 v) {
 }
 
 struct Scratch {
-  std::vector<float> q, acc, m, l;
+  std::vector<float> q, qp, acc, m, l;
 };
 
 inline void prefetch_row(const void* p, int64_t bytes) {
@@ -69,6 +72,25 @@ inline void score_group(const float*, const uint16_t* q, const uint16_t* const* 
   }
 }
 
+// f32 q (qp: packed in pair layout, zero-padded to a multiple of 32), bf16 k: lane i
+// FMAs q[32c+2i+1]*k[32c+2i+1], then q[32c+2i]*k[32c+2i], over chunks c in order (a final
+// half chunk when D % 32 == 16 is zero-padded).
+inline void score_group(const float*, const float* qp, const uint16_t* const* kk, int64_t D,
+                        V16* acc) {
+  for (int j = 0; j < 16; ++j) acc[j] = vzero();
+  int64_t d = 0;
+  for (; d + 32 <= D; d += 32) {
+    const XF qb = load_xf(qp + d);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; ++j) acc[j] = vdot_f32_bf16(acc[j], qb, load_wb(kk[j] + d));
+  }
+  if (d < D) {
+    const int rem = int(D - d);
+    const XF qb = load_xf(qp + d);
+    for (int j = 0; j < 16; ++j) acc[j] = vdot_f32_bf16(acc[j], qb, load_wb_tail(kk[j] + d, rem));
+  }
+}
+
 // acc[c] (c < CB chunks of 16) = acc[c] * alpha + sum_j p_j * v_j[c], j in increasing order.
 template <int CB, class E>
 inline void pv_pass(float* acc, const E* const* vp, const float* p, int nv, V16 alpha) {
@@ -85,16 +107,18 @@ inline void pv_pass(float* acc, const E* const* vp, const float* p, int nv, V16 
   for (int c = 0; c < CB; ++c) vstore(acc + c * 16, av[c]);
 }
 
-template <class E>
+// E: dtype of q and out; KV: dtype of the caches (E, or uint16_t with E = float).
+template <class E, class KV>
 void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
+  constexpr bool kMixed = !std::is_same_v<E, KV>;
   const ops::AttentionBatch& bt = *a.batch;
   const int64_t D = a.D, Hq = a.Hq, Hkv = a.Hkv, G = Hq / Hkv;
   const int64_t nrows = it.r1 - it.r0, nh = it.g1 - it.g0, M = nh * nrows * G, nc = D / 16;
   const int64_t seq = bt.seq_lens[it.b], ext = bt.extend_lens[it.b], start = seq - ext;
   const int32_t* r2t = bt.req_to_token + int64_t(bt.req_slots[it.b]) * bt.max_context;
   const E* q = static_cast<const E*>(a.q);
-  const E* kc = static_cast<const E*>(a.k);
-  const E* vc = static_cast<const E*>(a.v);
+  const KV* kc = static_cast<const KV*>(a.k);
+  const KV* vc = static_cast<const KV*>(a.v);
   E* out = static_cast<E*>(a.out);
   const int64_t row0 = bt.q_offsets[it.b] + it.r0;
   // Query vector index for (kv head g0 + gi, row ri, group member hi).
@@ -103,7 +127,9 @@ void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
     return q + ((row0 + ri) * Hq + (it.g0 + gi) * G + hi) * D;
   };
 
+  const int64_t Dp = (D + 31) / 32 * 32;
   s.q.resize(size_t(M * D));
+  if constexpr (kMixed) s.qp.resize(size_t(M * Dp));
   s.acc.assign(size_t(M * D), 0.f);
   s.m.assign(size_t(M), -std::numeric_limits<float>::infinity());
   s.l.assign(size_t(M), 0.f);
@@ -113,14 +139,17 @@ void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
         const E* src = q + ((row0 + ri) * Hq + (it.g0 + gi) * G + hi) * D;
         float* dst = s.q.data() + qidx(gi, ri, hi) * D;
         for (int64_t c = 0; c < nc; ++c) vstore(dst + c * 16, load16(src + c * 16));
+        if constexpr (kMixed)
+          for (int64_t d = 0; d < D; d += 32)
+            pack_pairs(dst + d, int(std::min<int64_t>(32, D - d)), s.qp.data() + qidx(gi, ri, hi) * Dp + d);
       }
 
   const int64_t pmax = start + it.r1 - 1;
-  const int64_t head_bytes = nh * D * int64_t(sizeof(E));
-  const E* kbase[kTile];
-  const E* vbase[kTile];
-  const E* kp[kTile];
-  const E* vp[kTile];
+  const int64_t head_bytes = nh * D * int64_t(sizeof(KV));
+  const KV* kbase[kTile];
+  const KV* vbase[kTile];
+  const KV* kp[kTile];
+  const KV* vp[kTile];
   alignas(64) float sc[kTile];
   const V16 vscale = vset1(a.scale);
   const float ninf = -std::numeric_limits<float>::infinity();
@@ -155,9 +184,12 @@ void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
           float mt = ninf;
           for (int gr = 0; gr < ng; ++gr) {
             V16 acc16[16];
-            const E* kk[16];
+            const KV* kk[16];
             for (int j = 0; j < 16; ++j) kk[j] = kp[std::min(gr * 16 + j, nv - 1)];  // padding reuses a valid row
-            score_group(qv, qraw(gi, ri, hi), kk, D, acc16);
+            if constexpr (kMixed)
+              score_group(qv, s.qp.data() + qi * Dp, kk, D, acc16);
+            else
+              score_group(qv, qraw(gi, ri, hi), kk, D, acc16);
             const V16 sv = vkeep_first(vmul(vreduce16(acc16), vscale), nv - gr * 16, ninf);
             mt = std::max(mt, vhmax(sv));
             vstore(sc + gr * 16, sv);
@@ -177,13 +209,20 @@ void run_item(const AttnArgs& a, const AttnItem& it, Scratch& s) {
           float* acc = s.acc.data() + qi * D;
           const V16 va = vset1(alpha);
           int64_t c = 0;
+#if defined(SPARROW_SIMD16_AVX512)
+          for (; c + 8 <= nc; c += 8) {  // 8 independent FMA chains per position
+            const KV* vpc[kTile];
+            for (int j = 0; j < nv; ++j) vpc[j] = vp[j] + c * 16;
+            pv_pass<8>(acc + c * 16, vpc, sc, nv, va);
+          }
+#endif
           for (; c + 4 <= nc; c += 4) {
-            const E* vpc[kTile];
+            const KV* vpc[kTile];
             for (int j = 0; j < nv; ++j) vpc[j] = vp[j] + c * 16;
             pv_pass<4>(acc + c * 16, vpc, sc, nv, va);
           }
           for (; c < nc; ++c) {
-            const E* vpc[kTile];
+            const KV* vpc[kTile];
             for (int j = 0; j < nv; ++j) vpc[j] = vp[j] + c * 16;
             pv_pass<1>(acc + c * 16, vpc, sc, nv, va);
           }
@@ -207,9 +246,11 @@ void attention_impl(const AttnArgs& a, const AttnItem* items, int64_t n) {
   thread_local Scratch scratch;
   for (int64_t i = 0; i < n; ++i) {
     if (a.dt == DType::kBF16)
-      run_item<uint16_t>(a, items[i], scratch);
+      run_item<uint16_t, uint16_t>(a, items[i], scratch);
+    else if (a.kvt == DType::kBF16)
+      run_item<float, uint16_t>(a, items[i], scratch);
     else
-      run_item<float>(a, items[i], scratch);
+      run_item<float, float>(a, items[i], scratch);
   }
 }
 

@@ -19,7 +19,8 @@ struct AttnArgs {
   const void* k = nullptr;  // [slots, Hkv, D]
   const void* v = nullptr;
   void* out = nullptr;      // [T, Hq, D]
-  DType dt = DType::kBF16;  // of q, k, v, out (kBF16 or kF32)
+  DType dt = DType::kBF16;   // of q and out (kBF16 or kF32)
+  DType kvt = DType::kBF16;  // of k and v: dt, or kBF16 with dt == kF32
   int64_t Hq = 0, Hkv = 0, D = 0;  // D % 16 == 0
   const ops::AttentionBatch* batch = nullptr;
   float scale = 1.f;

@@ -2,6 +2,7 @@
 // parallel over blocks of output features (each thread owns whole y columns, so no
 // reduction crosses threads).
 #include <algorithm>
+#include <vector>
 
 #include "sparrow/core/thread_pool.h"
 #include "sparrow/kernels/cpu/cpu_features.h"
@@ -26,6 +27,16 @@ Tensor as_matrix(const Tensor& t, const char* what) {
   return t.view(Shape{last ? t.numel() / last : 0, last});
 }
 
+// Pair layout (see cpu::LinearArgs): per 32-column chunk, the 16 odd-index values, then
+// the 16 even-index values; zero beyond K.
+void pack_pairs_row(const float* x, int64_t K, float* dst) {
+  for (int64_t c = 0; c < K; c += cpu::kPairChunk, dst += cpu::kPairChunk)
+    for (int64_t i = 0; i < 16; ++i) {
+      dst[i] = c + 2 * i + 1 < K ? x[c + 2 * i + 1] : 0.f;
+      dst[16 + i] = c + 2 * i < K ? x[c + 2 * i] : 0.f;
+    }
+}
+
 // Output features per work unit handed to the thread pool.
 constexpr int64_t kNUnit = 16;
 
@@ -37,8 +48,10 @@ void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tenso
                   "linear: CPU tensors expected");
   SPARROW_REQUIRE(w.rank() == 2, "linear: w must be [N, K], got {}", w.shape().str());
   SPARROW_REQUIRE(w.size(1) <= 1 || w.stride(1) == 1, "linear: w rows must be contiguous");
-  SPARROW_REQUIRE(x_in.dtype() == w.dtype() && (w.dtype() == DType::kBF16 || w.dtype() == DType::kF32),
-                  "linear: x and w must both be bf16 or both f32 (got {} and {})",
+  const bool mixed = x_in.dtype() == DType::kF32 && w.dtype() == DType::kBF16;
+  SPARROW_REQUIRE(mixed || (x_in.dtype() == w.dtype() &&
+                            (w.dtype() == DType::kBF16 || w.dtype() == DType::kF32)),
+                  "linear: x/w must be bf16/bf16, f32/f32 or f32/bf16 (got {} and {})",
                   dtype_name(x_in.dtype()), dtype_name(w.dtype()));
   SPARROW_REQUIRE(is_float(y_in.dtype()), "linear: y must be f32, bf16 or f16, got {}",
                   dtype_name(y_in.dtype()));
@@ -52,8 +65,8 @@ void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tenso
   if (bias) {
     SPARROW_REQUIRE(bias->numel() == N && bias->is_contiguous(), "linear: bias {} must be [{}]",
                     bias->shape().str(), N);
-    SPARROW_REQUIRE(bias->dtype() == DType::kF32 || bias->dtype() == w.dtype(),
-                    "linear: bias must be f32 or {}", dtype_name(w.dtype()));
+    SPARROW_REQUIRE(bias->dtype() == DType::kF32 || bias->dtype() == DType::kBF16,
+                    "linear: bias must be f32 or bf16, got {}", dtype_name(bias->dtype()));
   }
   if (T == 0 || N == 0) return;
   SPARROW_REQUIRE(x.data() && w.data() && y.data() && (!bias || bias->data()),
@@ -75,9 +88,30 @@ void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tenso
   a.T = T;
   a.N = N;
   a.K = K;
-  a.in_t = w.dtype();
+  a.x_t = x.dtype();
+  a.w_t = w.dtype();
   a.bias_t = bias ? bias->dtype() : DType::kF32;
   a.y_t = y.dtype();
+  a.pf_end = N;
+  if (mixed) {
+    // fp32 activations against bf16 weights: x is packed once per call into the pair
+    // layout the kernels read (T * K floats; small next to w).
+    const int64_t kp = (K + cpu::kPairChunk - 1) / cpu::kPairChunk * cpu::kPairChunk;
+    thread_local std::vector<float> packed;
+    packed.resize(size_t(T * kp));
+    float* const dst = packed.data();  // (a thread_local is not captured: name it here)
+    const float* const src = x.data_as<float>();
+    const int64_t ldx = a.ldx;
+    auto pack_rows = [=](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) pack_pairs_row(src + t * ldx, K, dst + t * kp);
+    };
+    if (T * K >= (int64_t(1) << 18))
+      ThreadPool::global().parallel_for(T, pack_rows, 16);
+    else
+      pack_rows(0, T);
+    a.x = dst;
+    a.ldx = kp;
+  }
   auto* kernel = isa == cpu::Isa::kAvx512 ? &cpu::linear_avx512 : &cpu::linear_avx2;
 
   const int64_t units = (N + kNUnit - 1) / kNUnit;

@@ -1,8 +1,8 @@
 // The GEMM kernel body shared by linear_avx512.cpp and linear_avx2.cpp (included after
-// simd16.h, which supplies V16 / XB / WB for the ISA being compiled). The block shape
+// simd16.h, which supplies V16 / XB / WB / XF for the ISA being compiled). The block shape
 // (MT rows of x by NT rows of w) only changes which accumulators live in registers
 // together: every accumulator sees the same K loop, so a y element never depends on T,
-// the block shape, the tile sizes or the thread split.
+// the block shape, the tile sizes, the loop order or the thread split.
 #include <algorithm>
 
 #include "sparrow/core/dtype.h"
@@ -15,52 +15,75 @@ namespace {
 constexpr int64_t kXTileBytes = 256 * 1024;
 constexpr int64_t kWTileBytes = 128 * 1024;
 
+// x bf16, w bf16: vdpbf16ps (AVX2: exact emulation).
 struct Bf16 {
-  using Elem = uint16_t;
+  using XE = uint16_t;
+  using WE = uint16_t;
   static constexpr int kStep = 32;
   using X = XB;
   using W = WB;
-  static X load_x(const Elem* p) { return load_xb(p); }
-  static W load_w(const Elem* p) { return load_wb(p); }
-  static X load_x_tail(const Elem* p, int n) { return load_xb_tail(p, n); }
-  static W load_w_tail(const Elem* p, int n) { return load_wb_tail(p, n); }
+  static X load_x(const XE* p) { return load_xb(p); }
+  static W load_w(const WE* p) { return load_wb(p); }
+  static X load_x_tail(const XE* p, int n) { return load_xb_tail(p, n); }
+  static W load_w_tail(const WE* p, int n) { return load_wb_tail(p, n); }
   static V16 dot(V16 acc, X x, W w) { return vdot_bf16(acc, x, w); }
 };
 
+// x f32, w f32: FMA.
 struct F32 {
-  using Elem = float;
+  using XE = float;
+  using WE = float;
   static constexpr int kStep = 16;
   using X = V16;
   using W = V16;
-  static X load_x(const Elem* p) { return vload(p); }
-  static W load_w(const Elem* p) { return vload(p); }
-  static X load_x_tail(const Elem* p, int n) { return vload_tail(p, n); }
-  static W load_w_tail(const Elem* p, int n) { return vload_tail(p, n); }
+  static X load_x(const XE* p) { return vload(p); }
+  static W load_w(const WE* p) { return vload(p); }
+  static X load_x_tail(const XE* p, int n) { return vload_tail(p, n); }
+  static W load_w_tail(const WE* p, int n) { return vload_tail(p, n); }
   static V16 dot(V16 acc, X x, W w) { return vfma(x, w, acc); }
 };
 
-// out[m * NT + j] = full K reduction of x row xr[m] with w row wr[j]. pf[j] are the w rows
-// of the next block: their cache lines are prefetched one block ahead of use, which keeps
-// more DRAM reads in flight than the hardware prefetcher does on 4 KiB rows.
-template <class P, int MT, int NT>
-inline void block_dot(const typename P::Elem* const* xr, const typename P::Elem* const* wr,
-                      const typename P::Elem* const* pf, int64_t K, float* out) {
-  constexpr int kLinesPerStep = P::kStep * int(sizeof(typename P::Elem)) / 64;
+// x f32 (pre-packed in pair layout, zero-padded), w bf16: w widened by shift/mask, FMA in
+// the vdpbf16ps lane order.
+struct MixF32Bf16 {
+  using XE = float;
+  using WE = uint16_t;
+  static constexpr int kStep = 32;
+  using X = XF;
+  using W = WB;
+  static X load_x(const XE* p) { return load_xf(p); }
+  static W load_w(const WE* p) { return load_wb(p); }
+  static X load_x_tail(const XE* p, int) { return load_xf(p); }  // padding is zero
+  static W load_w_tail(const WE* p, int n) { return load_wb_tail(p, n); }
+  static V16 dot(V16 acc, X x, W w) { return vdot_f32_bf16(acc, x, w); }
+};
+
+// out[m * NT + j] = full K reduction of x row xr[m] with w row wr[j]. When PF != 0, pf[j]
+// are w rows further ahead in the stream: their cache lines are prefetched at the same
+// column into L2 (prefetcht1: on the 2-core EPYC this beat prefetcht0, which thrashes L1
+// with a whole block ahead, and no prefetch), which keeps more DRAM reads in flight than
+// the hardware prefetcher does on 4 KiB rows (it stops at page boundaries).
+template <class P, int MT, int NT, bool PF>
+inline void block_dot(const typename P::XE* const* xr, const typename P::WE* const* wr,
+                      const typename P::WE* const* pf, int64_t K, float* out) {
+  constexpr int kLinesPerStep = P::kStep * int(sizeof(typename P::WE)) / 64;
   V16 acc[MT][NT];
 #pragma GCC unroll 8
   for (int m = 0; m < MT; ++m)
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int j = 0; j < NT; ++j) acc[m][j] = vzero();
   int64_t k = 0;
   for (; k + P::kStep <= K; k += P::kStep) {
-#pragma GCC unroll 8
-    for (int j = 0; j < NT; ++j)
-      for (int l = 0; l < kLinesPerStep; ++l)
-        _mm_prefetch(reinterpret_cast<const char*>(pf[j] + k) + 64 * l, _MM_HINT_T0);
+    if constexpr (PF) {
+#pragma GCC unroll 16
+      for (int j = 0; j < NT; ++j)
+        for (int l = 0; l < kLinesPerStep; ++l)
+          _mm_prefetch(reinterpret_cast<const char*>(pf[j] + k) + 64 * l, _MM_HINT_T1);
+    }
     typename P::X xv[MT];
 #pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) xv[m] = P::load_x(xr[m] + k);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int j = 0; j < NT; ++j) {
       const typename P::W wv = P::load_w(wr[j] + k);
 #pragma GCC unroll 8
@@ -72,7 +95,7 @@ inline void block_dot(const typename P::Elem* const* xr, const typename P::Elem*
     typename P::X xv[MT];
 #pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) xv[m] = P::load_x_tail(xr[m] + k, rem);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int j = 0; j < NT; ++j) {
       const typename P::W wv = P::load_w_tail(wr[j] + k, rem);
 #pragma GCC unroll 8
@@ -81,7 +104,7 @@ inline void block_dot(const typename P::Elem* const* xr, const typename P::Elem*
   }
 #pragma GCC unroll 8
   for (int m = 0; m < MT; ++m)
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int j = 0; j < NT; ++j) out[m * NT + j] = vhsum(acc[m][j]);
 }
 
@@ -94,65 +117,82 @@ inline void store_y(const LinearArgs& a, int64_t t, int64_t n, float v) {
   store_from_f32(a.y, a.y_t, size_t(t * a.ldy + n), v);
 }
 
-// Rows [t0, t0 + MT) of y, columns [n0, n1): NT w rows at a time, the rest one by one.
+// y rows [t0, t0 + MT) x columns [n, n + NT). Prefetches the next NT rows of w (clipped
+// to a.pf_end) when `prefetch`.
 template <class P, int MT, int NT>
-void rows_block(const LinearArgs& a, int64_t t0, int64_t n0, int64_t n1) {
-  using E = typename P::Elem;
-  const E* x = static_cast<const E*>(a.x);
-  const E* w = static_cast<const E*>(a.w);
-  const E* xr[MT];
+void do_block(const LinearArgs& a, int64_t t0, int64_t n, bool prefetch) {
+  using XE = typename P::XE;
+  using WE = typename P::WE;
+  const XE* x = static_cast<const XE*>(a.x);
+  const WE* w = static_cast<const WE*>(a.w);
+  const XE* xr[MT];
+  const WE* wr[NT];
+  const WE* pf[NT];
   for (int m = 0; m < MT; ++m) xr[m] = x + (t0 + m) * a.ldx;
+  for (int j = 0; j < NT; ++j) {
+    wr[j] = w + (n + j) * a.ldw;
+    pf[j] = w + std::min(n + NT + j, a.pf_end - 1) * a.ldw;
+  }
   float out[MT * NT];
-  int64_t n = n0;
-  for (; n + NT <= n1; n += NT) {
-    const E* wr[NT];
-    const E* pf[NT];
-    for (int j = 0; j < NT; ++j) {
-      wr[j] = w + (n + j) * a.ldw;
-      pf[j] = w + std::min(n + NT + j, n1 - 1) * a.ldw;
-    }
-    block_dot<P, MT, NT>(xr, wr, pf, a.K, out);
-    for (int m = 0; m < MT; ++m)
-      for (int j = 0; j < NT; ++j) store_y(a, t0 + m, n + j, out[m * NT + j]);
+  if (prefetch)
+    block_dot<P, MT, NT, true>(xr, wr, pf, a.K, out);
+  else
+    block_dot<P, MT, NT, false>(xr, wr, pf, a.K, out);
+  for (int m = 0; m < MT; ++m)
+    for (int j = 0; j < NT; ++j) store_y(a, t0 + m, n + j, out[m * NT + j]);
+}
+
+template <class P, int NT>
+void do_block_m(const LinearArgs& a, int64_t t0, int64_t mt, int64_t n, bool prefetch) {
+  switch (mt) {
+    case 4: if constexpr (kMT >= 4) do_block<P, 4, NT>(a, t0, n, prefetch); break;
+    case 3: if constexpr (kMT >= 3) do_block<P, 3, NT>(a, t0, n, prefetch); break;
+    case 2: if constexpr (kMT >= 2) do_block<P, 2, NT>(a, t0, n, prefetch); break;
+    default: do_block<P, 1, NT>(a, t0, n, prefetch); break;
   }
-  for (; n < n1; ++n) {
-    const E* wr[1] = {w + n * a.ldw};
-    const E* pf[1] = {w + std::min(n + 1, n1 - 1) * a.ldw};
-    block_dot<P, MT, 1>(xr, wr, pf, a.K, out);
-    for (int m = 0; m < MT; ++m) store_y(a, t0 + m, n, out[m]);
-  }
+}
+
+// Rows [tb, te) x columns [nb, ne), column blocks outermost: each block of NT w rows is
+// streamed from memory once and reused from L1 for every row block of x.
+template <class P, int NT>
+void n_major(const LinearArgs& a, int64_t tb, int64_t te, int64_t nb, int64_t ne) {
+  int64_t n = nb;
+  for (; n + NT <= ne; n += NT)
+    for (int64_t t = tb; t < te; t += kMT) do_block_m<P, NT>(a, t, std::min<int64_t>(kMT, te - t), n, t == tb);
+  for (; n < ne; ++n)
+    for (int64_t t = tb; t < te; t += kMT) do_block_m<P, 1>(a, t, std::min<int64_t>(kMT, te - t), n, t == tb);
 }
 
 template <class P>
 void linear_tiles(const LinearArgs& a, int64_t n0, int64_t n1) {
-  const int64_t row_bytes = std::max<int64_t>(1, a.K * int64_t(sizeof(typename P::Elem)));
-  const int64_t tc = std::max<int64_t>(kMT, kXTileBytes / row_bytes / kMT * kMT);
-  const int64_t nc = std::max<int64_t>(kNT, kWTileBytes / row_bytes / kNT * kNT);
+  const int64_t xrow = std::max<int64_t>(1, a.ldx * int64_t(sizeof(typename P::XE)));
+  const int64_t wrow = std::max<int64_t>(1, a.K * int64_t(sizeof(typename P::WE)));
+  if (a.T == 1) {  // decode: one x row against many w rows at once
+    n_major<P, kNT1>(a, 0, 1, n0, n1);
+    return;
+  }
+  if (a.T * xrow <= kXTileBytes) {  // small batch: x stays cached, w streamed once
+    n_major<P, kNT>(a, 0, a.T, n0, n1);
+    return;
+  }
+  const int64_t tc = std::max<int64_t>(kMT, kXTileBytes / xrow / kMT * kMT);
+  const int64_t nc = std::max<int64_t>(kNT, kWTileBytes / wrow / kNT * kNT);
   for (int64_t tt = 0; tt < a.T; tt += tc) {
     const int64_t te = std::min(a.T, tt + tc);
     for (int64_t nn = n0; nn < n1; nn += nc) {
       const int64_t ne = std::min(n1, nn + nc);
-      int64_t t = tt;
-      if (te - t == 1) {  // decode: one x row against many w rows at once
-        rows_block<P, 1, kNT1>(a, t, nn, ne);
-        continue;
-      }
-      for (; t + kMT <= te; t += kMT) rows_block<P, kMT, kNT>(a, t, nn, ne);
-      switch (te - t) {
-        case 3: if constexpr (kMT > 3) rows_block<P, 3, kNT>(a, t, nn, ne); break;
-        case 2: if constexpr (kMT > 2) rows_block<P, 2, kNT>(a, t, nn, ne); break;
-        case 1: rows_block<P, 1, kNT>(a, t, nn, ne); break;
-        default: break;
-      }
+      for (int64_t t = tt; t < te; t += kMT) n_major<P, kNT>(a, t, std::min(te, t + kMT), nn, ne);
     }
   }
 }
 
 void linear_impl(const LinearArgs& a, int64_t n0, int64_t n1) {
-  if (a.in_t == DType::kBF16)
-    linear_tiles<Bf16>(a, n0, n1);
-  else
+  if (a.w_t == DType::kF32)
     linear_tiles<F32>(a, n0, n1);
+  else if (a.x_t == DType::kF32)
+    linear_tiles<MixF32Bf16>(a, n0, n1);
+  else
+    linear_tiles<Bf16>(a, n0, n1);
 }
 
 }  // namespace

@@ -9,21 +9,31 @@
 namespace sparrow::cpu {
 
 struct LinearArgs {
-  const void* x = nullptr;  // [T, K], row stride ldx elements
+  // x [T, K], row stride ldx elements. When x_t == kF32 and w_t == kBF16, x has been
+  // packed by linear.cpp into the pair layout (per 32-value chunk c of K: 16 values
+  // x[32c+2i+1], then 16 values x[32c+2i]), zero-padded to a multiple of 32 columns.
+  const void* x = nullptr;
   const void* w = nullptr;  // [N, K], row stride ldw elements
   const void* bias = nullptr;  // [N] or null
   void* y = nullptr;  // [T, N], row stride ldy elements
   int64_t ldx = 0, ldw = 0, ldy = 0;
   int64_t T = 0, N = 0, K = 0;
-  DType in_t = DType::kBF16;  // dtype of x and w (kBF16 or kF32)
+  DType x_t = DType::kBF16;  // kBF16 or kF32
+  DType w_t = DType::kBF16;  // kBF16 or kF32 (kF32 only with x_t == kF32)
   DType bias_t = DType::kF32;
   DType y_t = DType::kF32;
+  // w rows are prefetched one register block ahead, up to (not including) row pf_end (the
+  // whole call's N, so a thread's range does not go cold at N-tile or range boundaries).
+  int64_t pf_end = 0;
 };
+
+// Pair-layout chunk width for packed fp32 x.
+constexpr int64_t kPairChunk = 32;
 
 // Computes y[:, n0:n1] for all T rows. Each y element is
 //   hsum16(lanes) + bias   (see docs/numerics.md)
 // where lane i of the 16-lane accumulator sums, in increasing k order, the products of
-// k = 32c + 2i + 1 then 32c + 2i (bf16) or k = 16c + i (f32).
+// k = 32c + 2i + 1 then 32c + 2i (w bf16, x bf16 or f32) or k = 16c + i (x, w f32).
 void linear_avx512(const LinearArgs& a, int64_t n0, int64_t n1);
 void linear_avx2(const LinearArgs& a, int64_t n0, int64_t n1);
 

@@ -108,6 +108,19 @@ inline WB load_wb_tail(const uint16_t* p, int n) {
 // acc lane i += x[2i+1]*w[2i+1], then += x[2i]*w[2i] (bf16 products are exact in fp32).
 inline V16 vdot_bf16(V16 acc, XB x, WB w) { return {_mm512_dpbf16_ps(acc.v, x.v, w.v)}; }
 
+// 32 fp32 values of x in "pair" layout (see pack_pairs): odd[i] = x[2i+1], even[i] = x[2i].
+struct XF { __m512 odd, even; };
+// p: 16 odd-position values then 16 even-position values (64-byte aligned or not).
+inline XF load_xf(const float* p) { return {_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16)}; }
+// fp32 x times bf16 w in the vdpbf16ps lane layout, both products with FMA (one rounding
+// each): acc lane i = fma(x[2i+1], w[2i+1], acc), then fma(x[2i], w[2i], acc).
+inline V16 vdot_f32_bf16(V16 acc, XF x, WB w) {
+  const __m512i wi = (__m512i)w.v;
+  const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(wi, _mm512_set1_epi32(int(0xffff0000u))));
+  const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(wi, 16));
+  return {_mm512_fmadd_ps(x.even, we, _mm512_fmadd_ps(x.odd, wo, acc.v))};
+}
+
 #else  // AVX2
 #define SPARROW_SIMD16_AVX2 1
 
@@ -220,7 +233,28 @@ inline V16 vdot_bf16(V16 acc, XB x, WB w) {
   acc.hi = _mm256_fmadd_ps(x.ehi, bf16_even(w.hi), acc.hi);
   return acc;
 }
+
+struct XF { __m256 olo, ohi, elo, ehi; };
+inline XF load_xf(const float* p) {
+  return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), _mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)};
+}
+inline V16 vdot_f32_bf16(V16 acc, XF x, WB w) {
+  acc.lo = _mm256_fmadd_ps(x.olo, bf16_odd(w.lo), acc.lo);
+  acc.hi = _mm256_fmadd_ps(x.ohi, bf16_odd(w.hi), acc.hi);
+  acc.lo = _mm256_fmadd_ps(x.elo, bf16_even(w.lo), acc.lo);
+  acc.hi = _mm256_fmadd_ps(x.ehi, bf16_even(w.hi), acc.hi);
+  return acc;
+}
 #endif
+
+// Packs n fp32 values (n <= 32, the rest zero) into the pair layout load_xf reads:
+// dst[i] = x[2i+1], dst[16 + i] = x[2i] for i < 16.
+inline void pack_pairs(const float* x, int n, float* dst) {
+  for (int i = 0; i < 16; ++i) {
+    dst[i] = 2 * i + 1 < n ? x[2 * i + 1] : 0.f;
+    dst[16 + i] = 2 * i < n ? x[2 * i] : 0.f;
+  }
+}
 
 // exp(x) for x <= 0 (Cephes expf polynomial; ~1-2 ulp). Inputs below -87.3 give ~1e-38,
 // not 0: callers mask lanes that must be exactly 0.

@@ -11,7 +11,7 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
                      const ops::AttentionBatch& batch, float scale, const Tensor& out) {
   const int64_t Hq = q.size(1), D = q.size(2), Hkv = k_cache.size(1);
   const int64_t group = Hq / Hkv;
-  const DType dt = q.dtype();
+  const DType dt = q.dtype(), kt = k_cache.dtype(), vt = v_cache.dtype(), ot = out.dtype();
   std::vector<double> scores, acc(static_cast<size_t>(D));
   for (int32_t b = 0; b < batch.batch; ++b) {
     const int64_t seq = batch.seq_lens[b], ext = batch.extend_lens[b];
@@ -28,7 +28,7 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
           double s = 0;
           for (int64_t d = 0; d < D; ++d)
             s += double(load_as_f32(q.data(), dt, qo + size_t(d))) *
-                 double(load_as_f32(k_cache.data(), dt, ko + size_t(d)));
+                 double(load_as_f32(k_cache.data(), kt, ko + size_t(d)));
           scores[size_t(j)] = s * double(scale);
           mx = std::max(mx, scores[size_t(j)]);
         }
@@ -39,10 +39,10 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
           sum += p;
           const size_t vo = size_t((int64_t(r2t[j]) * Hkv + g) * D);
           for (int64_t d = 0; d < D; ++d)
-            acc[size_t(d)] += p * double(load_as_f32(v_cache.data(), dt, vo + size_t(d)));
+            acc[size_t(d)] += p * double(load_as_f32(v_cache.data(), vt, vo + size_t(d)));
         }
         for (int64_t d = 0; d < D; ++d)
-          store_from_f32(out.data(), dt, qo + size_t(d), float(acc[size_t(d)] / sum));
+          store_from_f32(out.data(), ot, qo + size_t(d), float(acc[size_t(d)] / sum));
       }
     }
   }
