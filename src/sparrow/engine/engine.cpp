@@ -49,6 +49,8 @@ struct Engine::Impl {
   EngineStats stats;
   std::thread thread;
 
+  DType kv_dtype() const { return opts.kv_cache_dtype.value_or(loaded.dtype); }
+
   std::vector<int64_t> stop_ids() const {
     std::vector<int64_t> ids = loaded.config.eos_token_ids;
     if (tokenizer)
@@ -68,10 +70,10 @@ struct Engine::Impl {
     if (kv_slots <= 0) {
       const Mesh mesh = Mesh::build(opts.parallel.layout, c);
       const int64_t kv_heads_per_rank = std::max<int64_t>(1, c.num_kv_heads / mesh.attn_tp);
-      const size_t per_token = size_t(2 * c.num_layers * kv_heads_per_rank * c.head_dim * mesh.attn_tp) * dtype_size(loaded.dtype);
+      const size_t per_token = size_t(2 * c.num_layers * kv_heads_per_rank * c.head_dim * mesh.attn_tp) * dtype_size(kv_dtype());
       kv_slots = std::max<int64_t>(opts.kv_memory_bytes / int64_t(per_token) / mesh.attn_dp, context_length);
     }
-    executor = std::make_unique<ModelExecutor>(c, *loaded.source, loaded.dtype, opts.parallel, kv_slots, max_step);
+    executor = std::make_unique<ModelExecutor>(c, *loaded.source, loaded.dtype, kv_dtype(), opts.parallel, kv_slots, max_step);
     for (int d = 0; d < executor->dp_size(); ++d)
       schedulers.push_back(std::make_unique<Scheduler>(c, tokenizer, opts, kv_slots, context_length, stop_ids()));
     plans.resize(schedulers.size());
@@ -298,7 +300,7 @@ void Engine::update_weights_from_disk(const std::string& model_path, const std::
   // The loop is parked: swap the weights and rebuild the ranks (KV memory included).
   s.executor.reset();
   s.loaded = std::move(fresh);
-  s.executor = std::make_unique<ModelExecutor>(s.loaded.config, *s.loaded.source, s.loaded.dtype, s.opts.parallel, s.kv_slots,
+  s.executor = std::make_unique<ModelExecutor>(s.loaded.config, *s.loaded.source, s.loaded.dtype, s.kv_dtype(), s.opts.parallel, s.kv_slots,
                                                std::max<int64_t>(s.opts.chunked_prefill_size > 0 ? s.opts.chunked_prefill_size
                                                                                                  : s.context_length,
                                                                  s.opts.max_running_requests));

@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -38,6 +39,7 @@ struct EngineOptions {
   SchedulePolicy schedule_policy = SchedulePolicy::kFcfs;
   double log_interval_s = 10.0;         // one step log line at most this often (0: never)
   ParallelOptions parallel;             // TP / DP-attention / EP layout, deterministic mode
+  std::optional<DType> kv_cache_dtype;  // --kv-cache-dtype; unset ("auto"): the model dtype
   DpRouter dp_router = DpRouter::kRoundRobin;
 };
 

@@ -21,8 +21,8 @@ size_t ModelExecutor::workspace_bytes(const CausalLM& m, int64_t tokens, int dp)
   return m.workspace_bytes(tokens * dp);
 }
 
-ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, DType dtype, const ParallelOptions& p,
-                             int64_t kv_slots, int64_t max_step_tokens)
+ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype,
+                             const ParallelOptions& p, int64_t kv_slots, int64_t max_step_tokens)
     : mesh_(Mesh::build(p.layout, c)) {
   const int leaves = deterministic_leaves(c);
   if (p.deterministic)
@@ -36,7 +36,7 @@ ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, D
     rank->comms = RankComms::create(*world_, mesh_, r);
     rank->ctx = rank->comms.context(mesh_, r, p.deterministic, leaves, p.a2a);
     rank->model = std::make_unique<CausalLM>(c, source, dtype, rank->ctx);
-    rank->kv = std::make_unique<KVPool>(c.num_layers, kv_slots, rank->model->local_kv_heads(), c.head_dim, dtype);
+    rank->kv = std::make_unique<KVPool>(c.num_layers, kv_slots, rank->model->local_kv_heads(), c.head_dim, kv_dtype);
     rank->ws = std::make_unique<Arena>(workspace_bytes(*rank->model, max_step_tokens, mesh_.attn_dp));
     ranks_.push_back(std::move(rank));
   }

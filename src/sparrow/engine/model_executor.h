@@ -24,8 +24,8 @@ namespace sparrow {
 class ModelExecutor {
  public:
   // One model shard per rank from `source` (which must outlive the executor), KV pools of
-  // `kv_slots` slots, workspaces for `max_step_tokens` tokens per DP group.
-  ModelExecutor(const ModelConfig& c, const WeightSource& source, DType dtype, const ParallelOptions& p,
+  // `kv_slots` slots in `kv_dtype`, workspaces for `max_step_tokens` tokens per DP group.
+  ModelExecutor(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype, const ParallelOptions& p,
                 int64_t kv_slots, int64_t max_step_tokens);
   ~ModelExecutor();
 

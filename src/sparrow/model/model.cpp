@@ -60,7 +60,7 @@ int64_t CausalLM::local_kv_heads() const { return layers_[0].attention->local_kv
 
 size_t CausalLM::workspace_bytes(int64_t max_tokens) const {
   const ModelConfig& c = config_;
-  const size_t s = dtype_size(dtype_), h = size_t(c.hidden_size), k = size_t(std::max<int64_t>(c.top_k, 1));
+  const size_t s = dtype_size(act_dtype_), h = size_t(c.hidden_size), k = size_t(std::max<int64_t>(c.top_k, 1));
   const size_t qkv = size_t((2 * c.num_heads + 2 * c.num_kv_heads) * c.head_dim);
   const size_t attn = qkv * s + h * s;
   const size_t moe = size_t(c.num_experts) * 4 + k * 8 + k * h * (s + 8) + 2 * k * size_t(c.moe_intermediate_size) * s +
@@ -99,7 +99,7 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
   if (t == 0 && single) return;
   const size_t mark = ws.used();
   comm_->begin_step(t);
-  StepContext ctx{batch, kv, {}, ws, dtype_, *comm_};
+  StepContext ctx{batch, kv, {}, ws, act_dtype_, *comm_};
   ctx.attention.batch = batch.batch_size();
   ctx.attention.req_slots = batch.req_slots.data();
   ctx.attention.seq_lens = batch.seq_lens.data();
@@ -111,7 +111,7 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
   // The residual stream stays fp32 whatever the compute dtype: it carries the sum of every
   // layer's output, and rounding it to bf16 each layer is the largest error source.
   const Tensor residual = ws.alloc(DType::kF32, {t, h});
-  const Tensor normed = ws.alloc(dtype_, {t, h});
+  const Tensor normed = ws.alloc(act_dtype_, {t, h});
   const Tensor branch = ws.alloc(DType::kF32, {t, h});  // output of attention / MLP, complete
   embed(batch, residual);
   const float eps = float(config_.rms_norm_eps);
@@ -132,8 +132,8 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
     ops::add_rms_norm(branch, residual, next_norm, eps, normed);
     ws.rewind(layer_mark);
   }
-  const Tensor picked = ws.alloc(dtype_, {rows, h});
-  const size_t row_bytes = size_t(h) * dtype_size(dtype_);
+  const Tensor picked = ws.alloc(act_dtype_, {rows, h});
+  const size_t row_bytes = size_t(h) * dtype_size(act_dtype_);
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t src = batch.logit_rows[size_t(r)];
     SPARROW_CHECK(src >= 0 && src < t, "logit row {} of {} tokens", src, t);

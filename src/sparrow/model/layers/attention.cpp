@@ -8,10 +8,11 @@
 namespace sparrow {
 namespace {
 
-// Copies token rows of k/v [T, Hkv, D] into their KV slots.
+// Stores token rows of k/v [T, Hkv, D] into their KV slots, in the cache's dtype.
 void write_kv(const Tensor& src, const Tensor& cache, const std::vector<int32_t>& slots) {
-  const size_t row_bytes = size_t(src.size(1) * src.size(2)) * dtype_size(src.dtype());
-  for (size_t t = 0; t < slots.size(); ++t) std::memcpy(cache.row_ptr(slots[t]), src.row_ptr(int64_t(t)), row_bytes);
+  const size_t n = size_t(src.size(1) * src.size(2));
+  for (size_t t = 0; t < slots.size(); ++t)
+    convert(src.row_ptr(int64_t(t)), src.dtype(), cache.row_ptr(slots[t]), cache.dtype(), n);
 }
 
 // Columns [c0, c0 + n) of every row of src into dst (contiguous [T, n]).
