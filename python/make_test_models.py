@@ -76,6 +76,9 @@ from transformers import (
     Qwen3MoeConfig,
 )
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_checkpoint import to_hub_state_dict, verify_reload  # noqa: E402
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT_ROOT = os.path.join(REPO_ROOT, "tests", "testdata", "models")
 
@@ -205,42 +208,6 @@ def init_weights(model, seed):
         assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
 
 
-def to_hub_state_dict(model, model_type):
-    """Convert transformers-5 internal (fused-expert) state dict to hub names."""
-    out = {}
-    tied = model.config.tie_word_embeddings
-    for k, v in model.state_dict().items():
-        if tied and k == "lm_head.weight":
-            continue
-        if k.endswith("mlp.experts.gate_up_proj"):
-            prefix = k[: -len("mlp.experts.gate_up_proj")]
-            E, twoI, H = v.shape
-            I = twoI // 2
-            for e in range(E):
-                gate, up = v[e, :I], v[e, I:]
-                if model_type == "mixtral":
-                    out[f"{prefix}block_sparse_moe.experts.{e}.w1.weight"] = gate
-                    out[f"{prefix}block_sparse_moe.experts.{e}.w3.weight"] = up
-                else:
-                    out[f"{prefix}mlp.experts.{e}.gate_proj.weight"] = gate
-                    out[f"{prefix}mlp.experts.{e}.up_proj.weight"] = up
-            continue
-        if k.endswith("mlp.experts.down_proj"):
-            prefix = k[: -len("mlp.experts.down_proj")]
-            for e in range(v.shape[0]):
-                if model_type == "mixtral":
-                    out[f"{prefix}block_sparse_moe.experts.{e}.w2.weight"] = v[e]
-                else:
-                    out[f"{prefix}mlp.experts.{e}.down_proj.weight"] = v[e]
-            continue
-        if model_type == "mixtral" and k.endswith("mlp.gate.weight"):
-            out[k.replace("mlp.gate.weight", "block_sparse_moe.gate.weight")] = v
-            continue
-        assert "experts" not in k, k
-        out[k] = v
-    return {k: t.detach().to(torch.bfloat16).contiguous().clone() for k, t in out.items()}
-
-
 def f32(x):
     """Python float holding exactly the float32 value."""
     return float(np.float32(x))
@@ -362,22 +329,15 @@ def build(name):
     golden = make_golden(model, model_type, prompts)
 
     # Round trip: HF must load the written directory into an identical model.
-    re = AutoModelForCausalLM.from_pretrained(
-        out_dir, dtype=torch.float32, attn_implementation="eager", experts_implementation="eager"
-    ).eval()
+    re, max_diff = verify_reload(
+        model,
+        out_dir,
+        prompts + [prompts[-1] + golden["prompts"][-1]["greedy"]["output_ids"]],
+        attn_implementation="eager",
+        experts_implementation="eager",
+    )
     theta_loaded = re.config.rope_parameters["rope_theta"]
     assert theta_loaded == kw["rope_parameters"]["rope_theta"], (theta_loaded, kw)
-    sd_mem, sd_re = model.state_dict(), re.state_dict()
-    assert set(sd_mem) == set(sd_re), set(sd_mem) ^ set(sd_re)
-    for k in sd_mem:
-        assert torch.equal(sd_mem[k], sd_re[k]), k
-    max_diff = 0.0
-    with torch.no_grad():
-        for ids in prompts + [prompts[-1] + golden["prompts"][-1]["greedy"]["output_ids"]]:
-            a = model(torch.tensor([ids])).logits
-            b = re(torch.tensor([ids])).logits
-            max_diff = max(max_diff, float((a - b).abs().max()))
-    assert max_diff == 0.0, f"{name}: reloaded logits differ by {max_diff}"
     golden_re = make_golden(re, model_type, prompts)
     assert golden_re == golden, f"{name}: golden differs after reload"
 
