@@ -78,7 +78,7 @@ TEST_F(Gpu, EmbeddingExact) {
     for (int64_t T : kTokens) {
       Buffer table(dt, {1000, 72});
       fill_uniform(table.tensor(), rng);
-      std::vector<int32_t> ids(size_t(T));
+      std::vector<int32_t> ids(static_cast<size_t>(T));
       for (auto& i : ids) i = int32_t(rng() % 1000);
       Buffer ref(dt, {T, 72});
       ops::embedding(table.tensor(), ids.data(), ref.tensor());
@@ -122,9 +122,9 @@ TEST_F(Gpu, HeadNormAndRope) {
           Buffer x(dt, {T, heads, D}), w(dt, {D});
           fill_uniform(x.tensor(), rng, -2, 2);
           fill_uniform(w.tensor(), rng);
-          std::vector<int32_t> pos(size_t(T));
+          std::vector<int32_t> pos(static_cast<size_t>(T));
           for (auto& p : pos) p = int32_t(rng() % 40000);
-          std::vector<float> inv(size_t(D / 2));
+          std::vector<float> inv(static_cast<size_t>(D / 2));
           for (int64_t i = 0; i < D / 2; ++i) inv[size_t(i)] = float(std::pow(1e6, -2.0 * double(i) / double(D)));
           auto dx = upload(x.tensor()), dw = upload(w.tensor()), dpos = upload_vec(pos), dinv = upload_vec(inv);
           ops::head_rms_norm(x.tensor(), w.tensor(), 1e-6f);
@@ -165,8 +165,8 @@ TEST_F(Gpu, RouterTopK) {
           Buffer lg(dt, {T, E});
           fill_uniform(lg.tensor(), rng, -5, 5);
           if (dt == DType::kBF16 && T > 1) store_from_f32(lg.data(), dt, size_t(E + 3), load_as_f32(lg.data(), dt, size_t(E + 5)));  // a tie
-          std::vector<int32_t> ids(size_t(T * k));
-          std::vector<float> w(size_t(T * k));
+          std::vector<int32_t> ids(static_cast<size_t>(T * k));
+          std::vector<float> w(static_cast<size_t>(T * k));
           ops::route_topk_softmax(lg.tensor(), k, renorm, ids.data(), w.data());
           auto dlg = upload(lg.tensor());
           DeviceBuffer dids(ids.size() * 4), dw(w.size() * 4);
@@ -263,7 +263,7 @@ TEST_F(Gpu, PagedAttentionExtendAndDecode) {
       Buffer kc(dt, {slots, Hkv, D}), vc(dt, {slots, Hkv, D});
       fill_uniform(kc.tensor(), rng, -2, 2);
       fill_uniform(vc.tensor(), rng);
-      std::vector<int32_t> perm(size_t(slots));
+      std::vector<int32_t> perm(static_cast<size_t>(slots));
       std::iota(perm.begin(), perm.end(), 0);
       std::shuffle(perm.begin(), perm.end(), rng);
       const int32_t nreq = int32_t(lens.size()) + 2;
@@ -323,11 +323,11 @@ TEST_F(Gpu, MoeLayerMatchesCpuComposition) {
     auto dlog = poisoned(DType::kF32, {T, E});
     ops::linear(dx.tensor(), drouter.tensor(), nullptr, dlog.tensor());
     Buffer logits = download(dlog.tensor());
-    std::vector<int32_t> ids(size_t(T * k));
-    std::vector<float> wts(size_t(T * k));
+    std::vector<int32_t> ids(static_cast<size_t>(T * k));
+    std::vector<float> wts(static_cast<size_t>(T * k));
     ops::route_topk_softmax(logits.tensor(), k, true, ids.data(), wts.data());
     Buffer ref(DType::kBF16, {T, H}), g(DType::kBF16, {1, I}), u(DType::kBF16, {1, I}), y(DType::kF32, {1, H});
-    std::vector<float> acc(size_t(H));
+    std::vector<float> acc(static_cast<size_t>(H));
     for (int64_t t = 0; t < T; ++t) {
       std::fill(acc.begin(), acc.end(), 0.f);
       for (int s = 0; s < k; ++s) {
@@ -339,7 +339,7 @@ TEST_F(Gpu, MoeLayerMatchesCpuComposition) {
         ops::silu_mul(g.tensor(), u.tensor(), g.tensor());
         const Tensor wd = Tensor(static_cast<uint16_t*>(w2.data()) + e * H * I, DType::kBF16, {H, I});
         ops::linear(g.tensor(), wd, nullptr, y.tensor());
-        for (int64_t i = 0; i < H; ++i) acc[size_t(i)] += y.data_as<float>()[i] * wts[size_t(t * k + s)];
+        for (int64_t i = 0; i < H; ++i) acc[size_t(i)] += static_cast<const float*>(y.data())[i] * wts[size_t(t * k + s)];
       }
       convert(acc.data(), DType::kF32, ref.tensor().row_ptr(t), DType::kBF16, size_t(H));
     }

@@ -3,6 +3,7 @@
 
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -10,6 +11,8 @@
 #include "sparrow/kernels/cuda/kernels.h"
 
 namespace sparrow::ops::cuda {
+
+namespace kn = ::sparrow::cuda::k;
 namespace {
 
 using ::sparrow::cuda::current_stream;
@@ -147,9 +150,9 @@ void linear_with(GemmBackend backend, const Tensor& x_in, const Tensor& w, const
   const bool tc_ok = w.dtype() == DType::kBF16 && K % 8 == 0 && ldx % 8 == 0 && ldw % 8 == 0 &&
                      aligned16(x.data()) && aligned16(w.data());
   if (!tc_ok) {
-    k::LinearSimtParams p{x.data(), x.dtype(), ldx, w.data(), ldw, bias ? bias->data() : nullptr,
+    kn::LinearSimtParams p{x.data(), x.dtype(), ldx, w.data(), ldw, bias ? bias->data() : nullptr,
                           bias ? bias->dtype() : DType::kF32, y.data(), y.dtype(), ldy, T, N, K};
-    k::linear_simt(p, current_stream());
+    kn::linear_simt(p, current_stream());
     SPARROW_CUDA_CHECK_LAUNCH("linear_simt");
     return;
   }
@@ -160,8 +163,8 @@ void linear_with(GemmBackend backend, const Tensor& x_in, const Tensor& w, const
     lt_matmul(x, w, y, ldx, ldw, ldy);
     return;
   }
-  k::GemmParams p{};
-  p.mode = k::GemmMode::kDense;
+  kn::GemmParams p{};
+  p.mode = kn::GemmMode::kDense;
   p.a = x.data_as<uint16_t>();
   p.lda = ldx;
   p.b = w.data_as<uint16_t>();
@@ -174,7 +177,7 @@ void linear_with(GemmBackend backend, const Tensor& x_in, const Tensor& w, const
   p.ldc = ldy;
   p.bias = bias ? bias->data() : nullptr;
   p.bias_t = bias ? bias->dtype() : DType::kF32;
-  k::gemm_bf16(p, current_stream());
+  kn::gemm_bf16(p, current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 dense");
 }
 
@@ -193,15 +196,15 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
                   "paged_attention: q, caches and out must share a dtype (bf16 or f32)");
   const int64_t D = q.size(2), Hq = q.size(1), Hkv = k_cache.size(1);
   SPARROW_REQUIRE(k_cache.size(2) == D && v_cache.shape() == k_cache.shape() && D > 0 &&
-                      D <= k::kAttnMaxHeadDim,
-                  "paged_attention: head dim {} (max {})", D, k::kAttnMaxHeadDim);
+                      D <= kn::kAttnMaxHeadDim,
+                  "paged_attention: head dim {} (max {})", D, kn::kAttnMaxHeadDim);
   SPARROW_REQUIRE(Hkv > 0 && Hq % Hkv == 0, "paged_attention: Hq {} not a multiple of Hkv {}", Hq, Hkv);
   SPARROW_REQUIRE(batch.batch >= 0, "paged_attention: negative batch");
   if (batch.batch == 0 || q.size(0) == 0) return;
-  k::AttentionParams p{q.data(), k_cache.data(), v_cache.data(), out.data(), dt, q.size(0), Hq, Hkv, D,
+  kn::AttentionParams p{q.data(), k_cache.data(), v_cache.data(), out.data(), dt, q.size(0), Hq, Hkv, D,
                        batch.batch, batch.req_slots, batch.seq_lens, batch.extend_lens, batch.q_offsets,
                        batch.req_to_token, batch.max_context, scale};
-  k::paged_attention(p, current_stream());
+  kn::paged_attention(p, current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("paged_attention");
 }
 
@@ -211,7 +214,7 @@ void embedding(const Tensor& table, const int32_t* ids, const Tensor& out) {
   SPARROW_REQUIRE(table.rank() == 2 && out.size(-1) == table.size(1), "embedding: widths {} vs {}",
                   out.size(-1), table.size(1));
   const int64_t T = out.numel() / table.size(1);
-  k::embedding({table.data(), table.dtype(), ids, out.data(), out.dtype(), T, table.size(1), table.size(0)},
+  kn::embedding({table.data(), table.dtype(), ids, out.data(), out.dtype(), T, table.size(1), table.size(0)},
                current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("embedding");
 }
@@ -222,7 +225,7 @@ void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) {
   check_dev(w, "rms_norm w");
   const int64_t h = x.size(-1);
   SPARROW_REQUIRE(w.numel() == h && y.numel() == x.numel(), "rms_norm shapes");
-  k::rms_norm({x.data(), x.dtype(), nullptr, DType::kF32, w.data(), w.dtype(), y.data(), y.dtype(),
+  kn::rms_norm({x.data(), x.dtype(), nullptr, DType::kF32, w.data(), w.dtype(), y.data(), y.dtype(),
                h ? x.numel() / h : 0, h, eps},
               current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("rms_norm");
@@ -236,7 +239,7 @@ void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& w, floa
   const int64_t h = x.size(-1);
   SPARROW_REQUIRE(x.numel() == residual.numel() && y.numel() == x.numel() && w.numel() == h,
                   "add_rms_norm shapes");
-  k::rms_norm({x.data(), x.dtype(), residual.data(), residual.dtype(), w.data(), w.dtype(), y.data(), y.dtype(),
+  kn::rms_norm({x.data(), x.dtype(), residual.data(), residual.dtype(), w.data(), w.dtype(), y.data(), y.dtype(),
                h ? x.numel() / h : 0, h, eps},
               current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("add_rms_norm");
@@ -251,7 +254,7 @@ void head_rms_norm(const Tensor& x, const Tensor& w, float eps) {
 void rope(const Tensor& x, const int32_t* positions, const float* inv_freq) {
   check_dev(x, "rope x");
   SPARROW_REQUIRE(x.rank() == 3 && x.size(2) % 2 == 0, "rope: x must be [T, heads, even D]");
-  k::rope({x.data(), x.dtype(), positions, inv_freq, x.size(0), x.size(1), x.size(2)}, current_stream());
+  kn::rope({x.data(), x.dtype(), positions, inv_freq, x.size(0), x.size(1), x.size(2)}, current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("rope");
 }
 
@@ -261,7 +264,7 @@ void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y) {
   check_dev(y, "silu_mul y");
   SPARROW_REQUIRE(gate.numel() == y.numel() && up.numel() == y.numel(), "silu_mul shapes");
   const int64_t inter = y.size(-1);
-  k::silu_mul({gate.data(), gate.dtype(), up.data(), up.dtype(), y.data(), y.dtype(), inter ? y.numel() / inter : 0, inter},
+  kn::silu_mul({gate.data(), gate.dtype(), up.data(), up.dtype(), y.data(), y.dtype(), inter ? y.numel() / inter : 0, inter},
               current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("silu_mul");
 }
@@ -270,8 +273,8 @@ void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* 
   check_dev(logits, "router logits");
   const int64_t e = logits.size(1);
   SPARROW_REQUIRE(k >= 1 && k <= e, "top-k {} of {} experts", k, e);
-  SPARROW_REQUIRE(e <= k::kRouterMaxExperts, "router: {} experts > {}", e, k::kRouterMaxExperts);
-  k::route_topk_softmax({logits.data(), logits.dtype(), ids, weights, logits.size(0), e, k, renormalize},
+  SPARROW_REQUIRE(e <= kn::kRouterMaxExperts, "router: {} experts > {}", e, kn::kRouterMaxExperts);
+  kn::route_topk_softmax({logits.data(), logits.dtype(), ids, weights, logits.size(0), e, k, renormalize},
                         current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("route_topk_softmax");
 }
@@ -281,7 +284,7 @@ void log_softmax(const Tensor& logits, const Tensor& out) {
   check_dev(out, "log_softmax out");
   SPARROW_REQUIRE(out.dtype() == DType::kF32 && out.numel() == logits.numel(),
                   "log_softmax out must be f32 of the same shape");
-  k::log_softmax({logits.data(), logits.dtype(), out.data_as<float>(), logits.size(0), logits.size(1)},
+  kn::log_softmax({logits.data(), logits.dtype(), out.data_as<float>(), logits.size(0), logits.size(1)},
                  current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("log_softmax");
 }
@@ -289,7 +292,7 @@ void log_softmax(const Tensor& logits, const Tensor& out) {
 size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I) {
   const int64_t P = T * k;
   const auto r = [](int64_t b) { return size_t((b + 255) / 256 * 256); };
-  return r((E + 1) * 4) + r(P * 4) + r(int64_t(k::moe_max_tiles(P, int32_t(E), k::kGemmBM)) * 12) + r(4) +
+  return r((E + 1) * 4) + r(P * 4) + r(int64_t(kn::moe_max_tiles(P, int32_t(E), kn::kGemmBM)) * 12) + r(4) +
          r(P * I * 2) + r(T * E * 4) + r(P * 4) + r(P * 4) + r(P * H * 4);
 }
 
@@ -314,16 +317,16 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
   const size_t mark = ws.used();
   auto* expert_start = ws.alloc_array<int32_t>(size_t(E + 1));
   auto* pair_of_row = ws.alloc_array<int32_t>(size_t(P));
-  const int32_t max_tiles = k::moe_max_tiles(P, int32_t(E), k::kGemmBM);
+  const int32_t max_tiles = kn::moe_max_tiles(P, int32_t(E), kn::kGemmBM);
   auto* tiles = ws.alloc_array<int32_t>(size_t(max_tiles) * 3);
   auto* num_tiles = ws.alloc_array<int32_t>(1);
   auto* act = ws.alloc_array<uint16_t>(size_t(P * I));
   const cudaStream_t s = current_stream();
-  k::moe_group({ids, P, int32_t(E), k::kGemmBM, expert_start, pair_of_row, tiles, num_tiles}, s);
+  kn::moe_group({ids, P, int32_t(E), kn::kGemmBM, expert_start, pair_of_row, tiles, num_tiles}, s);
   SPARROW_CUDA_CHECK_LAUNCH("moe_group");
 
-  k::GemmParams g{};
-  g.mode = k::GemmMode::kMoeGateUp;
+  kn::GemmParams g{};
+  g.mode = kn::GemmMode::kMoeGateUp;
   g.a = x.data_as<uint16_t>();
   g.lda = H;
   g.a_gather = pair_of_row;
@@ -340,11 +343,11 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
   g.tiles = tiles;
   g.num_tiles = num_tiles;
   g.max_tiles = max_tiles;
-  k::gemm_bf16(g, s);
+  kn::gemm_bf16(g, s);
   SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe gate_up");
 
-  k::GemmParams d = g;
-  d.mode = k::GemmMode::kMoeDown;
+  kn::GemmParams d = g;
+  d.mode = kn::GemmMode::kMoeDown;
   d.a = act;
   d.lda = I;
   d.a_gather = nullptr;
@@ -358,7 +361,7 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
   d.ldc = H;
   d.pair_of_row = pair_of_row;
   d.route_w = weights;
-  k::gemm_bf16(d, s);
+  kn::gemm_bf16(d, s);
   SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe down");
   ws.rewind(mark);  // stream-ordered: later users of this scratch run after these kernels
 }
@@ -375,7 +378,7 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
     SPARROW_REQUIRE(shared_out->dtype() == DType::kF32 && shared_logit->dtype() == DType::kF32 &&
                         shared_out->numel() == T * H && shared_logit->numel() == T,
                     "moe_combine: shared_out f32 [T, H], shared_logit f32 [T]");
-  k::moe_combine({slot_out.data_as<float>(), shared_out ? shared_out->data_as<float>() : nullptr,
+  kn::moe_combine({slot_out.data_as<float>(), shared_out ? shared_out->data_as<float>() : nullptr,
                   shared_logit ? shared_logit->data_as<float>() : nullptr, out.data(), out.dtype(), T, H, k},
                  current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("moe_combine");
