@@ -24,3 +24,10 @@ grep -E "^\[  (FAILED|PASSED|  OK) |Failure|error|Expected|Which is|device:" "$O
 SPARROW_COMMIT=$(cat COMMIT 2>/dev/null) timeout 180 build/bench/gpu_moe_layer_bench "$OUT/gpu_moe_layer.json" > "$OUT/bench.log" 2>&1
 echo "bench rc=$?"
 head -8 "$OUT/bench.log"
+# The CPU suite in the same CUDA-enabled build (what `scripts/test` runs, GPU tests excluded).
+if [ "${SPARROW_DEVICE_CPU_TESTS:-1}" = 1 ]; then
+  ninja -C build sparrow_tests >> "$OUT/build.log" 2>&1 && echo "cpu tests built" &&
+    timeout 200 ctest --test-dir build -j 16 --timeout 120 -LE gpu > "$OUT/cpu_ctest.log" 2>&1
+  echo "cpu ctest rc=$?"
+  tail -6 "$OUT/cpu_ctest.log"
+fi
