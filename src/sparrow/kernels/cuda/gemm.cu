@@ -22,10 +22,10 @@
 namespace sparrow::cuda::k {
 namespace {
 
-constexpr int BM = kGemmBM, BN = kGemmBN, BK = kGemmBK, kStages = 6, kThreads = 128;
+constexpr int BM = kGemmBM, BN = kGemmBN, BK = kGemmBK, kStages = 4, kThreads = 128;
 constexpr int kTileElems = BM * BK;  // A and B tiles are both 64 x 64
 static_assert(BM == 64 && BN == 64 && BK == 64, "loader and swizzle assume 64 x 64 x 64");
-constexpr size_t kSmemBytes = size_t(kStages) * 2 * kTileElems * sizeof(uint16_t);  // 96 KiB: 2 CTAs / SM
+constexpr size_t kSmemBytes = size_t(kStages) * 2 * kTileElems * sizeof(uint16_t);  // 64 KiB
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return uint32_t(__cvta_generic_to_shared(p));

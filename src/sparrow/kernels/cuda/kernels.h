@@ -94,7 +94,7 @@ void paged_attention(const AttentionParams& p, cudaStream_t stream);
 
 // ---- bf16 tensor-core GEMM (gemm.cu) --------------------------------------------------
 // One fixed tile configuration (BM x BN x BK = 64 x 64 x 64, 4 warps of mma.sync
-// m16n8k16, 6-stage cp.async pipeline): every output element is reduced over K in
+// m16n8k16, 4-stage cp.async pipeline): every output element is reduced over K in
 // increasing 16-wide steps, the same for every row whatever M is (batch invariant).
 // Hopper wgmma is the next step (docs/gpu.md); the parameter structs don't change.
 constexpr int kGemmBM = 64, kGemmBN = 64, kGemmBK = 64;
