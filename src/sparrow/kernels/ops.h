@@ -1,5 +1,6 @@
 // The op API the model calls. Each op validates its arguments once and dispatches on
-// device and dtype (CPU only for now: the CUDA backend plugs in here). Optimized CPU
+// device and dtype: tensors on Device::kCUDA go to kernels/cuda/ (ops_cuda.h; raw pointer
+// arguments are then device pointers too), CPU tensors to the kernels below. Optimized CPU
 // kernels live in kernels/cpu/ (AVX-512 BF16 where the processor has it, AVX2 otherwise,
 // chosen at run time); kernels/reference/ holds the plain loops every test compares
 // them to. All accumulation is in fp32.

@@ -8,12 +8,18 @@
 #include "sparrow/kernels/cpu/attention_kernels.h"
 #include "sparrow/kernels/cpu/cpu_features.h"
 #include "sparrow/kernels/ops.h"
+#ifdef SPARROW_HAVE_CUDA
+#include "sparrow/kernels/cuda/ops_cuda.h"
+#endif
 #include "sparrow/kernels/reference/attention_ref.h"
 
 namespace sparrow::ops {
 
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, float scale, const Tensor& out) {
+#ifdef SPARROW_HAVE_CUDA
+  if (q.device() == Device::kCUDA) return cuda::paged_attention(q, k_cache, v_cache, batch, scale, out);
+#endif
   SPARROW_REQUIRE(q.device() == Device::kCPU && k_cache.device() == Device::kCPU &&
                       v_cache.device() == Device::kCPU && out.device() == Device::kCPU,
                   "paged_attention: CPU tensors expected");

@@ -9,6 +9,9 @@
 
 #include "sparrow/core/thread_pool.h"
 #include "sparrow/kernels/ops.h"
+#ifdef SPARROW_HAVE_CUDA
+#include "sparrow/kernels/cuda/ops_cuda.h"
+#endif
 
 namespace sparrow::ops {
 namespace {
@@ -58,6 +61,9 @@ void norm_rows(const Tensor& x, const float* w_f32, const Tensor& w, float eps, 
 }  // namespace
 
 void embedding(const Tensor& table, const int32_t* ids, const Tensor& out) {
+#ifdef SPARROW_HAVE_CUDA
+  if (table.device() == Device::kCUDA) return cuda::embedding(table, ids, out);
+#endif
   check_cpu(table, "embedding table");
   check_cpu(out, "embedding out");
   const int64_t h = table.size(1), v = table.size(0);
@@ -70,6 +76,9 @@ void embedding(const Tensor& table, const int32_t* ids, const Tensor& out) {
 }
 
 void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) {
+#ifdef SPARROW_HAVE_CUDA
+  if (x.device() == Device::kCUDA) return cuda::rms_norm(x, w, eps, y);
+#endif
   check_cpu(x, "rms_norm x");
   check_cpu(y, "rms_norm y");
   SPARROW_CHECK(w.numel() == x.size(-1) && y.numel() == x.numel(), "rms_norm shapes");
@@ -79,6 +88,9 @@ void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) {
 }
 
 void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& w, float eps, const Tensor& y) {
+#ifdef SPARROW_HAVE_CUDA
+  if (x.device() == Device::kCUDA) return cuda::add_rms_norm(x, residual, w, eps, y);
+#endif
   check_cpu(x, "add_rms_norm x");
   check_cpu(residual, "add_rms_norm residual");
   SPARROW_CHECK(x.numel() == residual.numel() && y.numel() == x.numel(), "add_rms_norm shapes");
@@ -97,12 +109,18 @@ void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& w, floa
 }
 
 void head_rms_norm(const Tensor& x, const Tensor& w, float eps) {
+#ifdef SPARROW_HAVE_CUDA
+  if (x.device() == Device::kCUDA) return cuda::head_rms_norm(x, w, eps);
+#endif
   const int64_t d = x.size(-1);
   SPARROW_CHECK(w.numel() == d, "head_rms_norm weight {} vs head dim {}", w.numel(), d);
   rms_norm(x.view({x.numel() / d, d}), w, eps, x.view({x.numel() / d, d}));
 }
 
 void rope(const Tensor& x, const int32_t* positions, const float* inv_freq) {
+#ifdef SPARROW_HAVE_CUDA
+  if (x.device() == Device::kCUDA) return cuda::rope(x, positions, inv_freq);
+#endif
   check_cpu(x, "rope x");
   const int64_t tokens = x.size(0), heads = x.size(1), d = x.size(2), half = d / 2;
   const size_t es = dtype_size(x.dtype());
@@ -131,6 +149,9 @@ void rope(const Tensor& x, const int32_t* positions, const float* inv_freq) {
 }
 
 void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y) {
+#ifdef SPARROW_HAVE_CUDA
+  if (gate.device() == Device::kCUDA) return cuda::silu_mul(gate, up, y);
+#endif
   check_cpu(gate, "silu_mul gate");
   check_cpu(up, "silu_mul up");
   check_cpu(y, "silu_mul out");
@@ -149,6 +170,9 @@ void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y) {
 }
 
 void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* ids, float* weights) {
+#ifdef SPARROW_HAVE_CUDA
+  if (logits.device() == Device::kCUDA) return cuda::route_topk_softmax(logits, k, renormalize, ids, weights);
+#endif
   check_cpu(logits, "router logits");
   const int64_t e = logits.size(1);
   SPARROW_CHECK(k >= 1 && k <= e, "top-k {} of {} experts", k, e);
@@ -182,6 +206,9 @@ void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* 
 }
 
 void log_softmax(const Tensor& logits, const Tensor& out) {
+#ifdef SPARROW_HAVE_CUDA
+  if (logits.device() == Device::kCUDA) return cuda::log_softmax(logits, out);
+#endif
   check_cpu(logits, "log_softmax in");
   check_cpu(out, "log_softmax out");
   SPARROW_CHECK(out.dtype() == DType::kF32 && out.numel() == logits.numel(), "log_softmax out must be f32 of the same shape");

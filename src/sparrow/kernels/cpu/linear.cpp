@@ -8,6 +8,9 @@
 #include "sparrow/kernels/cpu/cpu_features.h"
 #include "sparrow/kernels/cpu/linear_kernels.h"
 #include "sparrow/kernels/ops.h"
+#ifdef SPARROW_HAVE_CUDA
+#include "sparrow/kernels/cuda/ops_cuda.h"
+#endif
 #include "sparrow/kernels/reference/linear_ref.h"
 
 namespace sparrow::ops {
@@ -43,6 +46,9 @@ constexpr int64_t kNUnit = 16;
 }  // namespace
 
 void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tensor& y_in) {
+#ifdef SPARROW_HAVE_CUDA
+  if (x_in.device() == Device::kCUDA) return cuda::linear(x_in, w, bias, y_in);
+#endif
   SPARROW_REQUIRE(x_in.device() == Device::kCPU && w.device() == Device::kCPU &&
                       y_in.device() == Device::kCPU && (!bias || bias->device() == Device::kCPU),
                   "linear: CPU tensors expected");

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs on the device machine (docs/gpu.md): unpacks the carried Debian -dev packages,
+# builds the CUDA targets, runs the GPU tests and the MoE layer benchmark. Writes logs and
+# JSON under $OUT. Usage (from the checkout copy): scripts/gpu_device_run.sh DEPS_DIR [bench...]
+set -uo pipefail
+deps=${1:-.deps}
+OUT=${OUT:-/tmp/sparrow_out}
+mkdir -p "$OUT" /tmp/deps
+for f in "$deps"/*.deb; do dpkg -x "$f" /tmp/deps; done
+sed -i "s|^prefix=/usr\$|prefix=/tmp/deps/usr|" /tmp/deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc /tmp/deps/usr/share/pkgconfig/*.pc 2>/dev/null
+export PKG_CONFIG_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu/pkgconfig:/tmp/deps/usr/share/pkgconfig
+export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+command -v pkg-config >/dev/null || export PKG_CONFIG=/tmp/deps/usr/bin/pkgconf
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,clocks.max.sm,clocks.max.mem,driver_version --format=csv | tee "$OUT/nvidia_smi.txt"
+t0=$(date +%s)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=/tmp/deps/usr > "$OUT/build.log" 2>&1 &&
+  ninja -C build sparrow_gpu_tests gpu_moe_layer_bench >> "$OUT/build.log" 2>&1
+rc=$?
+echo "build rc=$rc in $(( $(date +%s) - t0 )) s"
+if [ $rc -ne 0 ]; then tail -60 "$OUT/build.log"; exit 1; fi
+timeout 150 build/tests/sparrow_gpu_tests --gtest_output=json:"$OUT/gpu_tests.json" > "$OUT/gpu_tests.log" 2>&1
+echo "gpu tests rc=$?"
+grep -E "^\[  (FAILED|PASSED|  OK) |Failure|error|Expected|Which is|device:" "$OUT/gpu_tests.log" | head -60
+SPARROW_COMMIT=$(cat COMMIT 2>/dev/null) timeout 180 build/bench/gpu_moe_layer_bench "$OUT/gpu_moe_layer.json" > "$OUT/bench.log" 2>&1
+echo "bench rc=$?"
+head -8 "$OUT/bench.log"
+# The CPU suite in the same CUDA-enabled build (what `scripts/test` runs, GPU tests excluded).
+if [ "${SPARROW_DEVICE_CPU_TESTS:-1}" = 1 ]; then
+  ninja -C build sparrow_tests >> "$OUT/build.log" 2>&1 && echo "cpu tests built" &&
+    timeout 200 ctest --test-dir build -j 16 --timeout 120 -LE gpu > "$OUT/cpu_ctest.log" 2>&1
+  echo "cpu ctest rc=$?"
+  tail -6 "$OUT/cpu_ctest.log"
+fi

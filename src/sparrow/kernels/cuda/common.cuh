@@ -1,0 +1,73 @@
+// Device helpers shared by the .cu files: dtype loads/stores, warp/block reductions.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "sparrow/core/dtype.h"
+
+namespace sparrow::cuda::k {
+
+__device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+__device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));  // round to nearest even, NaN kept
+}
+
+__device__ __forceinline__ float load_f(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::kF32: return static_cast<const float*>(p)[i];
+    case DType::kBF16: return bf16_bits_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kF16: return __half2float(static_cast<const __half*>(p)[i]);
+    default: return 0.f;
+  }
+}
+
+__device__ __forceinline__ void store_f(void* p, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::kF32: static_cast<float*>(p)[i] = v; return;
+    case DType::kBF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16_bits(v); return;
+    case DType::kF16: static_cast<__half*>(p)[i] = __float2half_rn(v); return;
+    default: return;
+  }
+}
+
+// Value as stored in dtype t (round trip), as the CPU does when it writes then re-reads.
+__device__ __forceinline__ float round_to(DType t, float v) {
+  switch (t) {
+    case DType::kBF16: return bf16_bits_to_f32(f32_to_bf16_bits(v));
+    case DType::kF16: return __half2float(__float2half_rn(v));
+    default: return v;
+  }
+}
+
+// Fixed butterfly trees: the result depends on the lane values only.
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Block-wide sum / max (blockDim.x a multiple of 32, <= 1024); every thread gets the result.
+template <typename T, typename Op>
+__device__ __forceinline__ T block_reduce(T v, Op op, T* smem /* [32] */) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads();  // smem may still be read from a previous reduction
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  T r = smem[0];
+  for (int w = 1; w < nw; ++w) r = op(r, smem[w]);
+  return r;
+}
+
+}  // namespace sparrow::cuda::k

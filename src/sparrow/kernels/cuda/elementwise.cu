@@ -1,0 +1,204 @@
+// Row-wise and elementwise kernels. One block (or warp) owns a row, so a row's result
+// never depends on how many rows are in the launch.
+#include <cfloat>
+
+#include "sparrow/kernels/cuda/common.cuh"
+#include "sparrow/kernels/cuda/kernels.h"
+
+namespace sparrow::cuda::k {
+namespace {
+
+struct Sum { template <typename T> __device__ T operator()(T a, T b) const { return a + b; } };
+struct Max { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
+
+inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + threads - 1) / threads); }
+
+__global__ void embedding_kernel(EmbeddingParams p) {
+  const int64_t t = blockIdx.x;
+  const int32_t id = p.ids[t];
+  const bool ok = id >= 0 && id < p.V;
+  for (int64_t i = threadIdx.x; i < p.H; i += blockDim.x)
+    store_f(p.out, p.out_t, t * p.H + i, ok ? load_f(p.table, p.table_t, int64_t(id) * p.H + i) : 0.f);
+}
+
+// One block per row; thread i handles columns i, i + blockDim, ... in order; the sum of
+// squares is each thread's sequential sum then the fixed block tree.
+__global__ void rms_norm_kernel(RmsNormParams p) {
+  __shared__ float red[32];
+  const int64_t row = blockIdx.x, base = row * p.H;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < p.H; i += blockDim.x) {
+    float v = load_f(p.x, p.x_t, base + i);
+    if (p.residual) {
+      v = round_to(p.residual_t, load_f(p.residual, p.residual_t, base + i) + v);
+    }
+    ss += v * v;
+  }
+  // With a residual, every thread re-reads only the columns it reads below, after all
+  // threads read x: x may alias y, so writes wait for the reduction's barriers.
+  const float inv = 1.0f / sqrtf(block_reduce(ss, Sum{}, red) / float(p.H) + p.eps);
+  for (int64_t i = threadIdx.x; i < p.H; i += blockDim.x) {
+    float v = load_f(p.x, p.x_t, base + i);
+    if (p.residual) {
+      v = round_to(p.residual_t, load_f(p.residual, p.residual_t, base + i) + v);
+      store_f(p.residual, p.residual_t, base + i, v);
+    }
+    store_f(p.y, p.y_t, base + i, v * inv * load_f(p.w, p.w_t, i));
+  }
+}
+
+__global__ void rope_kernel(RopeParams p) {
+  const int64_t half = p.D / 2;
+  const int64_t n = p.T * p.heads * half;
+  for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < n; idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = idx % half, th = idx / half, t = th / p.heads;
+    // fp32 angle as HF computes it; cos/sin in double then rounded (matches the CPU).
+    const float angle = float(p.positions[t]) * p.inv_freq[i];
+    const float c = float(cos(double(angle))), s = float(sin(double(angle)));
+    const int64_t o = th * p.D;
+    const float a = load_f(p.x, p.x_t, o + i), b = load_f(p.x, p.x_t, o + i + half);
+    store_f(p.x, p.x_t, o + i, a * c - b * s);
+    store_f(p.x, p.x_t, o + i + half, b * c + a * s);
+  }
+}
+
+__global__ void silu_mul_kernel(SiluMulParams p) {
+  const int64_t n = p.T * p.I;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float g = load_f(p.gate, p.gate_t, i), u = load_f(p.up, p.up_t, i);
+    store_f(p.y, p.y_t, i, g / (1.0f + expf(-g)) * u);
+  }
+}
+
+// One warp per token; lane l holds experts l, l+32, ... Softmax in fp32; k passes of a
+// warp arg-max (ties to the lower id); slots in descending weight order.
+__global__ void route_kernel(RouteParams p) {
+  constexpr int kPer = kRouterMaxExperts / 32;
+  const int lane = threadIdx.x & 31;
+  const int64_t t = int64_t(blockIdx.x) * (blockDim.x / 32) + (threadIdx.x >> 5);
+  if (t >= p.T) return;
+  float v[kPer];
+  float mx = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int64_t e = lane + 32 * j;
+    v[j] = e < p.E ? load_f(p.logits, p.logits_t, t * p.E + e) : -INFINITY;
+    mx = fmaxf(mx, v[j]);
+  }
+  mx = warp_max(mx);
+  float s = 0.f;
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int64_t e = lane + 32 * j;
+    v[j] = e < p.E ? expf(v[j] - mx) : 0.f;
+    s += v[j];
+  }
+  s = warp_sum(s);
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) v[j] = (lane + 32 * j < p.E) ? v[j] / s : -1.f;  // -1: never picked
+  float top = 0.f;
+  for (int slot = 0; slot < p.k; ++slot) {
+    float best = -2.f;
+    int best_id = 0x7fffffff;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j)
+      if (v[j] > best) { best = v[j]; best_id = lane + 32 * j; }  // ascending ids: strict '>'
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, best_id, o);
+      if (ob > best || (ob == best && oi < best_id)) { best = ob; best_id = oi; }
+    }
+    if (lane == 0) {
+      p.ids[t * p.k + slot] = best_id;
+      p.weights[t * p.k + slot] = best;
+    }
+    top += best;
+    if ((best_id & 31) == lane) {
+#pragma unroll
+      for (int j = 0; j < kPer; ++j)
+        if (lane + 32 * j == best_id) v[j] = -1.f;
+    }
+  }
+  if (p.renormalize && lane == 0)
+    for (int slot = 0; slot < p.k; ++slot) p.weights[t * p.k + slot] /= top;
+}
+
+// One block per row. exp-sum accumulated in double (as the CPU), from fp32 expf.
+__global__ void log_softmax_kernel(LogSoftmaxParams p) {
+  __shared__ float redf[32];
+  __shared__ double redd[32];
+  const int64_t base = int64_t(blockIdx.x) * p.V;
+  float mx = -INFINITY;
+  for (int64_t i = threadIdx.x; i < p.V; i += blockDim.x) mx = fmaxf(mx, load_f(p.logits, p.logits_t, base + i));
+  mx = block_reduce(mx, Max{}, redf);
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < p.V; i += blockDim.x) s += double(expf(load_f(p.logits, p.logits_t, base + i) - mx));
+  s = block_reduce(s, Sum{}, redd);
+  const float lse = mx + float(log(s));
+  for (int64_t i = threadIdx.x; i < p.V; i += blockDim.x) p.out[base + i] = load_f(p.logits, p.logits_t, base + i) - lse;
+}
+
+__global__ void linear_simt_kernel(LinearSimtParams p) {
+  const int64_t n = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, t = blockIdx.y;
+  if (n >= p.N) return;
+  float acc = 0.f;
+  for (int64_t kk = 0; kk < p.K; ++kk)
+    acc = fmaf(load_f(p.x, p.in_t, t * p.ldx + kk), load_f(p.w, p.in_t, n * p.ldw + kk), acc);
+  if (p.bias) acc += load_f(p.bias, p.bias_t, n);
+  store_f(p.y, p.y_t, t * p.ldy + n, acc);
+}
+
+__global__ void moe_combine_kernel(MoeCombineParams p) {
+  const int64_t t = blockIdx.y;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= p.H) return;
+  const float* src = p.slot_out + t * p.k * p.H + i;
+  float acc = src[0];
+  for (int s = 1; s < p.k; ++s) acc += src[int64_t(s) * p.H];
+  if (p.shared_out) {
+    const float g = 1.0f / (1.0f + expf(-p.shared_logit[t]));
+    acc += g * p.shared_out[t * p.H + i];
+  }
+  store_f(p.out, p.out_t, t * p.H + i, acc);
+}
+
+int row_threads(int64_t h) { return h >= 1024 ? 256 : h >= 256 ? 128 : 64; }
+
+}  // namespace
+
+void embedding(const EmbeddingParams& p, cudaStream_t s) {
+  if (p.T == 0) return;
+  embedding_kernel<<<unsigned(p.T), row_threads(p.H), 0, s>>>(p);
+}
+void rms_norm(const RmsNormParams& p, cudaStream_t s) {
+  if (p.rows == 0) return;
+  rms_norm_kernel<<<unsigned(p.rows), row_threads(p.H), 0, s>>>(p);
+}
+void rope(const RopeParams& p, cudaStream_t s) {
+  const int64_t n = p.T * p.heads * (p.D / 2);
+  if (n == 0) return;
+  rope_kernel<<<blocks_for(n, 256) < 65535 ? blocks_for(n, 256) : 65535, 256, 0, s>>>(p);
+}
+void silu_mul(const SiluMulParams& p, cudaStream_t s) {
+  const int64_t n = p.T * p.I;
+  if (n == 0) return;
+  silu_mul_kernel<<<blocks_for(n, 256) < 65535 ? blocks_for(n, 256) : 65535, 256, 0, s>>>(p);
+}
+void route_topk_softmax(const RouteParams& p, cudaStream_t s) {
+  if (p.T == 0) return;
+  route_kernel<<<blocks_for(p.T, 4), 128, 0, s>>>(p);
+}
+void log_softmax(const LogSoftmaxParams& p, cudaStream_t s) {
+  if (p.T == 0) return;
+  log_softmax_kernel<<<unsigned(p.T), 512, 0, s>>>(p);
+}
+void linear_simt(const LinearSimtParams& p, cudaStream_t s) {
+  if (p.T == 0 || p.N == 0) return;
+  linear_simt_kernel<<<dim3(blocks_for(p.N, 128), unsigned(p.T)), 128, 0, s>>>(p);
+}
+void moe_combine(const MoeCombineParams& p, cudaStream_t s) {
+  if (p.T == 0) return;
+  moe_combine_kernel<<<dim3(blocks_for(p.H, 256), unsigned(p.T)), 256, 0, s>>>(p);
+}
+
+}  // namespace sparrow::cuda::k

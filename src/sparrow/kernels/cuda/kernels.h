@@ -1,0 +1,142 @@
+// CUDA kernel launchers and their flat POD parameter structs. Included by .cu files and by
+// the host dispatch (ops_cuda.cpp); it must stay free of fmt and host-only headers. All
+// pointers are device pointers; every launcher enqueues on `stream` and returns at once.
+// Dimension names as in ops.h: T tokens, H hidden, N output features, K reduction,
+// Hq/Hkv heads, D head dim, E experts, I expert intermediate size, P = T*topk pairs.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "sparrow/core/dtype.h"
+
+namespace sparrow::cuda::k {
+
+// ---- elementwise / row ops (elementwise.cu) ---------------------------------------------
+struct EmbeddingParams {
+  const void* table; DType table_t;  // [V, H]
+  const int32_t* ids;                // [T]; ids outside [0, V) give a zero row
+  void* out; DType out_t;            // [T, H]
+  int64_t T, H, V;
+};
+void embedding(const EmbeddingParams& p, cudaStream_t stream);
+
+// y = rmsnorm(x) * w; with residual: residual += x (in residual_t), y = rmsnorm(residual).
+struct RmsNormParams {
+  const void* x; DType x_t;          // [rows, H]
+  void* residual; DType residual_t;  // [rows, H] or null
+  const void* w; DType w_t;          // [H]
+  void* y; DType y_t;                // [rows, H]; may alias x
+  int64_t rows, H;
+  float eps;
+};
+void rms_norm(const RmsNormParams& p, cudaStream_t stream);
+
+struct RopeParams {
+  void* x; DType x_t;          // [T, heads, D], in place
+  const int32_t* positions;    // [T]
+  const float* inv_freq;       // [D/2]
+  int64_t T, heads, D;
+};
+void rope(const RopeParams& p, cudaStream_t stream);
+
+struct SiluMulParams {
+  const void* gate; DType gate_t;  // [T, I]
+  const void* up; DType up_t;      // [T, I]
+  void* y; DType y_t;              // [T, I]; may alias gate or up
+  int64_t T, I;
+};
+void silu_mul(const SiluMulParams& p, cudaStream_t stream);
+
+constexpr int kRouterMaxExperts = 512;  // 16 per lane of one warp
+struct RouteParams {
+  const void* logits; DType logits_t;  // [T, E]
+  int32_t* ids;                        // [T, k]
+  float* weights;                      // [T, k]
+  int64_t T, E;
+  int k;
+  bool renormalize;
+};
+void route_topk_softmax(const RouteParams& p, cudaStream_t stream);
+
+struct LogSoftmaxParams {
+  const void* logits; DType logits_t;  // [T, V]
+  float* out;                          // [T, V]
+  int64_t T, V;
+};
+void log_softmax(const LogSoftmaxParams& p, cudaStream_t stream);
+
+// fp32 SIMT GEMM y = x w^T (+bias), one thread per output, K in increasing order (f32 path
+// and a correctness fallback; not fast).
+struct LinearSimtParams {
+  const void* x; DType in_t; int64_t ldx;  // [T, K]
+  const void* w; int64_t ldw;              // [N, K]
+  const void* bias; DType bias_t;          // [N] or null
+  void* y; DType y_t; int64_t ldy;         // [T, N]
+  int64_t T, N, K;
+};
+void linear_simt(const LinearSimtParams& p, cudaStream_t stream);
+
+// ---- attention (attention.cu) -----------------------------------------------------------
+constexpr int kAttnTile = 64;      // KV positions per tile (fixed: batch invariance)
+constexpr int kAttnMaxHeadDim = 256;
+struct AttentionParams {
+  const void* q; const void* k; const void* v; void* out; DType t;  // q/out [T, Hq, D]; k/v [slots, Hkv, D]
+  int64_t T, Hq, Hkv, D;
+  int32_t batch;
+  const int32_t* req_slots; const int32_t* seq_lens; const int32_t* extend_lens;
+  const int32_t* q_offsets; const int32_t* req_to_token;  // [B] x4, [max_reqs, max_context]
+  int64_t max_context;
+  float scale;
+};
+void paged_attention(const AttentionParams& p, cudaStream_t stream);
+
+// ---- bf16 tensor-core GEMM (gemm.cu) --------------------------------------------------
+// One fixed tile configuration (BM x BN x BK = 64 x 64 x 64, 4 warps of mma.sync
+// m16n8k16, 4-stage cp.async pipeline): every output element is reduced over K in
+// increasing 16-wide steps, the same for every row whatever M is (batch invariant).
+// Hopper wgmma is the next step (docs/gpu.md); the parameter structs don't change.
+constexpr int kGemmBM = 64, kGemmBN = 64, kGemmBK = 64;
+enum class GemmMode : int32_t { kDense = 0, kMoeGateUp = 1, kMoeDown = 2 };
+struct GemmParams {
+  GemmMode mode;
+  const uint16_t* a; int64_t lda;   // A rows (bf16) [M, K]; gate_up: rows of x gathered
+  const int32_t* a_gather;          // gate_up: A row of grouped row r = a_gather[r] / a_gather_div
+  int32_t a_gather_div;
+  const uint16_t* b; int64_t ldb;   // B (bf16) [N, K] (HF Linear layout); per expert for MoE
+  int64_t b_expert_stride;          // elements between experts' B
+  int64_t M, N, K;                  // dense: M rows; MoE: N = B rows per expert (gate_up: 2I)
+  // dense epilogue: y[r, n] = acc + bias[n]
+  void* c; DType c_t; int64_t ldc;
+  const void* bias; DType bias_t;
+  // MoE: grouped row tiles {expert, row_begin, row_end} and their count (device)
+  const int32_t* tiles; const int32_t* num_tiles; int32_t max_tiles;
+  // gate_up epilogue: act[r, n] = bf16(silu(bf16(gate)) * bf16(up)), act ld = N/2
+  // down epilogue: slot_out[pair_of_row[r], n] = acc * route_w[pair_of_row[r]] (fp32)
+  const int32_t* pair_of_row; const float* route_w;
+};
+void gemm_bf16(const GemmParams& p, cudaStream_t stream);
+
+// ---- MoE routing glue (moe.cu) ----------------------------------------------------------
+// Groups the P = T*k (token, slot) pairs by expert with a stable counting sort (within an
+// expert, pairs keep index order). Outputs expert_start [E+1], pair_of_row [P] (grouped
+// row -> token*k+slot) and the GEMM row tiles (BM rows at most, never crossing experts).
+struct MoeGroupParams {
+  const int32_t* ids; int64_t P; int32_t E; int32_t bm;
+  int32_t* expert_start; int32_t* pair_of_row; int32_t* tiles; int32_t* num_tiles;
+};
+int32_t moe_max_tiles(int64_t P, int32_t E, int32_t bm);
+void moe_group(const MoeGroupParams& p, cudaStream_t stream);
+
+// out[t] = sum_{s<k} slot_out[t*k+s] (slot order, fp32) (+ sigmoid(shared_logit[t]) * shared[t]).
+struct MoeCombineParams {
+  const float* slot_out;      // [T*k, H]
+  const float* shared_out;    // [T, H] or null
+  const float* shared_logit;  // [T] or null
+  void* out; DType out_t;     // [T, H]
+  int64_t T, H; int k;
+};
+void moe_combine(const MoeCombineParams& p, cudaStream_t stream);
+
+}  // namespace sparrow::cuda::k

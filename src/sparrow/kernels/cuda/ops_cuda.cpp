@@ -1,0 +1,402 @@
+// Host side of the CUDA backend: validation, then the kernels of kernels.h or cuBLASLt.
+#include "sparrow/kernels/cuda/ops_cuda.h"
+
+#include <cublasLt.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "sparrow/kernels/cuda/kernels.h"
+
+namespace sparrow::ops::cuda {
+
+namespace kn = ::sparrow::cuda::k;
+namespace {
+
+using ::sparrow::cuda::current_stream;
+
+void check_dev(const Tensor& t, const char* what) {
+  SPARROW_REQUIRE(t.device() == Device::kCUDA, "{}: CUDA tensor expected", what);
+  SPARROW_REQUIRE(t.is_contiguous(), "{}: contiguous tensor expected, got {}", what, t.shape().str());
+}
+bool is_float(DType t) { return t == DType::kF32 || t == DType::kBF16 || t == DType::kF16; }
+void check_float(const Tensor& t, const char* what) {
+  SPARROW_REQUIRE(is_float(t.dtype()), "{}: f32, bf16 or f16 expected, got {}", what, dtype_name(t.dtype()));
+}
+
+Tensor as_matrix(const Tensor& t, const char* what) {
+  SPARROW_REQUIRE(t.rank() >= 1, "linear: {} must have rank >= 1", what);
+  if (t.rank() == 2) {
+    SPARROW_REQUIRE(t.size(1) <= 1 || t.stride(1) == 1, "linear: {} rows must be contiguous", what);
+    return t;
+  }
+  SPARROW_REQUIRE(t.is_contiguous(), "linear: {} must be contiguous", what);
+  const int64_t last = t.size(-1);
+  return t.view(Shape{last ? t.numel() / last : 0, last});
+}
+
+#define CUBLAS_CHECK(expr)                                                                   \
+  do {                                                                                       \
+    const cublasStatus_t st_ = (expr);                                                       \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                        \
+      throw_error("{}:{}: cuBLASLt error {} ({}) in {}", __FILE__, __LINE__, int(st_),       \
+                  cublasLtGetStatusString(st_), #expr);                                      \
+  } while (0)
+
+// ---- cuBLASLt: one handle, one 32 MiB workspace (allocated on first use, i.e. at
+// warm-up, never in the decode loop), heuristics cached per shape.
+struct Lt {
+  cublasLtHandle_t handle = nullptr;
+  ::sparrow::cuda::DeviceBuffer workspace;
+  std::mutex mu;
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int>;
+  struct Plan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  std::map<Key, Plan> plans;
+  static Lt& get() {
+    static Lt lt;
+    return lt;
+  }
+  Lt() {
+    CUBLAS_CHECK(cublasLtCreate(&handle));
+    workspace = ::sparrow::cuda::DeviceBuffer(size_t(32) << 20);
+  }
+};
+
+int alignment_of(const void* p) {
+  const auto v = reinterpret_cast<uintptr_t>(p);
+  int a = 256;
+  while (a > 2 && (v % uintptr_t(a)) != 0) a /= 2;
+  return a;
+}
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::kF32: return CUDA_R_32F;
+    case DType::kBF16: return CUDA_R_16BF;
+    case DType::kF16: return CUDA_R_16F;
+    default: throw_error("cuBLASLt: unsupported dtype {}", dtype_name(t));
+  }
+}
+
+// Column-major view: C[N, T] = W[K, N]^T * X[K, T], i.e. row-major y[T, N] = x w^T.
+void lt_matmul(const Tensor& x, const Tensor& w, const Tensor& y, int64_t ldx, int64_t ldw, int64_t ldy) {
+  Lt& lt = Lt::get();
+  const int64_t T = x.size(0), K = x.size(1), N = w.size(0);
+  const int al = std::min({alignment_of(x.data()), alignment_of(w.data()), alignment_of(y.data())});
+  const Lt::Key key{T, N, K, ldx, ldw, ldy, int(y.dtype()), int(x.dtype()), al};
+  std::lock_guard<std::mutex> lock(lt.mu);
+  auto it = lt.plans.find(key);
+  if (it == lt.plans.end()) {
+    Lt::Plan p;
+    const cudaDataType_t in = cuda_type(x.dtype()), out = cuda_type(y.dtype());
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in, uint64_t(K), uint64_t(N), ldw));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in, uint64_t(K), uint64_t(T), ldx));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, out, uint64_t(N), uint64_t(T), ldy));
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t ws = lt.workspace.nbytes();
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+    const uint32_t a32 = uint32_t(al);
+    for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+      CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &a32, sizeof(a32)));
+    cublasLtMatmulHeuristicResult_t res{};
+    int found = 0;
+    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt.handle, p.op, p.a, p.b, p.c, p.c, pref, 1, &res, &found));
+    cublasLtMatmulPreferenceDestroy(pref);
+    SPARROW_CHECK(found > 0, "cuBLASLt found no algorithm for y[{}, {}] = x[{}, {}] w^T", T, N, T, K);
+    p.algo = res.algo;
+    it = lt.plans.emplace(key, p).first;
+  }
+  const float alpha = 1.f, beta = 0.f;
+  const Lt::Plan& p = it->second;
+  CUBLAS_CHECK(cublasLtMatmul(lt.handle, p.op, &alpha, w.data(), p.a, x.data(), p.b, &beta, y.data(), p.c,
+                              y.data(), p.c, &p.algo, lt.workspace.data(), lt.workspace.nbytes(),
+                              current_stream()));
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+}  // namespace
+
+void linear_with(GemmBackend backend, const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tensor& y_in) {
+  SPARROW_REQUIRE(x_in.device() == Device::kCUDA && w.device() == Device::kCUDA &&
+                      y_in.device() == Device::kCUDA && (!bias || bias->device() == Device::kCUDA),
+                  "linear: all tensors must be on the GPU");
+  SPARROW_REQUIRE(w.rank() == 2 && (w.size(1) <= 1 || w.stride(1) == 1), "linear: w must be [N, K] with contiguous rows");
+  SPARROW_REQUIRE(x_in.dtype() == w.dtype() && (w.dtype() == DType::kBF16 || w.dtype() == DType::kF32),
+                  "linear: x and w must both be bf16 or both f32 (got {} and {})", dtype_name(x_in.dtype()),
+                  dtype_name(w.dtype()));
+  check_float(y_in, "linear y");
+  const Tensor x = as_matrix(x_in, "x"), y = as_matrix(y_in, "y");
+  const int64_t T = x.size(0), K = x.size(1), N = w.size(0);
+  SPARROW_REQUIRE(w.size(1) == K, "linear: x {} and w {} disagree on K", x_in.shape().str(), w.shape().str());
+  SPARROW_REQUIRE(y.size(0) == T && y.size(1) == N, "linear: y {} must be [{}, {}]", y_in.shape().str(), T, N);
+  if (bias)
+    SPARROW_REQUIRE(bias->numel() == N && (bias->dtype() == DType::kF32 || bias->dtype() == w.dtype()),
+                    "linear: bias must be [{}] of f32 or {}", N, dtype_name(w.dtype()));
+  if (T == 0 || N == 0) return;
+  const int64_t ldx = T > 1 ? x.stride(0) : K, ldw = N > 1 ? w.stride(0) : K, ldy = T > 1 ? y.stride(0) : N;
+  const bool tc_ok = w.dtype() == DType::kBF16 && K % 8 == 0 && ldx % 8 == 0 && ldw % 8 == 0 &&
+                     aligned16(x.data()) && aligned16(w.data());
+  if (!tc_ok) {
+    kn::LinearSimtParams p{x.data(), x.dtype(), ldx, w.data(), ldw, bias ? bias->data() : nullptr,
+                          bias ? bias->dtype() : DType::kF32, y.data(), y.dtype(), ldy, T, N, K};
+    kn::linear_simt(p, current_stream());
+    SPARROW_CUDA_CHECK_LAUNCH("linear_simt");
+    return;
+  }
+  if (backend == GemmBackend::kAuto)
+    backend = (::sparrow::cuda::deterministic() || bias) ? GemmBackend::kFixed : GemmBackend::kCublasLt;
+  if (backend == GemmBackend::kCublasLt) {
+    SPARROW_REQUIRE(!bias, "linear: the cuBLASLt path takes no bias");
+    lt_matmul(x, w, y, ldx, ldw, ldy);
+    return;
+  }
+  kn::GemmParams p{};
+  p.mode = kn::GemmMode::kDense;
+  p.a = x.data_as<uint16_t>();
+  p.lda = ldx;
+  p.b = w.data_as<uint16_t>();
+  p.ldb = ldw;
+  p.M = T;
+  p.N = N;
+  p.K = K;
+  p.c = y.data();
+  p.c_t = y.dtype();
+  p.ldc = ldy;
+  p.bias = bias ? bias->data() : nullptr;
+  p.bias_t = bias ? bias->dtype() : DType::kF32;
+  kn::gemm_bf16(p, current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 dense");
+}
+
+void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+  linear_with(GemmBackend::kAuto, x, w, bias, y);
+}
+
+void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const AttentionBatch& batch,
+                     float scale, const Tensor& out) {
+  for (const Tensor* t : {&q, &k_cache, &v_cache, &out}) check_dev(*t, "paged_attention");
+  SPARROW_REQUIRE(q.rank() == 3 && k_cache.rank() == 3 && v_cache.rank() == 3 && out.shape() == q.shape(),
+                  "paged_attention: q/out [T, Hq, D], caches [slots, Hkv, D]");
+  const DType dt = q.dtype();
+  SPARROW_REQUIRE((dt == DType::kBF16 || dt == DType::kF32) && k_cache.dtype() == dt &&
+                      v_cache.dtype() == dt && out.dtype() == dt,
+                  "paged_attention: q, caches and out must share a dtype (bf16 or f32)");
+  const int64_t D = q.size(2), Hq = q.size(1), Hkv = k_cache.size(1);
+  SPARROW_REQUIRE(k_cache.size(2) == D && v_cache.shape() == k_cache.shape() && D > 0 &&
+                      D <= kn::kAttnMaxHeadDim,
+                  "paged_attention: head dim {} (max {})", D, kn::kAttnMaxHeadDim);
+  SPARROW_REQUIRE(Hkv > 0 && Hq % Hkv == 0, "paged_attention: Hq {} not a multiple of Hkv {}", Hq, Hkv);
+  SPARROW_REQUIRE(batch.batch >= 0, "paged_attention: negative batch");
+  if (batch.batch == 0 || q.size(0) == 0) return;
+  kn::AttentionParams p{q.data(), k_cache.data(), v_cache.data(), out.data(), dt, q.size(0), Hq, Hkv, D,
+                       batch.batch, batch.req_slots, batch.seq_lens, batch.extend_lens, batch.q_offsets,
+                       batch.req_to_token, batch.max_context, scale};
+  kn::paged_attention(p, current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("paged_attention");
+}
+
+void embedding(const Tensor& table, const int32_t* ids, const Tensor& out) {
+  check_dev(table, "embedding table");
+  check_dev(out, "embedding out");
+  SPARROW_REQUIRE(table.rank() == 2 && out.size(-1) == table.size(1), "embedding: widths {} vs {}",
+                  out.size(-1), table.size(1));
+  const int64_t T = out.numel() / table.size(1);
+  kn::embedding({table.data(), table.dtype(), ids, out.data(), out.dtype(), T, table.size(1), table.size(0)},
+               current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("embedding");
+}
+
+void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) {
+  check_dev(x, "rms_norm x");
+  check_dev(y, "rms_norm y");
+  check_dev(w, "rms_norm w");
+  const int64_t h = x.size(-1);
+  SPARROW_REQUIRE(w.numel() == h && y.numel() == x.numel(), "rms_norm shapes");
+  kn::rms_norm({x.data(), x.dtype(), nullptr, DType::kF32, w.data(), w.dtype(), y.data(), y.dtype(),
+               h ? x.numel() / h : 0, h, eps},
+              current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("rms_norm");
+}
+
+void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& w, float eps, const Tensor& y) {
+  check_dev(x, "add_rms_norm x");
+  check_dev(residual, "add_rms_norm residual");
+  check_dev(y, "add_rms_norm y");
+  check_dev(w, "add_rms_norm w");
+  const int64_t h = x.size(-1);
+  SPARROW_REQUIRE(x.numel() == residual.numel() && y.numel() == x.numel() && w.numel() == h,
+                  "add_rms_norm shapes");
+  kn::rms_norm({x.data(), x.dtype(), residual.data(), residual.dtype(), w.data(), w.dtype(), y.data(), y.dtype(),
+               h ? x.numel() / h : 0, h, eps},
+              current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("add_rms_norm");
+}
+
+void head_rms_norm(const Tensor& x, const Tensor& w, float eps) {
+  const int64_t d = x.size(-1);
+  SPARROW_REQUIRE(w.numel() == d, "head_rms_norm weight {} vs head dim {}", w.numel(), d);
+  rms_norm(x.view({x.numel() / d, d}), w, eps, x.view({x.numel() / d, d}));
+}
+
+void rope(const Tensor& x, const int32_t* positions, const float* inv_freq) {
+  check_dev(x, "rope x");
+  SPARROW_REQUIRE(x.rank() == 3 && x.size(2) % 2 == 0, "rope: x must be [T, heads, even D]");
+  kn::rope({x.data(), x.dtype(), positions, inv_freq, x.size(0), x.size(1), x.size(2)}, current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("rope");
+}
+
+void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y) {
+  check_dev(gate, "silu_mul gate");
+  check_dev(up, "silu_mul up");
+  check_dev(y, "silu_mul y");
+  SPARROW_REQUIRE(gate.numel() == y.numel() && up.numel() == y.numel(), "silu_mul shapes");
+  const int64_t inter = y.size(-1);
+  kn::silu_mul({gate.data(), gate.dtype(), up.data(), up.dtype(), y.data(), y.dtype(), inter ? y.numel() / inter : 0, inter},
+              current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("silu_mul");
+}
+
+void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* ids, float* weights) {
+  check_dev(logits, "router logits");
+  const int64_t e = logits.size(1);
+  SPARROW_REQUIRE(k >= 1 && k <= e, "top-k {} of {} experts", k, e);
+  SPARROW_REQUIRE(e <= kn::kRouterMaxExperts, "router: {} experts > {}", e, kn::kRouterMaxExperts);
+  kn::route_topk_softmax({logits.data(), logits.dtype(), ids, weights, logits.size(0), e, k, renormalize},
+                        current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("route_topk_softmax");
+}
+
+void log_softmax(const Tensor& logits, const Tensor& out) {
+  check_dev(logits, "log_softmax in");
+  check_dev(out, "log_softmax out");
+  SPARROW_REQUIRE(out.dtype() == DType::kF32 && out.numel() == logits.numel(),
+                  "log_softmax out must be f32 of the same shape");
+  kn::log_softmax({logits.data(), logits.dtype(), out.data_as<float>(), logits.size(0), logits.size(1)},
+                 current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("log_softmax");
+}
+
+size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I) {
+  const int64_t P = T * k;
+  const auto r = [](int64_t b) { return size_t((b + 255) / 256 * 256); };
+  return r((E + 1) * 4) + r(P * 4) + r(int64_t(kn::moe_max_tiles(P, int32_t(E), kn::kGemmBM)) * 12) + r(4) +
+         r(P * I * 2) + r(T * E * 4) + r(P * 4) + r(P * 4) + r(P * H * 4);
+}
+
+void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const MoeWeights& w,
+                 ::sparrow::cuda::DeviceRegion& ws, const Tensor& slot_out) {
+  check_dev(x, "moe x");
+  check_dev(w.w13, "moe w13");
+  check_dev(w.w2, "moe w2");
+  check_dev(slot_out, "moe slot_out");
+  SPARROW_REQUIRE(x.dtype() == DType::kBF16 && w.w13.dtype() == DType::kBF16 && w.w2.dtype() == DType::kBF16,
+                  "moe: x and expert weights must be bf16");
+  SPARROW_REQUIRE(w.w13.rank() == 3 && w.w2.rank() == 3, "moe: w13 [E, 2I, H], w2 [E, H, I]");
+  const int64_t T = x.size(0), H = x.size(1), E = w.w13.size(0), I = w.w13.size(1) / 2;
+  SPARROW_REQUIRE(w.w13.size(1) == 2 * I && w.w13.size(2) == H && w.w2.size(0) == E && w.w2.size(1) == H &&
+                      w.w2.size(2) == I,
+                  "moe: w13 {} / w2 {} do not match H {}", w.w13.shape().str(), w.w2.shape().str(), H);
+  SPARROW_REQUIRE(H % 8 == 0 && I % 8 == 0, "moe: H and I must be multiples of 8");
+  SPARROW_REQUIRE(slot_out.dtype() == DType::kF32 && slot_out.size(0) == T * k && slot_out.size(1) == H,
+                  "moe: slot_out must be f32 [T*k, H]");
+  if (T == 0) return;
+  const int64_t P = T * k;
+  const size_t mark = ws.used();
+  auto* expert_start = ws.alloc_array<int32_t>(size_t(E + 1));
+  auto* pair_of_row = ws.alloc_array<int32_t>(size_t(P));
+  const int32_t max_tiles = kn::moe_max_tiles(P, int32_t(E), kn::kGemmBM);
+  auto* tiles = ws.alloc_array<int32_t>(size_t(max_tiles) * 3);
+  auto* num_tiles = ws.alloc_array<int32_t>(1);
+  auto* act = ws.alloc_array<uint16_t>(size_t(P * I));
+  const cudaStream_t s = current_stream();
+  kn::moe_group({ids, P, int32_t(E), kn::kGemmBM, expert_start, pair_of_row, tiles, num_tiles}, s);
+  SPARROW_CUDA_CHECK_LAUNCH("moe_group");
+
+  kn::GemmParams g{};
+  g.mode = kn::GemmMode::kMoeGateUp;
+  g.a = x.data_as<uint16_t>();
+  g.lda = H;
+  g.a_gather = pair_of_row;
+  g.a_gather_div = k;
+  g.b = w.w13.data_as<uint16_t>();
+  g.ldb = H;
+  g.b_expert_stride = 2 * I * H;
+  g.M = P;
+  g.N = 2 * I;
+  g.K = H;
+  g.c = act;
+  g.c_t = DType::kBF16;
+  g.ldc = I;
+  g.tiles = tiles;
+  g.num_tiles = num_tiles;
+  g.max_tiles = max_tiles;
+  kn::gemm_bf16(g, s);
+  SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe gate_up");
+
+  kn::GemmParams d = g;
+  d.mode = kn::GemmMode::kMoeDown;
+  d.a = act;
+  d.lda = I;
+  d.a_gather = nullptr;
+  d.b = w.w2.data_as<uint16_t>();
+  d.ldb = I;
+  d.b_expert_stride = H * I;
+  d.N = H;
+  d.K = I;
+  d.c = slot_out.data();
+  d.c_t = DType::kF32;
+  d.ldc = H;
+  d.pair_of_row = pair_of_row;
+  d.route_w = weights;
+  kn::gemm_bf16(d, s);
+  SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe down");
+  ws.rewind(mark);  // stream-ordered: later users of this scratch run after these kernels
+}
+
+void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
+                 const Tensor& out) {
+  check_dev(slot_out, "moe_combine slot_out");
+  check_dev(out, "moe_combine out");
+  const int64_t T = out.size(0), H = out.size(1);
+  SPARROW_REQUIRE(slot_out.dtype() == DType::kF32 && slot_out.size(0) == T * k && slot_out.size(1) == H,
+                  "moe_combine: slot_out must be f32 [T*k, H]");
+  SPARROW_REQUIRE(!shared_out == !shared_logit, "moe_combine: shared_out and shared_logit go together");
+  if (shared_out)
+    SPARROW_REQUIRE(shared_out->dtype() == DType::kF32 && shared_logit->dtype() == DType::kF32 &&
+                        shared_out->numel() == T * H && shared_logit->numel() == T,
+                    "moe_combine: shared_out f32 [T, H], shared_logit f32 [T]");
+  kn::moe_combine({slot_out.data_as<float>(), shared_out ? shared_out->data_as<float>() : nullptr,
+                  shared_logit ? shared_logit->data_as<float>() : nullptr, out.data(), out.dtype(), T, H, k},
+                 current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("moe_combine");
+}
+
+void moe_forward(const Tensor& x, const Tensor& router_w, const MoeWeights& w, int k, bool renormalize,
+                 ::sparrow::cuda::DeviceRegion& ws, const Tensor& out) {
+  const int64_t T = x.size(0), H = x.size(1), E = router_w.size(0);
+  const size_t mark = ws.used();
+  const Tensor logits = ws.alloc(DType::kF32, {T, E});
+  auto* ids = ws.alloc_array<int32_t>(size_t(T * k));
+  auto* weights = ws.alloc_array<float>(size_t(T * k));
+  const Tensor slot_out = ws.alloc(DType::kF32, {T * k, H});
+  linear(x, router_w, nullptr, logits);
+  route_topk_softmax(logits, k, renormalize, ids, weights);
+  moe_experts(x, ids, weights, k, w, ws, slot_out);
+  moe_combine(slot_out, k, nullptr, nullptr, out);
+  ws.rewind(mark);
+}
+
+}  // namespace sparrow::ops::cuda

@@ -1,0 +1,375 @@
+// Every CUDA op against the CPU reference / optimized op on awkward shapes (1, 7, 33, 257
+// tokens; odd head counts; N and I not multiples of the tile), bf16 and fp32, plus
+// batch-invariance (bit-identity across batch shapes) of the deterministic paths.
+// Labelled `gpu` in ctest; skipped when no device is present.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernel_test_util.h"
+#include "sparrow/core/cuda/device.h"
+#include "sparrow/kernels/cuda/ops_cuda.h"
+#include "sparrow/kernels/ops.h"
+#include "sparrow/kernels/reference/attention_ref.h"
+#include "sparrow/kernels/reference/linear_ref.h"
+
+namespace sparrow {
+namespace {
+
+using cuda::DeviceBuffer;
+using testing::fill_uniform;
+using testing::to_f32;
+
+const std::vector<int64_t> kTokens = {1, 7, 33, 257};
+
+class Gpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+DeviceBuffer upload(const Tensor& h) {
+  DeviceBuffer d(h.dtype(), h.shape());
+  cuda::copy(d.tensor(), h);
+  return d;
+}
+template <typename T>
+DeviceBuffer upload_vec(const std::vector<T>& v) {
+  DeviceBuffer d(v.size() * sizeof(T));
+  cuda::copy_bytes(d.data(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
+  return d;
+}
+Buffer download(const Tensor& d) {
+  Buffer h(d.dtype(), d.shape());
+  cuda::copy(h.tensor(), d);
+  return h;
+}
+template <typename T>
+std::vector<T> download_vec(const void* d, size_t n) {
+  std::vector<T> v(n);
+  cuda::copy_bytes(v.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost);
+  return v;
+}
+// Output buffer poisoned with NaN so unwritten elements fail.
+DeviceBuffer poisoned(DType t, Shape s) {
+  DeviceBuffer d(t, s);
+  SPARROW_CUDA_CHECK(cudaMemset(d.data(), 0xff, d.nbytes()));
+  return d;
+}
+
+double rel_err(const std::vector<float>& got, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+double tol(DType t) { return t == DType::kF32 ? 2e-6 : 8e-3; }
+
+TEST_F(Gpu, EmbeddingExact) {
+  std::mt19937 rng(1);
+  for (DType dt : {DType::kBF16, DType::kF32})
+    for (int64_t T : kTokens) {
+      Buffer table(dt, {1000, 72});
+      fill_uniform(table.tensor(), rng);
+      std::vector<int32_t> ids(static_cast<size_t>(T));
+      for (auto& i : ids) i = int32_t(rng() % 1000);
+      Buffer ref(dt, {T, 72});
+      ops::embedding(table.tensor(), ids.data(), ref.tensor());
+      auto dtab = upload(table.tensor());
+      auto dids = upload_vec(ids);
+      auto out = poisoned(dt, {T, 72});
+      ops::embedding(dtab.tensor(), static_cast<int32_t*>(dids.data()), out.tensor());
+      EXPECT_EQ(to_f32(download(out.tensor()).tensor()), to_f32(ref.tensor())) << T;
+    }
+}
+
+TEST_F(Gpu, RmsNormAndAddRmsNorm) {
+  std::mt19937 rng(2);
+  for (DType dt : {DType::kBF16, DType::kF32})
+    for (int64_t T : kTokens)
+      for (int64_t H : {int64_t(72), int64_t(2048), int64_t(1000)}) {
+        Buffer x(dt, {T, H}), w(dt, {H}), res(DType::kF32, {T, H});
+        fill_uniform(x.tensor(), rng, -3, 3);
+        fill_uniform(w.tensor(), rng);
+        fill_uniform(res.tensor(), rng, -3, 3);
+        auto dx = upload(x.tensor()), dw = upload(w.tensor()), dres = upload(res.tensor());
+        Buffer y(dt, {T, H});
+        ops::rms_norm(x.tensor(), w.tensor(), 1e-6f, y.tensor());
+        auto dy = poisoned(dt, {T, H});
+        ops::rms_norm(dx.tensor(), dw.tensor(), 1e-6f, dy.tensor());
+        EXPECT_LT(rel_err(to_f32(download(dy.tensor()).tensor()), to_f32(y.tensor())), tol(dt)) << T << " " << H;
+        // fused residual add (residual in fp32 as the model keeps it), y aliasing x
+        ops::add_rms_norm(x.tensor(), res.tensor(), w.tensor(), 1e-6f, x.tensor());
+        ops::add_rms_norm(dx.tensor(), dres.tensor(), dw.tensor(), 1e-6f, dx.tensor());
+        EXPECT_LT(rel_err(to_f32(download(dres.tensor()).tensor()), to_f32(res.tensor())), 1e-7);
+        EXPECT_LT(rel_err(to_f32(download(dx.tensor()).tensor()), to_f32(x.tensor())), tol(dt));
+      }
+}
+
+TEST_F(Gpu, HeadNormAndRope) {
+  std::mt19937 rng(3);
+  for (DType dt : {DType::kBF16, DType::kF32})
+    for (int64_t T : kTokens)
+      for (int64_t heads : {int64_t(1), int64_t(5)})
+        for (int64_t D : {int64_t(64), int64_t(128)}) {
+          Buffer x(dt, {T, heads, D}), w(dt, {D});
+          fill_uniform(x.tensor(), rng, -2, 2);
+          fill_uniform(w.tensor(), rng);
+          std::vector<int32_t> pos(static_cast<size_t>(T));
+          for (auto& p : pos) p = int32_t(rng() % 40000);
+          std::vector<float> inv(static_cast<size_t>(D / 2));
+          for (int64_t i = 0; i < D / 2; ++i) inv[size_t(i)] = float(std::pow(1e6, -2.0 * double(i) / double(D)));
+          auto dx = upload(x.tensor()), dw = upload(w.tensor()), dpos = upload_vec(pos), dinv = upload_vec(inv);
+          ops::head_rms_norm(x.tensor(), w.tensor(), 1e-6f);
+          ops::head_rms_norm(dx.tensor(), dw.tensor(), 1e-6f);
+          ops::rope(x.tensor(), pos.data(), inv.data());
+          ops::rope(dx.tensor(), static_cast<int32_t*>(dpos.data()), static_cast<float*>(dinv.data()));
+          EXPECT_LT(rel_err(to_f32(download(dx.tensor()).tensor()), to_f32(x.tensor())), tol(dt))
+              << T << " " << heads << " " << D;
+        }
+}
+
+TEST_F(Gpu, SiluMulAndLogSoftmax) {
+  std::mt19937 rng(4);
+  for (DType dt : {DType::kBF16, DType::kF32})
+    for (int64_t T : kTokens) {
+      const int64_t I = 136, V = 1003;
+      Buffer g(dt, {T, I}), u(dt, {T, I}), y(dt, {T, I}), lg(dt, {T, V}), lp(DType::kF32, {T, V});
+      fill_uniform(g.tensor(), rng, -4, 4);
+      fill_uniform(u.tensor(), rng);
+      fill_uniform(lg.tensor(), rng, -10, 10);
+      auto dg = upload(g.tensor()), du = upload(u.tensor()), dlg = upload(lg.tensor());
+      auto dy = poisoned(dt, {T, I}), dlp = poisoned(DType::kF32, {T, V});
+      ops::silu_mul(g.tensor(), u.tensor(), y.tensor());
+      ops::silu_mul(dg.tensor(), du.tensor(), dy.tensor());
+      EXPECT_LT(rel_err(to_f32(download(dy.tensor()).tensor()), to_f32(y.tensor())), tol(dt));
+      ops::log_softmax(lg.tensor(), lp.tensor());
+      ops::log_softmax(dlg.tensor(), dlp.tensor());
+      EXPECT_LT(rel_err(to_f32(download(dlp.tensor()).tensor()), to_f32(lp.tensor())), 1e-6);
+    }
+}
+
+TEST_F(Gpu, RouterTopK) {
+  std::mt19937 rng(5);
+  for (DType dt : {DType::kF32, DType::kBF16})
+    for (int64_t T : kTokens)
+      for (auto [E, k] : {std::pair<int64_t, int>{128, 8}, {60, 4}, {7, 7}, {257, 1}})
+        for (bool renorm : {true, false}) {
+          Buffer lg(dt, {T, E});
+          fill_uniform(lg.tensor(), rng, -5, 5);
+          if (dt == DType::kBF16 && T > 1) store_from_f32(lg.data(), dt, size_t(E + 3), load_as_f32(lg.data(), dt, size_t(E + 5)));  // a tie
+          std::vector<int32_t> ids(static_cast<size_t>(T * k));
+          std::vector<float> w(static_cast<size_t>(T * k));
+          ops::route_topk_softmax(lg.tensor(), k, renorm, ids.data(), w.data());
+          auto dlg = upload(lg.tensor());
+          DeviceBuffer dids(ids.size() * 4), dw(w.size() * 4);
+          ops::route_topk_softmax(dlg.tensor(), k, renorm, static_cast<int32_t*>(dids.data()), static_cast<float*>(dw.data()));
+          EXPECT_EQ(download_vec<int32_t>(dids.data(), ids.size()), ids) << T << " " << E;
+          const auto gw = download_vec<float>(dw.data(), w.size());
+          for (size_t i = 0; i < w.size(); ++i) EXPECT_NEAR(gw[i], w[i], 1e-6f * std::max(1.f, w[i]));
+        }
+}
+
+TEST_F(Gpu, LinearMatchesReference) {
+  std::mt19937 rng(6);
+  for (DType in_t : {DType::kBF16, DType::kF32})
+    for (DType y_t : {DType::kF32, DType::kBF16})
+      for (int64_t T : kTokens)
+        for (auto [N, K] : {std::pair<int64_t, int64_t>{100, 264}, {2048, 768}, {7, 40}}) {
+          Buffer x(in_t, {T, K}), w(in_t, {N, K}), bias(DType::kF32, {N}), ref(y_t, {T, N});
+          fill_uniform(x.tensor(), rng);
+          fill_uniform(w.tensor(), rng);
+          fill_uniform(bias.tensor(), rng);
+          auto dx = upload(x.tensor()), dwt = upload(w.tensor()), db = upload(bias.tensor());
+          for (auto backend : {ops::cuda::GemmBackend::kCublasLt, ops::cuda::GemmBackend::kFixed})
+            for (bool with_bias : {false, true}) {
+              if (backend == ops::cuda::GemmBackend::kCublasLt && with_bias) continue;
+              const Tensor* bp = with_bias ? &bias.tensor() : nullptr;
+              const Tensor* dbp = with_bias ? &db.tensor() : nullptr;
+              ref::linear(x.tensor(), w.tensor(), bp, ref.tensor());
+              auto y = poisoned(y_t, {T, N});
+              ops::cuda::linear_with(backend, dx.tensor(), dwt.tensor(), dbp, y.tensor());
+              const double e = rel_err(to_f32(download(y.tensor()).tensor()), to_f32(ref.tensor()));
+              EXPECT_LT(e, in_t == DType::kF32 && y_t == DType::kF32 ? 2e-6 : (y_t == DType::kF32 ? 1e-5 : 6e-3))
+                  << "T " << T << " N " << N << " K " << K << " backend " << int(backend) << " bias " << with_bias
+                  << " in " << dtype_name(in_t) << " y " << dtype_name(y_t);
+            }
+        }
+}
+
+TEST_F(Gpu, FixedLinearIsBatchInvariant) {
+  std::mt19937 rng(7);
+  const int64_t K = 2048, N = 777, T = 257;
+  Buffer x(DType::kBF16, {T, K}), w(DType::kBF16, {N, K});
+  fill_uniform(x.tensor(), rng);
+  fill_uniform(w.tensor(), rng);
+  auto dx = upload(x.tensor()), dw = upload(w.tensor());
+  auto full = poisoned(DType::kF32, {T, N});
+  ops::cuda::linear_with(ops::cuda::GemmBackend::kFixed, dx.tensor(), dw.tensor(), nullptr, full.tensor());
+  const auto all = to_f32(download(full.tensor()).tensor());
+  for (int64_t t0 : {int64_t(0), int64_t(5), int64_t(64), int64_t(200)})
+    for (int64_t len : {int64_t(1), int64_t(7), int64_t(33)}) {
+      if (t0 + len > T) continue;
+      auto part = poisoned(DType::kF32, {len, N});
+      ops::cuda::linear_with(ops::cuda::GemmBackend::kFixed, dx.tensor().slice_rows(t0, t0 + len), dw.tensor(),
+                             nullptr, part.tensor());
+      const auto got = to_f32(download(part.tensor()).tensor());
+      for (int64_t i = 0; i < len * N; ++i)
+        ASSERT_EQ(f32_bits(got[size_t(i)]), f32_bits(all[size_t(t0 * N + i)])) << t0 << " " << len << " " << i;
+    }
+}
+
+// ---- attention -------------------------------------------------------------------------
+
+struct DevBatch {
+  std::vector<int32_t> slots, lens, exts, offs;
+  DeviceBuffer d_slots, d_lens, d_exts, d_offs;
+  ops::AttentionBatch host, dev;
+};
+
+DevBatch make_batch(const std::vector<int32_t>& rows, const std::vector<int32_t>& lens,
+                    const std::vector<int32_t>& exts, const int32_t* r2t_host, const void* r2t_dev, int64_t max_ctx) {
+  DevBatch b;
+  b.slots = rows;
+  b.lens = lens;
+  b.exts = exts;
+  int32_t off = 0;
+  for (int32_t e : exts) { b.offs.push_back(off); off += e; }
+  b.d_slots = upload_vec(b.slots);
+  b.d_lens = upload_vec(b.lens);
+  b.d_exts = upload_vec(b.exts);
+  b.d_offs = upload_vec(b.offs);
+  b.host = {int32_t(rows.size()), b.slots.data(), b.lens.data(), b.exts.data(), b.offs.data(), r2t_host, max_ctx};
+  b.dev = {int32_t(rows.size()), static_cast<int32_t*>(b.d_slots.data()), static_cast<int32_t*>(b.d_lens.data()),
+           static_cast<int32_t*>(b.d_exts.data()), static_cast<int32_t*>(b.d_offs.data()),
+           static_cast<const int32_t*>(r2t_dev), max_ctx};
+  return b;
+}
+
+TEST_F(Gpu, PagedAttentionExtendAndDecode) {
+  std::mt19937 rng(8);
+  const std::vector<int32_t> lens = {1, 7, 33, 257, 130};
+  const std::vector<int32_t> exts = {1, 7, 5, 257, 1};  // decode, prefill, chunked extend, prefill, decode
+  for (DType dt : {DType::kBF16, DType::kF32})
+    for (auto [Hq, Hkv, D] : {std::tuple<int64_t, int64_t, int64_t>{10, 2, 64}, {4, 4, 128}, {8, 1, 128}, {3, 1, 40}}) {
+      const int64_t max_ctx = 260, slots = 1200;
+      Buffer kc(dt, {slots, Hkv, D}), vc(dt, {slots, Hkv, D});
+      fill_uniform(kc.tensor(), rng, -2, 2);
+      fill_uniform(vc.tensor(), rng);
+      std::vector<int32_t> perm(static_cast<size_t>(slots));
+      std::iota(perm.begin(), perm.end(), 0);
+      std::shuffle(perm.begin(), perm.end(), rng);
+      const int32_t nreq = int32_t(lens.size()) + 2;
+      std::vector<int32_t> r2t(size_t(nreq * max_ctx), 0), rows;
+      size_t next = 0;
+      for (size_t i = 0; i < lens.size(); ++i) {
+        rows.push_back(nreq - 1 - int32_t(i));
+        for (int32_t j = 0; j < lens[i]; ++j) r2t[size_t(rows.back() * max_ctx + j)] = perm[next++];
+      }
+      const int64_t T = std::accumulate(exts.begin(), exts.end(), int64_t(0));
+      Buffer q(dt, {T, Hq, D}), ref(dt, {T, Hq, D});
+      fill_uniform(q.tensor(), rng);
+      auto dk = upload(kc.tensor()), dv = upload(vc.tensor()), dq = upload(q.tensor()), dr2t = upload_vec(r2t);
+      DevBatch b = make_batch(rows, lens, exts, r2t.data(), dr2t.data(), max_ctx);
+      const float scale = 1.0f / std::sqrt(float(D));
+      ref::paged_attention(q.tensor(), kc.tensor(), vc.tensor(), b.host, scale, ref.tensor());
+      auto out = poisoned(dt, {T, Hq, D});
+      ops::paged_attention(dq.tensor(), dk.tensor(), dv.tensor(), b.dev, scale, out.tensor());
+      const auto all = to_f32(download(out.tensor()).tensor());
+      EXPECT_LT(rel_err(all, to_f32(ref.tensor())), dt == DType::kF32 ? 5e-6 : 8e-3) << Hq << " " << Hkv << " " << D;
+      // Batch invariance: each sequence alone gives bit-identical rows.
+      for (size_t i = 0; i < lens.size(); ++i) {
+        DevBatch one = make_batch({rows[i]}, {lens[i]}, {exts[i]}, r2t.data(), dr2t.data(), max_ctx);
+        const int64_t off = b.offs[i], n = exts[i];
+        auto o1 = poisoned(dt, {n, Hq, D});
+        ops::paged_attention(dq.tensor().slice_rows(off, off + n), dk.tensor(), dv.tensor(), one.dev, scale, o1.tensor());
+        const auto got = to_f32(download(o1.tensor()).tensor());
+        for (int64_t j = 0; j < n * Hq * D; ++j)
+          ASSERT_EQ(f32_bits(got[size_t(j)]), f32_bits(all[size_t(off * Hq * D + j)])) << "seq " << i;
+      }
+    }
+}
+
+// ---- MoE -------------------------------------------------------------------------------
+
+TEST_F(Gpu, MoeLayerMatchesCpuComposition) {
+  std::mt19937 rng(9);
+  const int64_t E = 16, H = 256, I = 136;
+  const int k = 4;
+  Buffer w13(DType::kBF16, {E, 2 * I, H}), w2(DType::kBF16, {E, H, I}), router(DType::kBF16, {E, H});
+  fill_uniform(w13.tensor(), rng, -0.1f, 0.1f);
+  fill_uniform(w2.tensor(), rng, -0.1f, 0.1f);
+  fill_uniform(router.tensor(), rng, -0.1f, 0.1f);
+  auto dw13 = upload(w13.tensor()), dw2 = upload(w2.tensor()), drouter = upload(router.tensor());
+  const ops::cuda::MoeWeights mw{dw13.tensor(), dw2.tensor()};
+  DeviceBuffer wsbuf(ops::cuda::moe_workspace_bytes(300, k, E, H, I) + (1 << 20));
+  cuda::DeviceRegion ws("test", wsbuf.data(), wsbuf.nbytes());
+  cuda::set_deterministic(true);
+  for (int64_t T : {int64_t(1), int64_t(7), int64_t(33), int64_t(257), int64_t(300)}) {
+    Buffer x(DType::kBF16, {T, H});
+    fill_uniform(x.tensor(), rng);
+    auto dx = upload(x.tensor());
+    auto out = poisoned(DType::kBF16, {T, H});
+    ops::cuda::moe_forward(dx.tensor(), drouter.tensor(), mw, k, true, ws, out.tensor());
+    // Routing on the CPU from the same logits (fixed-kernel router GEMM vs CPU GEMM can
+    // differ in the last bit, so route from the GPU logits to compare the experts exactly).
+    auto dlog = poisoned(DType::kF32, {T, E});
+    ops::linear(dx.tensor(), drouter.tensor(), nullptr, dlog.tensor());
+    Buffer logits = download(dlog.tensor());
+    std::vector<int32_t> ids(static_cast<size_t>(T * k));
+    std::vector<float> wts(static_cast<size_t>(T * k));
+    ops::route_topk_softmax(logits.tensor(), k, true, ids.data(), wts.data());
+    Buffer ref(DType::kBF16, {T, H}), g(DType::kBF16, {1, I}), u(DType::kBF16, {1, I}), y(DType::kF32, {1, H});
+    std::vector<float> acc(static_cast<size_t>(H));
+    for (int64_t t = 0; t < T; ++t) {
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int s = 0; s < k; ++s) {
+        const int64_t e = ids[size_t(t * k + s)];
+        const Tensor xe = x.tensor().slice_rows(t, t + 1);
+        const Tensor we = Tensor(static_cast<uint16_t*>(w13.data()) + e * 2 * I * H, DType::kBF16, {2 * I, H});
+        ops::linear(xe, we.slice_rows(0, I), nullptr, g.tensor());
+        ops::linear(xe, we.slice_rows(I, 2 * I), nullptr, u.tensor());
+        ops::silu_mul(g.tensor(), u.tensor(), g.tensor());
+        const Tensor wd = Tensor(static_cast<uint16_t*>(w2.data()) + e * H * I, DType::kBF16, {H, I});
+        ops::linear(g.tensor(), wd, nullptr, y.tensor());
+        for (int64_t i = 0; i < H; ++i) acc[size_t(i)] += static_cast<const float*>(y.data())[i] * wts[size_t(t * k + s)];
+      }
+      convert(acc.data(), DType::kF32, ref.tensor().row_ptr(t), DType::kBF16, size_t(H));
+    }
+    const auto got = to_f32(download(out.tensor()).tensor());
+    EXPECT_LT(rel_err(got, to_f32(ref.tensor())), 1e-2) << T;
+    // Batch invariance in deterministic mode: the first token alone gives the same row.
+    auto one = poisoned(DType::kBF16, {1, H});
+    ops::cuda::moe_forward(dx.tensor().slice_rows(0, 1), drouter.tensor(), mw, k, true, ws, one.tensor());
+    const auto got1 = to_f32(download(one.tensor()).tensor());
+    for (int64_t i = 0; i < H; ++i) ASSERT_EQ(f32_bits(got1[size_t(i)]), f32_bits(got[size_t(i)])) << T << " " << i;
+  }
+  cuda::set_deterministic(false);
+}
+
+TEST_F(Gpu, DeviceArenaCarvesOneAllocation) {
+  cuda::MemoryPlan plan;
+  plan.weights_bytes = 1 << 20;
+  plan.kv_bytes = 3 << 20;
+  plan.workspace_bytes = 1 << 20;
+  cuda::DeviceArena arena(plan);
+  const Tensor a = arena.weights().alloc(DType::kBF16, {100, 3});
+  const Tensor b = arena.kv().alloc(DType::kF32, {10});
+  EXPECT_EQ(a.device(), Device::kCUDA);
+  EXPECT_EQ(static_cast<char*>(b.data()) - static_cast<char*>(arena.weights().base()), int64_t(1 << 20));
+  EXPECT_THROW(arena.workspace().alloc_bytes(size_t(2) << 20), Error);
+  EXPECT_GT(cuda::plan_memory(1 << 20, 1 << 20, 0.5).kv_bytes, size_t(0));
+  const auto info = cuda::device_info();
+  std::printf("device: %s, %d SMs, %.1f GiB, SM clock %d MHz, mem clock %d MHz\n", info.name.c_str(), info.sm_count,
+              double(info.total_mem) / (1 << 30), info.sm_clock_mhz, info.mem_clock_mhz);
+}
+
+}  // namespace
+}  // namespace sparrow
