@@ -125,7 +125,7 @@ struct Engine::Impl {
       schedulers[d]->plan(plans[d]);
       any |= !plans[d].empty();
       const int64_t rows = int64_t(plans[d].batch.logit_rows.size());
-      if (logits[d].tensor().size(0) < rows || logits[d].tensor().numel() == 0)
+      if (logits[d].tensor().rank() == 0 || logits[d].tensor().size(0) < rows)
         logits[d] = Buffer(DType::kF32, {std::max<int64_t>(rows, opts.max_running_requests), loaded.config.vocab_size});
       batches.push_back(&plans[d].batch);
       tables.push_back(&schedulers[d]->table());
