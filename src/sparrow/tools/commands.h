@@ -8,6 +8,7 @@ class App;
 namespace sparrow::tools {
 
 void register_generate_command(CLI::App& app);
+void register_parity_command(CLI::App& app);
 void register_tokenize_commands(CLI::App& app);
 
 }  // namespace sparrow::tools

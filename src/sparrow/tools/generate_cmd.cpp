@@ -12,6 +12,7 @@
 #include "sparrow/engine/sync_generate.h"
 #include "sparrow/model/model.h"
 #include "sparrow/tools/commands.h"
+#include "sparrow/tools/parallel_flags.h"
 #include "sparrow/tokenizer/tokenizer.h"
 #include "sparrow/tools/cli_util.h"
 
@@ -37,6 +38,8 @@ struct GenerateArgs {
   bool ignore_eos = false;
   uint64_t seed = 0;
   int64_t chunked_prefill_size = 8192;
+  std::string kv_cache_dtype = "auto";
+  ParallelFlags parallel;
 };
 
 // The prompts in order: every --input-ids, then every --text, then --messages.
@@ -85,6 +88,8 @@ void run_generate(const GenerateArgs& a) {
   opts.max_running_requests = int32_t(reqs.size());
   opts.chunked_prefill_size = a.chunked_prefill_size;
   opts.log_interval_s = 0;
+  if (a.kv_cache_dtype != "auto") opts.kv_cache_dtype = parse_dtype(a.kv_cache_dtype);
+  a.parallel.apply(opts);
   Engine engine(std::move(m), tok.get(), opts);
   for (const SyncOutput& o : generate_sync(engine, std::move(reqs))) {
     SPARROW_CHECK(!o.error, "generation failed: {}", o.error.value_or(""));
@@ -119,6 +124,8 @@ void register_generate_command(CLI::App& app) {
   cmd->add_flag("--ignore-eos", a->ignore_eos, "Do not stop at the end-of-sequence token");
   cmd->add_option("--seed", a->seed, "Sampling seed, and the seed of --load-format dummy");
   cmd->add_option("--chunked-prefill-size", a->chunked_prefill_size, "Max tokens per prefill step");
+  cmd->add_option("--kv-cache-dtype", a->kv_cache_dtype, "auto (the model dtype) | bfloat16 | float32");
+  add_parallel_flags(*cmd, a->parallel);
   cmd->callback([a] { run_generate(*a); });
 }
 

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Sparrow: a serving engine for Mixture-of-Experts language models"};
   app.require_subcommand(1);
   sparrow::tools::register_generate_command(app);
+  sparrow::tools::register_parity_command(app);
   sparrow::tools::register_tokenize_commands(app);
   try {
     app.parse(argc, argv);

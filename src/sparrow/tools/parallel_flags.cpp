@@ -1,0 +1,40 @@
+#include "sparrow/tools/parallel_flags.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+namespace sparrow::tools {
+
+void ParallelFlags::apply(EngineOptions& o) const {
+  o.parallel.layout = {tp_size, dp_size, ep_size, enable_dp_attention, moe_dense_tp_size};
+  o.parallel.deterministic = deterministic;
+  if (moe_a2a_backend == "none") o.parallel.a2a = MoeA2ABackend::kNone;
+  else if (moe_a2a_backend == "alltoall") o.parallel.a2a = MoeA2ABackend::kAllToAll;
+  else throw_input_error("--moe-a2a-backend '{}' is not supported (none, alltoall)", moe_a2a_backend);
+  if (load_balance_method == "round_robin") o.dp_router = DpRouter::kRoundRobin;
+  else if (load_balance_method == "least_load" || load_balance_method == "shortest_queue") o.dp_router = DpRouter::kLeastLoad;
+  else throw_input_error("--load-balance-method '{}' is not supported (round_robin, least_load)", load_balance_method);
+  SPARROW_REQUIRE(moe_dense_tp_size == 0 || moe_dense_tp_size == tp_size / dp_size,
+                  "--moe-dense-tp-size {}: dense layers run with attention TP ({}) in this version", moe_dense_tp_size,
+                  tp_size / dp_size);
+}
+
+std::string ParallelFlags::describe() const {
+  return fmt::format("tp {} dp {}{} ep {} a2a {}{}", tp_size, dp_size, enable_dp_attention ? " (dp-attention)" : "", ep_size,
+                     moe_a2a_backend, deterministic ? " deterministic" : "");
+}
+
+void add_parallel_flags(CLI::App& app, ParallelFlags& f) {
+  app.add_option("--tp-size", f.tp_size, "World size: ranks (CPU threads here) the model is split over")->capture_default_str();
+  app.add_option("--dp-size", f.dp_size, "Data-parallel attention groups (needs --enable-dp-attention)")->capture_default_str();
+  app.add_option("--ep-size", f.ep_size, "Expert-parallel groups (MoE TP = tp / ep)")->capture_default_str();
+  app.add_flag("--enable-dp-attention", f.enable_dp_attention, "Attention data-parallel over --dp-size groups");
+  app.add_option("--moe-a2a-backend", f.moe_a2a_backend, "none (all-reduce partial sums) | alltoall (dispatch/combine)")
+      ->capture_default_str();
+  app.add_option("--moe-dense-tp-size", f.moe_dense_tp_size, "TP of dense MLP layers (default: attention TP)");
+  app.add_option("--load-balance-method", f.load_balance_method, "DP router: round_robin | least_load")->capture_default_str();
+  app.add_flag("--enable-deterministic-inference", f.deterministic,
+               "Bit-identical results whatever the batch, chunking, cache hits and parallel layout");
+}
+
+}  // namespace sparrow::tools

@@ -1,0 +1,30 @@
+// The parallel-layout flags shared by `serve`, `generate` and `parity` (SGLang's names):
+// --tp-size, --dp-size, --ep-size, --enable-dp-attention, --moe-a2a-backend,
+// --moe-dense-tp-size, --load-balance-method, --enable-deterministic-inference.
+#pragma once
+
+#include <string>
+
+#include "sparrow/engine/engine.h"
+
+namespace CLI {
+class App;
+}
+
+namespace sparrow::tools {
+
+struct ParallelFlags {
+  int tp_size = 1, dp_size = 1, ep_size = 1, moe_dense_tp_size = 0;
+  bool enable_dp_attention = false;
+  bool deterministic = false;
+  std::string moe_a2a_backend = "none";
+  std::string load_balance_method = "round_robin";
+
+  // Writes the layout into `o` (InputError on an unknown backend or method).
+  void apply(EngineOptions& o) const;
+  std::string describe() const;
+};
+
+void add_parallel_flags(CLI::App& app, ParallelFlags& f);
+
+}  // namespace sparrow::tools
