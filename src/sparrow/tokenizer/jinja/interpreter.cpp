@@ -488,8 +488,8 @@ class Interpreter {
     }
     Value f = eval(callee);
     if (f.is_function()) return f.fn()(args, kw);
-    if (f.is_undefined()) fail(e.line, "'" + f.str() + "' is undefined (unsupported function?)");
-    fail(e.line, "'" + f.type_name() + "' object is not callable");
+    if (f.is_undefined()) fail(e.line, fmt::format("'{}' is undefined (unsupported function?)", f.str()));
+    fail(e.line, fmt::format("'{}' object is not callable", f.type_name()));
   }
 
   std::vector<Scope> scopes_;

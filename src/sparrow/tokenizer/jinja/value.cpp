@@ -96,7 +96,10 @@ std::string python_float_repr(double d) {
   std::string out;
   if (exp < -4 || exp >= 16) {
     out = digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) {
+      out += '.';
+      out += digits.substr(1);
+    }
     char eb[16];
     std::snprintf(eb, sizeof eb, "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
     out += eb;
@@ -109,7 +112,8 @@ std::string python_float_repr(double d) {
       out = digits.substr(0, exp + 1) + "." + digits.substr(exp + 1);
     }
   }
-  return neg ? "-" + out : out;
+  if (neg) out.insert(out.begin(), '-');
+  return out;
 }
 
 namespace {
