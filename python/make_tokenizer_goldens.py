@@ -18,6 +18,9 @@ and writes, per tokenizer NAME:
       whitespace, digits, code, special-token text, NFC cases, empty, 100 KB) with ids for
       parse_special true/false and HF decode with and without skip_special_tokens; random id
       sequences with their HF decode (exercises U+FFFD replacement)
+  tests/testdata/tokenizers/goldens/jinja_snippets.json  small templates rendered by
+      transformers' own Jinja environment (trim_blocks, lstrip_blocks, its tojson...): a
+      differential test of each construct of our Jinja subset; "error" where Jinja raises
   tests/testdata/tokenizers/goldens/chat_templates.json  transformers apply_chat_template(
       tokenize=False) for a set of conversations, for qwen3, deepseek_v3 and qwen2_5; where
       transformers raises (e.g. DeepSeek-V3's template on a tool-call turn whose content is None,
@@ -316,8 +319,109 @@ def chat_goldens():
     dump(os.path.join(OUT, "chat_templates.json"), out)
 
 
+JINJA_VARS = {
+    "s": "  Hello, World!  ", "n": 7, "f": 2.5, "neg": -3, "t": True, "no": None, "empty": "",
+    "lst": [3, 1, 2], "strs": ["b", "A", "c"], "d": {"z": 1, "a": [1, 2, {"k": None}], "m": "é\n\"q\""},
+    "msgs": [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": "yo", "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1}}}]},
+             {"role": "tool", "content": "out"}],
+    "unicode": "naïve café 日本語 😀",
+}
+
+JINJA_SNIPPETS = [
+    # output and arithmetic
+    "{{ n + 1 }} {{ n - 10 }} {{ n * 2 }} {{ n / 2 }} {{ n // 2 }} {{ n % 3 }} {{ -n % 3 }} {{ 2 ** 8 }} {{ f * 2 }}",
+    "{{ n / 7 }} {{ 1 / 3 }} {{ 10 / 4 }} {{ 1e20 }} {{ 1.0e-7 }} {{ 123456789.123 }} {{ -0.5 }} {{ 3 * 1.1 }}",
+    "{{ t }} {{ no }} {{ lst }} {{ d }} {{ strs }} {{ (1, 'a') }} {{ [] }} {{ {} }}",
+    "{{ 'a' ~ n ~ f ~ t ~ no }} {{ 'x' * 3 }} {{ lst + [4] }} {{ 'ab' + 'cd' }}",
+    "{{ n > 3 and n < 10 }} {{ n == 7.0 }} {{ 'a' < 'b' }} {{ not n }} {{ n != 7 }} {{ 1 == true }} {{ 0 or 'x' }} {{ '' and 'y' }}",
+    "{{ 'ell' in s }} {{ 3 in lst }} {{ 'z' in d }} {{ 'q' not in d }} {{ 5 in lst }}",
+    "{{ 'yes' if t else 'no' }}|{{ 'yes' if no else 'no' }}|{{ 'x' if no }}|",
+    # strings
+    "{{ s.strip() }}|{{ s.lstrip() }}|{{ s.rstrip() }}|{{ s.strip(' !H') }}|{{ s | trim }}|",
+    "{{ s.upper() }} {{ s.lower() }} {{ s.title() }} {{ 'hello world'.capitalize() }} {{ s | upper }}",
+    "{{ s.split(',') }} {{ s.split() }} {{ 'a,b,c'.split(',', 1) }} {{ 'a b  c'.split(' ') }} {{ s.splitlines() }}",
+    "{{ s.replace('l', 'L') }} {{ s.replace('l', 'L', 1) }} {{ s | replace('o', '0') }} {{ s.find('o') }} {{ s.count('l') }}",
+    "{{ s.startswith('  He') }} {{ s.endswith('!  ') }} {{ s.startswith(('x', '  ')) }} {{ unicode.startswith('naï') }}",
+    "{{ unicode[1:4] }} {{ unicode[::-1] }} {{ unicode | length }} {{ unicode[-1] }} {{ unicode.upper() }}",
+    "{{ s[2:7] }} {{ s[:3] }}|{{ s[-3:] }}|{{ s[::2] }} {{ lst[::-1] }} {{ lst[1:] }} {{ lst[-1] }} {{ lst[10] }}|",
+    "{{ '-'.join(strs) }} {{ strs | join(', ') }} {{ lst | join }} {{ 'abc' | reverse }}",
+    "{{ '%s' }} {{ 'it\\'s' }} {{ \"dq\" }} {{ 'tab\\there' }} {{ 'a' 'b' }}",
+    # filters
+    "{{ lst | length }} {{ d | length }} {{ s | length }} {{ lst | first }} {{ lst | last }} {{ lst | sort }} {{ strs | sort }}",
+    "{{ lst | sort(reverse=true) }} {{ lst | sum }} {{ lst | min }} {{ lst | max }} {{ [1, 1, 2] | unique | list }}",
+    "{{ d | items | list }} {{ d.items() | list }} {{ d.keys() | list }} {{ d.values() | list | length }}",
+    "{{ undefined_var | default('dflt') }} {{ no | default('dflt') }} {{ '' | default('dflt', true) }} {{ n | string }}",
+    "{{ msgs | selectattr('role', 'equalto', 'user') | list | length }} {{ msgs | rejectattr('role', 'eq', 'tool') | map(attribute='role') | join(',') }}",
+    "{{ msgs | map(attribute='content') | list }} {{ msgs | selectattr('tool_calls', 'defined') | list | length }}",
+    "{{ lst | map('string') | join('-') }} {{ [1, 0, 2] | select | list }} {{ [1, 2, 3, 4] | select('odd') | list }}",
+    "{{ d | tojson }}|{{ d | tojson(indent=2) }}|{{ msgs[2] | tojson }}|{{ unicode | tojson }}|{{ f | tojson }}",
+    "{{ d | tojson(sort_keys=true) }}|{{ lst | tojson(separators=(',', ':')) }}|{{ no | tojson }}|{{ t | tojson }}",
+    "{{ d | tojson(indent=4, sort_keys=true) }}|{{ [[], {}] | tojson(indent=2) }}",
+    "{{ -3 | abs }} {{ '42' | int }} {{ 'x' | int }} {{ 3.7 | int }} {{ '2.5' | float }} {{ 2.567 | round(1) }}",
+    "{{ 'a\nb\n\nc' | indent(2) }}|{{ 'a\nb' | indent(2, true) }}",
+    "{{ d | dictsort }} {{ 'Hello World' | lower }} {{ 'hello world' | title }} {{ 'x' | capitalize }}",
+    # tests
+    "{{ n is defined }} {{ nope is defined }} {{ nope is undefined }} {{ no is none }} {{ n is none }} {{ s is string }}",
+    "{{ n is number }} {{ f is float }} {{ n is integer }} {{ d is mapping }} {{ lst is mapping }} {{ lst is iterable }}",
+    "{{ t is true }} {{ t is false }} {{ t is boolean }} {{ n is odd }} {{ n is even }} {{ n is divisibleby 7 }} {{ n is divisibleby(2) }}",
+    "{{ lst is sequence }} {{ s is sequence }} {{ n is not none }} {{ 3 is in lst }} {{ n is eq 7 }} {{ n is gt 3 }}",
+    # statements
+    "{% for x in lst %}{{ loop.index }}{{ loop.index0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ loop.revindex }} {% endfor %}",
+    "{% for x in lst %}{{ loop.previtem }}-{{ x }}-{{ loop.nextitem }} {{ loop.cycle('a', 'b') }} {% endfor %}",
+    "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %} {% for k in d %}{{ k }}{% endfor %}",
+    "{% for c in 'abc' %}{{ c }}.{% endfor %} {% for x in [] %}x{% else %}none{% endfor %}",
+    "{% for m in msgs if m.role != 'system' %}{{ loop.index }}{{ m.role }} {% endfor %}",
+    "{% for x in lst %}{% if x == 1 %}{% continue %}{% endif %}{{ x }}{% if x == 1 %}{% break %}{% endif %}{% endfor %}",
+    "{% for i in range(3) %}{% for j in range(2) %}{{ i }}{{ j }}{{ loop.index }} {% endfor %}{{ loop.index }}|{% endfor %}",
+    "{% set a = 1 %}{% set b, c = 2, 3 %}{{ a }}{{ b }}{{ c }}{% set lst2 = lst + [9] %}{{ lst2 }}",
+    "{% set ns = namespace(found=false, n=0) %}{% for m in msgs %}{% if m.role == 'tool' %}{% set ns.found = true %}{% endif %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.found }} {{ ns.n }}",
+    "{% set x = 1 %}{% if true %}{% set x = 2 %}{% endif %}{{ x }}{% for i in [1] %}{% set x = 3 %}{{ x }}{% endfor %}{{ x }}",
+    "{% macro f(a, b=2) %}[{{ a }}-{{ b }}]{% endmacro %}{{ f(1) }}{{ f(1, 3) }}{{ f(a=5, b=6) }}{{ f('x') | length }}",
+    "{% set blk %}inner {{ n }}{% endset %}<{{ blk }}> {{ blk | length }}",
+    "{% if n > 10 %}big{% elif n > 5 %}mid{% else %}small{% endif %}",
+    # whitespace control
+    "a\n  {% if true %}\n    b\n  {% endif %}\n  c\n",
+    "  {% for x in lst %}\n  - {{ x }}\n  {% endfor %}\nend",
+    "x {%- if true %} y {% endif -%} z",
+    "{% if true %}  \n keep\n{% endif %}",
+    "line\n    {#- comment -#}\n  after",
+    "{{- '  a  ' -}}   {{ 'b' }}  {%- if true %}\n c{% endif %}",
+    "pre {%+ if true %}x{% endif %} post\n  {%+ if true %}y{% endif %}",
+    "{% if true -%}\n\n   x   \n\n{%- endif %}",
+    "\t{% if true %}\ttab\n\t{% endif %}\tz",
+    "a {# inline #} b\n{# own line #}\nc",
+    # messages-like access
+    "{{ msgs[0]['role'] }} {{ msgs[0].content }} {{ msgs[2].tool_calls[0].function.arguments | tojson }} {{ msgs[1].missing }}|",
+    "{{ msgs[-1].role }} {{ (msgs | length) - 1 }} {{ msgs[1:3] | map(attribute='role') | join }}",
+    "{{ d.get('z') }} {{ d.get('nope') }} {{ d.get('nope', 'fb') }} {{ d['a'][2]['k'] }} {{ d.a.1 }}",
+    # errors (transformers raises; so must we)
+    "{{ raise_exception('custom failure') }}",
+    "{{ nope.attr }}",
+    "{{ 'a' + nope }}",
+    "{{ n + 'a' }}",
+    "{{ no.strip() }}",
+    "{{ lst.append(4) }}",
+    "{% set d.x = 1 %}",
+]
+
+
+def jinja_goldens():
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+    out = []
+    for src in JINJA_SNIPPETS:
+        case = {"template": src}
+        try:
+            case["rendered"] = _compile_jinja_template(src).render(**JINJA_VARS)
+        except Exception as e:  # noqa: BLE001 - any Jinja failure must be an error for us too
+            case["error"] = f"{type(e).__name__}: {e}"
+        out.append(case)
+    dump(os.path.join(OUT, "jinja_snippets.json"), {"vars": JINJA_VARS, "cases": out})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    jinja_goldens()
     for name in ["qwen3", "deepseek_v3"]:
         token_goldens(name)
     chat_goldens()

@@ -358,8 +358,9 @@ class Interpreter {
       case Expr::Kind::kName:
         return lookup(e.name);
       case Expr::Kind::kList:
-      case Expr::Kind::kTuple:
         return Value(eval_args(e, 0));
+      case Expr::Kind::kTuple:
+        return Value::tuple(eval_args(e, 0));
       case Expr::Kind::kDict: {
         auto o = std::make_shared<Object>();
         for (size_t i = 0; i + 1 < e.args.size(); i += 2) {

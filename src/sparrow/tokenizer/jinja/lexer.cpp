@@ -221,6 +221,21 @@ class Lexer {
 
 }  // namespace
 
-std::vector<Token> lex(const std::string& source) { return Lexer(source).run(); }
+std::vector<Token> lex(const std::string& source) {
+  // Jinja (newline_sequence="\n", keep_trailing_newline=False): \r\n and \r in the template
+  // source become \n, and one newline at the very end is dropped.
+  std::string src;
+  src.reserve(source.size());
+  for (size_t i = 0; i < source.size(); ++i) {
+    if (source[i] == '\r') {
+      src += '\n';
+      if (i + 1 < source.size() && source[i + 1] == '\n') ++i;
+    } else {
+      src += source[i];
+    }
+  }
+  if (!src.empty() && src.back() == '\n') src.pop_back();
+  return Lexer(src).run();
+}
 
 }  // namespace sparrow::jinja

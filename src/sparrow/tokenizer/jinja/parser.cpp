@@ -346,15 +346,19 @@ class Parser {
     return e;
   }
 
-  ExprPtr parse_unary() {
+  // As Jinja: a unary sign takes the operand without its filters, and the filters then apply
+  // to the signed value ("-3 | abs" is 3).
+  ExprPtr parse_unary(bool with_filters = true) {
+    ExprPtr e;
     if (is_op("-") || is_op("+")) {
       auto u = make(Expr::Kind::kUnary, line());
       u->name = next().text;
-      u->args.push_back(parse_unary());
-      return u;
+      u->args.push_back(parse_unary(false));
+      e = std::move(u);
+    } else {
+      e = parse_postfix(parse_primary());
     }
-    ExprPtr e = parse_postfix(parse_primary());
-    return parse_filters_and_tests(std::move(e));
+    return with_filters ? parse_filters_and_tests(std::move(e)) : std::move(e);
   }
 
   ExprPtr parse_filters_and_tests(ExprPtr e) {
@@ -365,7 +369,7 @@ class Parser {
         f->name = expect_name();
         f->args.push_back(std::move(e));
         if (is_op("(")) parse_call_args(*f);
-        e = parse_postfix(std::move(f));
+        e = std::move(f);
       } else if (is_name("is")) {
         auto t = make(Expr::Kind::kTest, line());
         ++i_;

@@ -169,12 +169,13 @@ std::string Value::to_str() const {
     case Type::kString:
       return str_;
     case Type::kArray: {
-      std::string out = "[";
+      std::string out = tuple_ ? "(" : "[";
       for (size_t i = 0; i < array_->size(); ++i) {
         if (i) out += ", ";
         out += (*array_)[i].repr();
       }
-      return out + "]";
+      if (tuple_ && array_->size() == 1) out += ',';
+      return out + (tuple_ ? ")" : "]");
     }
     case Type::kObject: {
       if (object_->is_namespace) return "<Namespace>";
