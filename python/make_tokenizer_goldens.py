@@ -21,6 +21,10 @@ and writes, per tokenizer NAME:
   tests/testdata/tokenizers/goldens/jinja_snippets.json  small templates rendered by
       transformers' own Jinja environment (trim_blocks, lstrip_blocks, its tojson...): a
       differential test of each construct of our Jinja subset; "error" where Jinja raises
+  tests/testdata/tokenizers/flags/tokenizer.json + goldens/flags_cases.json  a small BPE
+      tokenizer built here (the first 3000 Qwen merges, Qwen's normalizer and pre-tokenizer)
+      whose added tokens use lstrip / rstrip / single_word / normalized, flags the two real
+      tokenizers leave off, with HF's ids for inputs that exercise them
   tests/testdata/tokenizers/goldens/chat_templates.json  transformers apply_chat_template(
       tokenize=False) for a set of conversations, for qwen3, deepseek_v3 and qwen2_5; where
       transformers raises (e.g. DeepSeek-V3's template on a tool-call turn whose content is None,
@@ -419,8 +423,63 @@ def jinja_goldens():
     dump(os.path.join(OUT, "jinja_snippets.json"), {"vars": JINJA_VARS, "cases": out})
 
 
+def flags_goldens():
+    with open(os.path.join(TOK, "qwen3", "tokenizer.json"), encoding="utf-8") as f:
+        full = json.load(f)
+    merges = full["model"]["merges"][:3000]
+    vocab = {}
+    inv = {v: k for k, v in full["model"]["vocab"].items()}
+    for i in range(256):  # Qwen's first 256 ids are the byte-level alphabet
+        vocab[inv[i]] = len(vocab)
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    n = len(vocab)
+    added = [
+        {"content": "<|im_start|>", "special": True, "lstrip": False, "rstrip": False, "normalized": False, "single_word": False},
+        {"content": "<|im_end|>", "special": True, "lstrip": False, "rstrip": True, "normalized": False, "single_word": False},
+        {"content": "<mask>", "special": True, "lstrip": True, "rstrip": False, "normalized": False, "single_word": False},
+        {"content": "<both>", "special": False, "lstrip": True, "rstrip": True, "normalized": False, "single_word": False},
+        {"content": "qwx", "special": False, "lstrip": False, "rstrip": False, "normalized": False, "single_word": True},
+        {"content": "café", "special": False, "lstrip": False, "rstrip": False, "normalized": True, "single_word": False},
+        {"content": "<|im", "special": False, "lstrip": False, "rstrip": False, "normalized": False, "single_word": False},
+    ]
+    for i, a in enumerate(added):
+        # HF gives an added token whose text is already in the vocab that vocab id, whatever
+        # the file says; keep clear of that quirk so the ids in the file are the real ones.
+        assert a["content"] not in vocab, a["content"]
+        a["id"] = n + i
+    tj = {"version": "1.0", "truncation": None, "padding": None,
+          "added_tokens": [{"id": a["id"], **{k: v for k, v in a.items() if k != "id"}} for a in added],
+          "normalizer": full["normalizer"], "pre_tokenizer": full["pre_tokenizer"],
+          "post_processor": full["post_processor"], "decoder": full["decoder"],
+          "model": {**{k: v for k, v in full["model"].items() if k not in ("vocab", "merges")},
+                    "vocab": vocab, "merges": merges}}
+    d = os.path.join(TOK, "flags")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tj, f, ensure_ascii=False, separators=(",", ":"))
+    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    texts = [
+        "a <|im_end|>   b", "x<|im_end|>\n\ny", "<|im_start|>user<|im_end|> ", "hello   <mask> there",
+        "\n\t <mask>", "<mask><mask>  <mask>", "a  <both>  b", "<both>", "  <both>\n", "qwx qwxs sqwx qwx.",
+        "a qwx, (qwx) _qwx qwx_ qwxy 1qwx qwx1 é qwx éqwx qwxé 日qwx", "qwx", " qwx ", "dqwx<mask>qwx", "café cafe\u0301 CAFÉ xcafé", "<|im_start|><|im_st <|im_end",
+        "<|im <|im_end|>", "text without any added token",
+    ]
+    cases = []
+    for t in texts:
+        ids = tok.encode(t, add_special_tokens=False).ids
+        tok.encode_special_tokens = True
+        ns = tok.encode(t, add_special_tokens=False).ids
+        tok.encode_special_tokens = False
+        cases.append({"text": t, "ids": ids, "ids_no_special": ns,
+                      "decoded": tok.decode(ids, skip_special_tokens=False),
+                      "decoded_skip": tok.decode(ids, skip_special_tokens=True)})
+    dump(os.path.join(OUT, "flags_cases.json"), {"cases": cases})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    flags_goldens()
     jinja_goldens()
     for name in ["qwen3", "deepseek_v3"]:
         token_goldens(name)

@@ -116,3 +116,24 @@ TEST(TokenizerConfig, MissingDirectoryIsInputError) {
 
 }  // namespace
 }  // namespace sparrow
+
+namespace sparrow {
+namespace {
+
+// Added-token flags (lstrip, rstrip, single_word, normalized, special) against HF on a small
+// tokenizer built by the golden script, since Qwen3 and DeepSeek-V3 leave them all off.
+TEST(TokenizerAddedTokenFlags, MatchHf) {
+  auto tok = Tokenizer::from_dir(testing::testdata("tokenizers/flags"));
+  auto golden = testing::read_json("tokenizers/goldens/flags_cases.json");
+  for (const auto& c : golden["cases"]) {
+    std::string text = c["text"];
+    EXPECT_EQ(tok->encode(text), c["ids"].get<std::vector<int32_t>>()) << text;
+    EXPECT_EQ(tok->encode(text, false), c["ids_no_special"].get<std::vector<int32_t>>()) << text;
+    auto ids = c["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(tok->decode(ids, false), c["decoded"].get<std::string>()) << text;
+    EXPECT_EQ(tok->decode(ids, true), c["decoded_skip"].get<std::string>()) << text;
+  }
+}
+
+}  // namespace
+}  // namespace sparrow
