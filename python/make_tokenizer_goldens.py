@@ -330,6 +330,10 @@ JINJA_VARS = {
              {"role": "assistant", "content": "yo", "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1}}}]},
              {"role": "tool", "content": "out"}],
     "unicode": "naïve café 日本語 😀",
+    "chat": [{"role": "user", "content": " hi "}, {"role": "assistant", "content": "hello"},
+             {"role": "user", "content": "bye\n"}],
+    "bad_chat": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+    "bos_token": "<s>", "eos_token": "</s>",
 }
 
 JINJA_SNIPPETS = [
@@ -399,6 +403,23 @@ JINJA_SNIPPETS = [
     "{{ msgs[0]['role'] }} {{ msgs[0].content }} {{ msgs[2].tool_calls[0].function.arguments | tojson }} {{ msgs[1].missing }}|",
     "{{ msgs[-1].role }} {{ (msgs | length) - 1 }} {{ msgs[1:3] | map(attribute='role') | join }}",
     "{{ d.get('z') }} {{ d.get('nope') }} {{ d.get('nope', 'fb') }} {{ d['a'][2]['k'] }} {{ d.a.1 }}",
+    # template-shaped snippets (Mixtral-style alternation check, Llama-3-style trim precedence)
+    "{{ bos_token }}{% for message in chat %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
+    "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}",
+    "{% for message in bad_chat %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate') }}{% endif %}{{ message.content }}{% endfor %}",
+    "{% for message in chat %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    " + message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}"
+    "{% endif %}{{ content }}{% endfor %}",
+    "{%- for m in chat -%}\n  {%- if m.role == 'user' -%}\n    U: {{ m.content | trim }}\n  {% else -%}\n    A: {{ m.content }}\n  {% endif -%}\n{%- endfor %}",
+    "{% if chat[0]['role'] == 'system' %}{% set sys = chat[0]['content'] %}{% set rest = chat[1:] %}"
+    "{% else %}{% set sys = 'default' %}{% set rest = chat %}{% endif %}{{ sys }}|{{ rest | length }}",
+    "{{ chat | tojson }}{{ chat | map(attribute='role') | unique | list }}{{ (chat | last).content }}",
+    "{% for m in chat %}{{ m.content.split('\n')[0] }}{{ '|' if not loop.last }}{% endfor %}",
+    "{{ chat[0].content is string }} {{ chat[0].content | length }} {{ chat | selectattr('role', '==', 'user') | list | length }}",
     # errors (transformers raises; so must we)
     "{{ raise_exception('custom failure') }}",
     "{{ nope.attr }}",
