@@ -40,7 +40,7 @@ struct WordCache {
   uint64_t owner = 0;
   std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map;
 };
-constexpr size_t kCacheMaxEntries = 1 << 17;
+constexpr size_t kCacheMaxEntries = 1 << 15;  // ~4 MB per thread at most
 constexpr size_t kCacheMaxWordBytes = 64;
 
 thread_local WordCache t_cache;
