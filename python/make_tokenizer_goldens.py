@@ -495,7 +495,28 @@ def flags_goldens():
         cases.append({"text": t, "ids": ids, "ids_no_special": ns,
                       "decoded": tok.decode(ids, skip_special_tokens=False),
                       "decoded_skip": tok.decode(ids, skip_special_tokens=True)})
-    dump(os.path.join(OUT, "flags_cases.json"), {"cases": cases})
+    # Pre-tokenizer variants the two real files do not use, on the same small model: the C++
+    # test swaps each "pre_tokenizer" into flags/tokenizer.json and compares.
+    variants = []
+    texts2 = ["Hello, world! It's 2024... a-b--c", "  x  y\n\nz\t", "don't   stop 12345 café",
+              "a,b,,c", ",lead and trail,", "日本語 text"]
+    for spec in [
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"String": ","}, "behavior": "Removed", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+        {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "[,\\-]+"}, "behavior": "MergedWithPrevious", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+        {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "MergedWithNext", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+    ]:
+        variant = dict(tj, pre_tokenizer=spec)
+        vt = Tokenizer.from_str(json.dumps(variant))
+        variants.append({"pre_tokenizer": spec,
+                         "cases": [{"text": t, "ids": vt.encode(t, add_special_tokens=False).ids} for t in texts2]})
+    dump(os.path.join(OUT, "flags_cases.json"), {"cases": cases, "pre_tokenizer_variants": variants})
 
 
 def main():

@@ -183,3 +183,25 @@ TEST(TokenizerConfig, OptionalFilesAndForms) {
 
 }  // namespace
 }  // namespace sparrow
+
+namespace sparrow {
+namespace {
+
+// Split behaviours (Removed, MergedWithPrevious, MergedWithNext), String patterns and the
+// GPT-2 regex of ByteLevel(use_regex=true), each swapped into the small test tokenizer.
+TEST(TokenizerPreTokenizerVariants, MatchHf) {
+  auto base = nlohmann::json::parse(testing::read_text(testing::testdata("tokenizers/flags/tokenizer.json")));
+  auto golden = testing::read_json("tokenizers/goldens/flags_cases.json");
+  for (const auto& v : golden["pre_tokenizer_variants"]) {
+    auto tj = base;
+    tj["pre_tokenizer"] = nlohmann::json::parse(v["pre_tokenizer"].dump());
+    auto tok = Tokenizer::from_json(tj);
+    for (const auto& c : v["cases"]) {
+      std::string text = c["text"];
+      EXPECT_EQ(tok->encode(text), c["ids"].get<std::vector<int32_t>>()) << v["pre_tokenizer"].dump() << "\n" << text;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sparrow
