@@ -99,6 +99,13 @@ TEST(JinjaSubset, ErrorsAreInputErrors) {
   EXPECT_THROW(render("{{ undefined_thing.attr }}"), InputError);
   EXPECT_THROW(render("{{ 'a' + undefined_thing }}"), InputError);
   EXPECT_THROW(render("{% if x %}"), InputError);
+  EXPECT_THROW(render("{{ 2 ** 64 }}"), InputError);  // Python has big ints; we refuse clearly
+  EXPECT_THROW(render("{{ 9223372036854775807 + 1 }}"), InputError);
+  EXPECT_THROW(render("{{ 99999999999999999999 }}"), InputError);
+  EXPECT_THROW(render("{{ 1e999 }}"), InputError);
+  EXPECT_EQ(render("{{ 2 ** 62 }} {{ (-2) ** 63 }} {{ 3 ** 0 }}"), "4611686018427387904 -9223372036854775808 1");
+  EXPECT_THROW(render("{{ 'x' * 1000000000000 }}"), InputError);
+  EXPECT_THROW(render("{% for i in range(1000000000000) %}{% endfor %}"), InputError);
   EXPECT_THROW(render("{{ 'unterminated }}"), InputError);
   try {
     render("line1\n{{ x | frobnicate }}");

@@ -197,7 +197,7 @@ Value attr_path(const Value& v, const std::string& path, int line) {
     size_t dot = path.find('.', pos);
     std::string part = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
     if (cur.is_undefined()) return cur;
-    bool digits = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
+    bool digits = !part.empty() && part.size() < 18 && std::all_of(part.begin(), part.end(), ::isdigit);
     cur = digits && cur.is_array() ? get_item(cur, Value(static_cast<int64_t>(std::stoll(part))), line)
                                    : get_attr(cur, part, line);
     if (dot == std::string::npos) return cur;

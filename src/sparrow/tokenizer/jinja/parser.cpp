@@ -195,6 +195,22 @@ class Parser {
     return s;
   }
 
+  // Number literals; values beyond 64-bit / double range are refused (Python has big ints).
+  int64_t to_int(const Token& t) const {
+    try {
+      return std::stoll(t.text);
+    } catch (const std::logic_error&) {
+      fail(t.line, "integer literal " + t.text + " does not fit in 64 bits");
+    }
+  }
+  double to_double(const Token& t) const {
+    try {
+      return std::stod(t.text);
+    } catch (const std::logic_error&) {
+      fail(t.line, "float literal " + t.text + " is out of range");
+    }
+  }
+
   ExprPtr make(Expr::Kind kind, int ln) {
     auto e = std::make_unique<Expr>();
     e->kind = kind;
@@ -420,7 +436,7 @@ class Parser {
           g->kind = Expr::Kind::kGetItem;
           g->args.push_back(std::move(e));
           auto lit = make(Expr::Kind::kLiteral, ln);
-          lit->value = Value(static_cast<int64_t>(std::stoll(next().text)));
+          lit->value = Value(to_int(next()));
           g->args.push_back(std::move(lit));
         } else {
           g->name = expect_name();
@@ -474,12 +490,12 @@ class Parser {
       }
       case K::kInt: {
         auto lit = make(Expr::Kind::kLiteral, ln);
-        lit->value = Value(static_cast<int64_t>(std::stoll(next().text)));
+        lit->value = Value(to_int(next()));
         return lit;
       }
       case K::kFloat: {
         auto lit = make(Expr::Kind::kLiteral, ln);
-        lit->value = Value(std::stod(next().text));
+        lit->value = Value(to_double(next()));
         return lit;
       }
       case K::kName: {

@@ -36,8 +36,11 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
       return Value(j.get<bool>());
     case nlohmann::ordered_json::value_t::number_integer:
       return Value(j.get<int64_t>());
-    case nlohmann::ordered_json::value_t::number_unsigned:
-      return Value(static_cast<int64_t>(j.get<uint64_t>()));
+    case nlohmann::ordered_json::value_t::number_unsigned: {
+      uint64_t u = j.get<uint64_t>();
+      if (u > static_cast<uint64_t>(INT64_MAX)) throw_input_error("chat template input: integer {} does not fit in 64 bits", u);
+      return Value(static_cast<int64_t>(u));
+    }
     case nlohmann::ordered_json::value_t::number_float:
       return Value(j.get<double>());
     case nlohmann::ordered_json::value_t::string:
