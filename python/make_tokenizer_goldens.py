@@ -399,6 +399,8 @@ JINJA_SNIPPETS = [
     "{% if true -%}\n\n   x   \n\n{%- endif %}",
     "\t{% if true %}\ttab\n\t{% endif %}\tz",
     "a {# inline #} b\n{# own line #}\nc",
+    "x\u3000\u00a0 {%- if true -%} \u2003\ny{% endif %}\n\u3000 {% if true %}z{% endif %}",
+    "a\x1f {{- 'b' -}} \x1c c",
     # messages-like access
     "{{ msgs[0]['role'] }} {{ msgs[0].content }} {{ msgs[2].tool_calls[0].function.arguments | tojson }} {{ msgs[1].missing }}|",
     "{{ msgs[-1].role }} {{ (msgs | length) - 1 }} {{ msgs[1:3] | map(attribute='role') | join }}",
