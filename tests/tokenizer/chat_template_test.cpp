@@ -116,6 +116,13 @@ TEST(JinjaSubset, ErrorsAreInputErrors) {
   }
 }
 
+TEST(ChatTemplate, AcceptsPlainJson) {
+  // Callers holding nlohmann::json (keys sorted) can pass it directly; it converts implicitly.
+  nlohmann::json messages = nlohmann::json::parse(R"([{"role": "user", "content": "hi"}])");
+  EXPECT_EQ(tokenizer("qwen3").apply_chat_template(messages, nullptr, true, nlohmann::json{{"enable_thinking", false}}),
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+}
+
 TEST(ChatTemplate, TokenizerWithoutTemplate) {
   auto tok = Tokenizer::from_json(nlohmann::json::parse(read_text(testdata("tokenizers/qwen3/tokenizer.json"))));
   EXPECT_FALSE(tok->has_chat_template());
