@@ -18,6 +18,13 @@ and writes, per tokenizer NAME:
       whitespace, digits, code, special-token text, NFC cases, empty, 100 KB) with ids for
       parse_special true/false and HF decode with and without skip_special_tokens; random id
       sequences with their HF decode (exercises U+FFFD replacement)
+  tests/testdata/tokenizers/goldens/jinja_snippets.json  small templates rendered by
+      transformers' own Jinja environment (trim_blocks, lstrip_blocks, its tojson...): a
+      differential test of each construct of our Jinja subset; "error" where Jinja raises
+  tests/testdata/tokenizers/flags/tokenizer.json + goldens/flags_cases.json  a small BPE
+      tokenizer built here (the first 3000 Qwen merges, Qwen's normalizer and pre-tokenizer)
+      whose added tokens use lstrip / rstrip / single_word / normalized, flags the two real
+      tokenizers leave off, with HF's ids for inputs that exercise them
   tests/testdata/tokenizers/goldens/chat_templates.json  transformers apply_chat_template(
       tokenize=False) for a set of conversations, for qwen3, deepseek_v3 and qwen2_5; where
       transformers raises (e.g. DeepSeek-V3's template on a tool-call turn whose content is None,
@@ -316,8 +323,208 @@ def chat_goldens():
     dump(os.path.join(OUT, "chat_templates.json"), out)
 
 
+JINJA_VARS = {
+    "s": "  Hello, World!  ", "n": 7, "f": 2.5, "neg": -3, "t": True, "no": None, "empty": "",
+    "lst": [3, 1, 2], "strs": ["b", "A", "c"], "d": {"z": 1, "a": [1, 2, {"k": None}], "m": "é\n\"q\""},
+    "msgs": [{"role": "system", "content": "sys"}, {"role": "user", "content": "hi"},
+             {"role": "assistant", "content": "yo", "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1}}}]},
+             {"role": "tool", "content": "out"}],
+    "unicode": "naïve café 日本語 😀",
+    "chat": [{"role": "user", "content": " hi "}, {"role": "assistant", "content": "hello"},
+             {"role": "user", "content": "bye\n"}],
+    "bad_chat": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+    "bos_token": "<s>", "eos_token": "</s>",
+}
+
+JINJA_SNIPPETS = [
+    # output and arithmetic
+    "{{ n + 1 }} {{ n - 10 }} {{ n * 2 }} {{ n / 2 }} {{ n // 2 }} {{ n % 3 }} {{ -n % 3 }} {{ 2 ** 8 }} {{ f * 2 }}",
+    "{{ n / 7 }} {{ 1 / 3 }} {{ 10 / 4 }} {{ 1e20 }} {{ 1.0e-7 }} {{ 123456789.123 }} {{ -0.5 }} {{ 3 * 1.1 }}",
+    "{{ t }} {{ no }} {{ lst }} {{ d }} {{ strs }} {{ (1, 'a') }} {{ [] }} {{ {} }}",
+    "{{ 'a' ~ n ~ f ~ t ~ no }} {{ 'x' * 3 }} {{ lst + [4] }} {{ 'ab' + 'cd' }}",
+    "{{ n > 3 and n < 10 }} {{ n == 7.0 }} {{ 'a' < 'b' }} {{ not n }} {{ n != 7 }} {{ 1 == true }} {{ 0 or 'x' }} {{ '' and 'y' }}",
+    "{{ 'ell' in s }} {{ 3 in lst }} {{ 'z' in d }} {{ 'q' not in d }} {{ 5 in lst }}",
+    "{{ 'yes' if t else 'no' }}|{{ 'yes' if no else 'no' }}|{{ 'x' if no }}|",
+    # strings
+    "{{ s.strip() }}|{{ s.lstrip() }}|{{ s.rstrip() }}|{{ s.strip(' !H') }}|{{ s | trim }}|",
+    "{{ s.upper() }} {{ s.lower() }} {{ s.title() }} {{ 'hello world'.capitalize() }} {{ s | upper }}",
+    "{{ s.split(',') }} {{ s.split() }} {{ 'a,b,c'.split(',', 1) }} {{ 'a b  c'.split(' ') }} {{ s.splitlines() }}",
+    "{{ s.replace('l', 'L') }} {{ s.replace('l', 'L', 1) }} {{ s | replace('o', '0') }} {{ s.find('o') }} {{ s.count('l') }}",
+    "{{ s.startswith('  He') }} {{ s.endswith('!  ') }} {{ s.startswith(('x', '  ')) }} {{ unicode.startswith('naï') }}",
+    "{{ unicode[1:4] }} {{ unicode[::-1] }} {{ unicode | length }} {{ unicode[-1] }} {{ unicode.upper() }}",
+    "{{ s[2:7] }} {{ s[:3] }}|{{ s[-3:] }}|{{ s[::2] }} {{ lst[::-1] }} {{ lst[1:] }} {{ lst[-1] }} {{ lst[10] }}|",
+    "{{ '-'.join(strs) }} {{ strs | join(', ') }} {{ lst | join }} {{ 'abc' | reverse }}",
+    "{{ '%s' }} {{ 'it\\'s' }} {{ \"dq\" }} {{ 'tab\\there' }} {{ 'a' 'b' }}",
+    # filters
+    "{{ lst | length }} {{ d | length }} {{ s | length }} {{ lst | first }} {{ lst | last }} {{ lst | sort }} {{ strs | sort }}",
+    "{{ lst | sort(reverse=true) }} {{ lst | sum }} {{ lst | min }} {{ lst | max }} {{ [1, 1, 2] | unique | list }}",
+    "{{ d | items | list }} {{ d.items() | list }} {{ d.keys() | list }} {{ d.values() | list | length }}",
+    "{{ undefined_var | default('dflt') }} {{ no | default('dflt') }} {{ '' | default('dflt', true) }} {{ n | string }}",
+    "{{ msgs | selectattr('role', 'equalto', 'user') | list | length }} {{ msgs | rejectattr('role', 'eq', 'tool') | map(attribute='role') | join(',') }}",
+    "{{ msgs | map(attribute='content') | list }} {{ msgs | selectattr('tool_calls', 'defined') | list | length }}",
+    "{{ lst | map('string') | join('-') }} {{ [1, 0, 2] | select | list }} {{ [1, 2, 3, 4] | select('odd') | list }}",
+    "{{ d | tojson }}|{{ d | tojson(indent=2) }}|{{ msgs[2] | tojson }}|{{ unicode | tojson }}|{{ f | tojson }}",
+    "{{ d | tojson(sort_keys=true) }}|{{ lst | tojson(separators=(',', ':')) }}|{{ no | tojson }}|{{ t | tojson }}",
+    "{{ d | tojson(indent=4, sort_keys=true) }}|{{ [[], {}] | tojson(indent=2) }}",
+    "{{ -3 | abs }} {{ '42' | int }} {{ 'x' | int }} {{ 3.7 | int }} {{ '2.5' | float }} {{ 2.567 | round(1) }}",
+    "{{ 'a\nb\n\nc' | indent(2) }}|{{ 'a\nb' | indent(2, true) }}",
+    "{{ d | dictsort }} {{ 'Hello World' | lower }} {{ 'hello world' | title }} {{ 'x' | capitalize }}",
+    # tests
+    "{{ n is defined }} {{ nope is defined }} {{ nope is undefined }} {{ no is none }} {{ n is none }} {{ s is string }}",
+    "{{ n is number }} {{ f is float }} {{ n is integer }} {{ d is mapping }} {{ lst is mapping }} {{ lst is iterable }}",
+    "{{ t is true }} {{ t is false }} {{ t is boolean }} {{ n is odd }} {{ n is even }} {{ n is divisibleby 7 }} {{ n is divisibleby(2) }}",
+    "{{ lst is sequence }} {{ s is sequence }} {{ n is not none }} {{ 3 is in lst }} {{ n is eq 7 }} {{ n is gt 3 }}",
+    # statements
+    "{% for x in lst %}{{ loop.index }}{{ loop.index0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ loop.revindex }} {% endfor %}",
+    "{% for x in lst %}{{ loop.previtem }}-{{ x }}-{{ loop.nextitem }} {{ loop.cycle('a', 'b') }} {% endfor %}",
+    "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %} {% for k in d %}{{ k }}{% endfor %}",
+    "{% for c in 'abc' %}{{ c }}.{% endfor %} {% for x in [] %}x{% else %}none{% endfor %}",
+    "{% for m in msgs if m.role != 'system' %}{{ loop.index }}{{ m.role }} {% endfor %}",
+    "{% for x in lst %}{% if x == 1 %}{% continue %}{% endif %}{{ x }}{% if x == 1 %}{% break %}{% endif %}{% endfor %}",
+    "{% for i in range(3) %}{% for j in range(2) %}{{ i }}{{ j }}{{ loop.index }} {% endfor %}{{ loop.index }}|{% endfor %}",
+    "{% set a = 1 %}{% set b, c = 2, 3 %}{{ a }}{{ b }}{{ c }}{% set lst2 = lst + [9] %}{{ lst2 }}",
+    "{% set ns = namespace(found=false, n=0) %}{% for m in msgs %}{% if m.role == 'tool' %}{% set ns.found = true %}{% endif %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.found }} {{ ns.n }}",
+    "{% set x = 1 %}{% if true %}{% set x = 2 %}{% endif %}{{ x }}{% for i in [1] %}{% set x = 3 %}{{ x }}{% endfor %}{{ x }}",
+    "{% macro f(a, b=2) %}[{{ a }}-{{ b }}]{% endmacro %}{{ f(1) }}{{ f(1, 3) }}{{ f(a=5, b=6) }}{{ f('x') | length }}",
+    "{% set blk %}inner {{ n }}{% endset %}<{{ blk }}> {{ blk | length }}",
+    "{% if n > 10 %}big{% elif n > 5 %}mid{% else %}small{% endif %}",
+    # whitespace control
+    "a\n  {% if true %}\n    b\n  {% endif %}\n  c\n",
+    "  {% for x in lst %}\n  - {{ x }}\n  {% endfor %}\nend",
+    "x {%- if true %} y {% endif -%} z",
+    "{% if true %}  \n keep\n{% endif %}",
+    "line\n    {#- comment -#}\n  after",
+    "{{- '  a  ' -}}   {{ 'b' }}  {%- if true %}\n c{% endif %}",
+    "pre {%+ if true %}x{% endif %} post\n  {%+ if true %}y{% endif %}",
+    "{% if true -%}\n\n   x   \n\n{%- endif %}",
+    "\t{% if true %}\ttab\n\t{% endif %}\tz",
+    "a {# inline #} b\n{# own line #}\nc",
+    "x\u3000\u00a0 {%- if true -%} \u2003\ny{% endif %}\n\u3000 {% if true %}z{% endif %}",
+    "a\x1f {{- 'b' -}} \x1c c",
+    # messages-like access
+    "{{ msgs[0]['role'] }} {{ msgs[0].content }} {{ msgs[2].tool_calls[0].function.arguments | tojson }} {{ msgs[1].missing }}|",
+    "{{ msgs[-1].role }} {{ (msgs | length) - 1 }} {{ msgs[1:3] | map(attribute='role') | join }}",
+    "{{ d.get('z') }} {{ d.get('nope') }} {{ d.get('nope', 'fb') }} {{ d['a'][2]['k'] }} {{ d.a.1 }}",
+    # template-shaped snippets (Mixtral-style alternation check, Llama-3-style trim precedence)
+    "{{ bos_token }}{% for message in chat %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
+    "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}",
+    "{% for message in bad_chat %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate') }}{% endif %}{{ message.content }}{% endfor %}",
+    "{% for message in chat %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
+    " + message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}"
+    "{% endif %}{{ content }}{% endfor %}",
+    "{%- for m in chat -%}\n  {%- if m.role == 'user' -%}\n    U: {{ m.content | trim }}\n  {% else -%}\n    A: {{ m.content }}\n  {% endif -%}\n{%- endfor %}",
+    "{% if chat[0]['role'] == 'system' %}{% set sys = chat[0]['content'] %}{% set rest = chat[1:] %}"
+    "{% else %}{% set sys = 'default' %}{% set rest = chat %}{% endif %}{{ sys }}|{{ rest | length }}",
+    "{{ chat | tojson }}{{ chat | map(attribute='role') | unique | list }}{{ (chat | last).content }}",
+    "{% for m in chat %}{{ m.content.split('\n')[0] }}{{ '|' if not loop.last }}{% endfor %}",
+    "{{ chat[0].content is string }} {{ chat[0].content | length }} {{ chat | selectattr('role', '==', 'user') | list | length }}",
+    # errors (transformers raises; so must we)
+    "{{ raise_exception('custom failure') }}",
+    "{{ nope.attr }}",
+    "{{ 'a' + nope }}",
+    "{{ n + 'a' }}",
+    "{{ no.strip() }}",
+    "{{ lst.append(4) }}",
+    "{% set d.x = 1 %}",
+]
+
+
+def jinja_goldens():
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+    out = []
+    for src in JINJA_SNIPPETS:
+        case = {"template": src}
+        try:
+            case["rendered"] = _compile_jinja_template(src).render(**JINJA_VARS)
+        except Exception as e:  # noqa: BLE001 - any Jinja failure must be an error for us too
+            case["error"] = f"{type(e).__name__}: {e}"
+        out.append(case)
+    dump(os.path.join(OUT, "jinja_snippets.json"), {"vars": JINJA_VARS, "cases": out})
+
+
+def flags_goldens():
+    with open(os.path.join(TOK, "qwen3", "tokenizer.json"), encoding="utf-8") as f:
+        full = json.load(f)
+    merges = full["model"]["merges"][:3000]
+    vocab = {}
+    inv = {v: k for k, v in full["model"]["vocab"].items()}
+    for i in range(256):  # Qwen's first 256 ids are the byte-level alphabet
+        vocab[inv[i]] = len(vocab)
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    n = len(vocab)
+    added = [
+        {"content": "<|im_start|>", "special": True, "lstrip": False, "rstrip": False, "normalized": False, "single_word": False},
+        {"content": "<|im_end|>", "special": True, "lstrip": False, "rstrip": True, "normalized": False, "single_word": False},
+        {"content": "<mask>", "special": True, "lstrip": True, "rstrip": False, "normalized": False, "single_word": False},
+        {"content": "<both>", "special": False, "lstrip": True, "rstrip": True, "normalized": False, "single_word": False},
+        {"content": "qwx", "special": False, "lstrip": False, "rstrip": False, "normalized": False, "single_word": True},
+        {"content": "café", "special": False, "lstrip": False, "rstrip": False, "normalized": True, "single_word": False},
+        {"content": "<|im", "special": False, "lstrip": False, "rstrip": False, "normalized": False, "single_word": False},
+    ]
+    for i, a in enumerate(added):
+        # HF gives an added token whose text is already in the vocab that vocab id, whatever
+        # the file says; keep clear of that quirk so the ids in the file are the real ones.
+        assert a["content"] not in vocab, a["content"]
+        a["id"] = n + i
+    tj = {"version": "1.0", "truncation": None, "padding": None,
+          "added_tokens": [{"id": a["id"], **{k: v for k, v in a.items() if k != "id"}} for a in added],
+          "normalizer": full["normalizer"], "pre_tokenizer": full["pre_tokenizer"],
+          "post_processor": full["post_processor"], "decoder": full["decoder"],
+          "model": {**{k: v for k, v in full["model"].items() if k not in ("vocab", "merges")},
+                    "vocab": vocab, "merges": merges}}
+    d = os.path.join(TOK, "flags")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tj, f, ensure_ascii=False, separators=(",", ":"))
+    tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+    texts = [
+        "a <|im_end|>   b", "x<|im_end|>\n\ny", "<|im_start|>user<|im_end|> ", "hello   <mask> there",
+        "\n\t <mask>", "<mask><mask>  <mask>", "a  <both>  b", "<both>", "  <both>\n", "qwx qwxs sqwx qwx.",
+        "a qwx, (qwx) _qwx qwx_ qwxy 1qwx qwx1 é qwx éqwx qwxé 日qwx", "qwx", " qwx ", "dqwx<mask>qwx", "café cafe\u0301 CAFÉ xcafé", "<|im_start|><|im_st <|im_end",
+        "<|im <|im_end|>", "text without any added token",
+    ]
+    cases = []
+    for t in texts:
+        ids = tok.encode(t, add_special_tokens=False).ids
+        tok.encode_special_tokens = True
+        ns = tok.encode(t, add_special_tokens=False).ids
+        tok.encode_special_tokens = False
+        cases.append({"text": t, "ids": ids, "ids_no_special": ns,
+                      "decoded": tok.decode(ids, skip_special_tokens=False),
+                      "decoded_skip": tok.decode(ids, skip_special_tokens=True)})
+    # Pre-tokenizer variants the two real files do not use, on the same small model: the C++
+    # test swaps each "pre_tokenizer" into flags/tokenizer.json and compares.
+    variants = []
+    texts2 = ["Hello, world! It's 2024... a-b--c", "  x  y\n\nz\t", "don't   stop 12345 café",
+              "a,b,,c", ",lead and trail,", "日本語 text"]
+    for spec in [
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"String": ","}, "behavior": "Removed", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+        {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "[,\\-]+"}, "behavior": "MergedWithPrevious", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+        {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "MergedWithNext", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+    ]:
+        variant = dict(tj, pre_tokenizer=spec)
+        vt = Tokenizer.from_str(json.dumps(variant))
+        variants.append({"pre_tokenizer": spec,
+                         "cases": [{"text": t, "ids": vt.encode(t, add_special_tokens=False).ids} for t in texts2]})
+    dump(os.path.join(OUT, "flags_cases.json"), {"cases": cases, "pre_tokenizer_variants": variants})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    flags_goldens()
+    jinja_goldens()
     for name in ["qwen3", "deepseek_v3"]:
         token_goldens(name)
     chat_goldens()

@@ -2,6 +2,9 @@
 // every line of Persuasion, hand-picked hard inputs, and random id sequences.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
+
 #include "sparrow/core/error.h"
 #include "sparrow/tokenizer/incremental_detokenizer.h"
 #include "tokenizer_test_util.h"
@@ -112,6 +115,92 @@ TEST(TokenizerConfig, SpecialTokensAndStopIds) {
 
 TEST(TokenizerConfig, MissingDirectoryIsInputError) {
   EXPECT_THROW(Tokenizer::from_dir("/nonexistent/tokenizer/dir"), InputError);
+}
+
+}  // namespace
+}  // namespace sparrow
+
+namespace sparrow {
+namespace {
+
+// Added-token flags (lstrip, rstrip, single_word, normalized, special) against HF on a small
+// tokenizer built by the golden script, since Qwen3 and DeepSeek-V3 leave them all off.
+TEST(TokenizerAddedTokenFlags, MatchHf) {
+  auto tok = Tokenizer::from_dir(testing::testdata("tokenizers/flags"));
+  auto golden = testing::read_json("tokenizers/goldens/flags_cases.json");
+  for (const auto& c : golden["cases"]) {
+    std::string text = c["text"];
+    EXPECT_EQ(tok->encode(text), c["ids"].get<std::vector<int32_t>>()) << text;
+    EXPECT_EQ(tok->encode(text, false), c["ids_no_special"].get<std::vector<int32_t>>()) << text;
+    auto ids = c["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(tok->decode(ids, false), c["decoded"].get<std::string>()) << text;
+    EXPECT_EQ(tok->decode(ids, true), c["decoded_skip"].get<std::string>()) << text;
+  }
+}
+
+}  // namespace
+}  // namespace sparrow
+
+namespace sparrow {
+namespace {
+
+// Config files beside tokenizer.json: list-form chat_template, chat_template.jinja override,
+// eos ids from generation_config.json (int or list) or else config.json.
+TEST(TokenizerConfig, OptionalFilesAndForms) {
+  std::string dir = ::testing::TempDir() + "/sparrow_tok_cfg";
+  std::string src = testing::testdata("tokenizers/flags/tokenizer.json");
+  ASSERT_EQ(std::system(("rm -rf " + dir + " && mkdir -p " + dir + " && cp " + src + " " + dir + "/").c_str()), 0);
+  auto write = [&](const std::string& name, const std::string& text) { std::ofstream(dir + "/" + name) << text; };
+  write("tokenizer_config.json",
+        R"({"eos_token": {"content": "<|im_end|>", "__type": "AddedToken"}, "pad_token": "<|im_start|>",
+            "chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D{{ eos_token }}"}]})");
+  write("config.json", R"({"eos_token_id": 7, "bos_token_id": 5})");
+  auto msgs = nlohmann::ordered_json::array({{{"role", "user"}, {"content", "x"}}});
+  {
+    auto tok = Tokenizer::from_dir(dir);
+    EXPECT_EQ(tok->apply_chat_template(msgs, nullptr, false), "D<|im_end|>");
+    EXPECT_EQ(tok->eos_token_id(), 3257);
+    EXPECT_EQ(tok->pad_token_id(), 3256);
+    EXPECT_EQ(tok->bos_token_id(), 5);
+    EXPECT_EQ(tok->stop_token_ids(), (std::vector<int32_t>{7, 3257}));
+  }
+  write("generation_config.json", R"({"eos_token_id": 9})");
+  write("chat_template.jinja", "J{% if add_generation_prompt %}!{% endif %}\n");
+  {
+    auto tok = Tokenizer::from_dir(dir);
+    EXPECT_EQ(tok->apply_chat_template(msgs, nullptr, true), "J!");
+    EXPECT_EQ(tok->stop_token_ids(), (std::vector<int32_t>{9, 3257}));
+  }
+  write("chat_template.jinja", "{% for %}");
+  {
+    auto tok = Tokenizer::from_dir(dir);  // a broken template does not stop tokenization
+    EXPECT_EQ(tok->encode("<|im_end|>"), (std::vector<int32_t>{3257}));
+    EXPECT_THROW(tok->apply_chat_template(msgs, nullptr, true), InputError);
+  }
+  write("tokenizer_config.json", "{not json");
+  EXPECT_THROW(Tokenizer::from_dir(dir), InputError);
+}
+
+}  // namespace
+}  // namespace sparrow
+
+namespace sparrow {
+namespace {
+
+// Split behaviours (Removed, MergedWithPrevious, MergedWithNext), String patterns and the
+// GPT-2 regex of ByteLevel(use_regex=true), each swapped into the small test tokenizer.
+TEST(TokenizerPreTokenizerVariants, MatchHf) {
+  auto base = nlohmann::json::parse(testing::read_text(testing::testdata("tokenizers/flags/tokenizer.json")));
+  auto golden = testing::read_json("tokenizers/goldens/flags_cases.json");
+  for (const auto& v : golden["pre_tokenizer_variants"]) {
+    auto tj = base;
+    tj["pre_tokenizer"] = nlohmann::json::parse(v["pre_tokenizer"].dump());
+    auto tok = Tokenizer::from_json(tj);
+    for (const auto& c : v["cases"]) {
+      std::string text = c["text"];
+      EXPECT_EQ(tok->encode(text), c["ids"].get<std::vector<int32_t>>()) << v["pre_tokenizer"].dump() << "\n" << text;
+    }
+  }
 }
 
 }  // namespace

@@ -58,7 +58,9 @@ TEST_P(TokenizerStream, RandomBytesAndIds) {
     for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < tok.vocab_size());
     std::string text = tok.decode(ids);
     ASSERT_TRUE(utf8::is_valid(text));
-    if (utf8::is_valid(bytes) && iter % 2 == 1) ASSERT_EQ(tok.encode(text, false), ids);
+    if (utf8::is_valid(bytes) && iter % 2 == 1) {
+      ASSERT_EQ(tok.encode(text, false), ids);
+    }
     std::vector<int32_t> random_ids(rng() % 16);
     for (auto& id : random_ids) id = static_cast<int32_t>(rng() % (tok.vocab_size() + 10)) - 5;
     check_stream(tok, random_ids, iter % 3 == 0);

@@ -4,8 +4,7 @@
 // over adjacent whitespace, which is then swallowed by the token.
 #include "sparrow/tokenizer/added_vocabulary.h"
 
-#include <cwctype>
-
+#include "sparrow/tokenizer/pre_tokenizer.h"
 #include "sparrow/tokenizer/utf8.h"
 
 namespace sparrow {
@@ -65,8 +64,16 @@ bool is_space(char32_t c) {
          c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-// A "word" character for single_word: alphanumeric or '_' (HF checks the neighbouring char).
-bool is_word(char32_t c) { return c == '_' || (c < 0x80 ? std::isalnum(static_cast<int>(c)) != 0 : std::iswalnum(c)); }
+// A "word" character for single_word: HF tests the neighbouring character with Oniguruma's
+// Unicode \w, which is Letter | Mark | Decimal_Number | Connector_Punctuation.
+bool is_word(char32_t c) {
+  if (c < 0x80) return c == '_' || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+  static const Regex word(R"([\p{L}\p{M}\p{Nd}\p{Pc}])");
+  std::string ch;
+  utf8::append(ch, c);
+  size_t b, e;
+  return word.find(ch, 0, b, e);
+}
 
 char32_t last_char(std::string_view s, size_t end, size_t& start) {
   size_t i = end;

@@ -34,16 +34,43 @@ struct StringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
-// Per-thread cache of word -> ids. `owner` is the model uid it belongs to; a thread that
-// switches models starts afresh (correct, just colder).
+// Per-thread cache of word -> ids, one per model a thread uses (up to kCachesPerThread, the
+// least recently switched-to one is recycled), keyed by the model's uid so a destroyed
+// model's entries are never served to a new one.
 struct WordCache {
   uint64_t owner = 0;
+  uint64_t last_used = 0;
   std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> map;
 };
-constexpr size_t kCacheMaxEntries = 1 << 17;
+constexpr size_t kCacheMaxEntries = 1 << 15;  // ~4 MB per thread and model at most
 constexpr size_t kCacheMaxWordBytes = 64;
+constexpr size_t kCachesPerThread = 4;
 
-thread_local WordCache t_cache;
+struct ThreadCaches {
+  WordCache caches[kCachesPerThread];
+  WordCache* current = nullptr;
+  uint64_t clock = 0;
+  WordCache& get(uint64_t uid) {
+    if (current && current->owner == uid) return *current;
+    WordCache* victim = &caches[0];
+    for (auto& c : caches) {
+      if (c.owner == uid) {
+        victim = &c;
+        break;
+      }
+      if (c.last_used < victim->last_used) victim = &c;
+    }
+    if (victim->owner != uid) {
+      victim->map.clear();
+      victim->owner = uid;
+    }
+    victim->last_used = ++clock;
+    current = victim;
+    return *victim;
+  }
+};
+
+thread_local ThreadCaches t_caches;
 
 }  // namespace
 
@@ -198,11 +225,7 @@ void BpeModel::encode_word(std::string_view bytes, std::vector<int32_t>& out) co
     merge_word(bytes, out);
     return;
   }
-  WordCache& cache = t_cache;
-  if (cache.owner != uid_) {
-    cache.map.clear();
-    cache.owner = uid_;
-  }
+  WordCache& cache = t_caches.get(uid_);
   auto it = cache.map.find(bytes);
   if (it != cache.map.end()) {
     out.insert(out.end(), it->second.begin(), it->second.end());

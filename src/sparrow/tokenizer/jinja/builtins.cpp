@@ -6,6 +6,7 @@
 
 #include "sparrow/core/error.h"
 #include "sparrow/tokenizer/jinja/interpreter.h"
+#include "sparrow/tokenizer/jinja/unicode_case_data.h"
 
 namespace sparrow::jinja::builtins {
 
@@ -33,14 +34,77 @@ std::string strip(const std::string& s, const Value* chars, bool left, bool righ
   return from_u32(std::u32string_view(u).substr(b, e - b));
 }
 
+// Python str.lower()/upper(): full case mappings from the generated tables, plus the
+// Final_Sigma rule of lower() (a capital sigma ending a word becomes 'ς').
+const case_data::CaseEntry* case_lookup(const case_data::CaseEntry* table, size_t n, char32_t c) {
+  auto* end = table + n;
+  auto* it = std::lower_bound(table, end, c, [](const case_data::CaseEntry& e, char32_t x) { return e.cp < x; });
+  return (it != end && it->cp == c) ? it : nullptr;
+}
+
+void append_mapped(std::u32string& out, const case_data::CaseEntry* table, size_t n, char32_t c) {
+  if (c < 0x80) {
+    if (table == case_data::kUpper && c >= 'a' && c <= 'z') c -= 32;
+    else if (table == case_data::kLower && c >= 'A' && c <= 'Z') c += 32;
+    out.push_back(c);
+    return;
+  }
+  const auto* e = case_lookup(table, n, c);
+  if (!e) {
+    out.push_back(c);
+    return;
+  }
+  for (char32_t m : e->to)
+    if (m) out.push_back(m);
+}
+
+bool is_cased(char32_t c) {
+  if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  return case_lookup(case_data::kUpper, case_data::kUpperSize, c) ||
+         case_lookup(case_data::kLower, case_data::kLowerSize, c);
+}
+
+std::string py_upper(const std::string& s) {
+  std::u32string out;
+  for (char32_t c : to_u32(s)) append_mapped(out, case_data::kUpper, case_data::kUpperSize, c);
+  return from_u32(out);
+}
+
+std::string py_lower(const std::string& s) {
+  std::u32string u = to_u32(s), out;
+  for (size_t i = 0; i < u.size(); ++i) {
+    if (u[i] == 0x3A3 && i > 0 && is_cased(u[i - 1]) && !(i + 1 < u.size() && is_cased(u[i + 1]))) {
+      out.push_back(0x3C2);
+      continue;
+    }
+    append_mapped(out, case_data::kLower, case_data::kLowerSize, u[i]);
+  }
+  return from_u32(out);
+}
+
+// Python str.title(): first cased character of each run upper, the rest lower.
+std::string py_title(const std::string& s) {
+  std::u32string out;
+  bool prev_cased = false;
+  for (char32_t c : to_u32(s)) {
+    if (prev_cased) append_mapped(out, case_data::kLower, case_data::kLowerSize, c);
+    else append_mapped(out, case_data::kUpper, case_data::kUpperSize, c);
+    prev_cased = is_cased(c);
+  }
+  return from_u32(out);
+}
+
+std::string py_capitalize(const std::string& s) {
+  std::u32string u = to_u32(s), out;
+  for (size_t i = 0; i < u.size(); ++i)
+    append_mapped(out, i == 0 ? case_data::kUpper : case_data::kLower,
+                  i == 0 ? case_data::kUpperSize : case_data::kLowerSize, u[i]);
+  return from_u32(out);
+}
+
 std::string ascii_lower(std::string s) {
   for (auto& c : s)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-std::string ascii_upper(std::string s) {
-  for (auto& c : s)
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
   return s;
 }
 
@@ -133,7 +197,7 @@ Value attr_path(const Value& v, const std::string& path, int line) {
     size_t dot = path.find('.', pos);
     std::string part = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
     if (cur.is_undefined()) return cur;
-    bool digits = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
+    bool digits = !part.empty() && part.size() < 18 && std::all_of(part.begin(), part.end(), ::isdigit);
     cur = digits && cur.is_array() ? get_item(cur, Value(static_cast<int64_t>(std::stoll(part))), line)
                                    : get_attr(cur, part, line);
     if (dot == std::string::npos) return cur;
@@ -274,8 +338,8 @@ bool test(const std::string& name, const Value& v, std::vector<Value>& args, int
     if (v.is_object()) return &v.obj() == &o.obj();
     return v == o;
   }
-  if (name == "lower") return v.is_string() && ascii_lower(v.str()) == v.str();
-  if (name == "upper") return v.is_string() && ascii_upper(v.str()) == v.str();
+  if (name == "lower") return v.is_string() && py_lower(v.str()) == v.str();
+  if (name == "upper") return v.is_string() && py_upper(v.str()) == v.str();
   fail(line, "unsupported test 'is " + name + "'");
 }
 
@@ -304,25 +368,10 @@ Value filter(const std::string& name, Value& v, std::vector<Value>& args, Kwargs
     need_string(v, "trim", line);
     return Value(strip(v.str(), arg(args, kw, 0, "chars"), true, true));
   }
-  if (name == "lower" || name == "upper") {
-    std::string s = v.to_str();
-    return Value(name == "lower" ? ascii_lower(s) : ascii_upper(s));
-  }
-  if (name == "capitalize") {
-    std::string s = ascii_lower(v.to_str());
-    if (!s.empty() && s[0] >= 'a' && s[0] <= 'z') s[0] = static_cast<char>(s[0] - 'a' + 'A');
-    return Value(s);
-  }
-  if (name == "title") {
-    std::string s = v.to_str();
-    bool start = true;
-    for (auto& c : s) {
-      bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-      if (alpha) c = start ? static_cast<char>(std::toupper(c)) : static_cast<char>(std::tolower(c));
-      start = !alpha;
-    }
-    return Value(s);
-  }
+  if (name == "lower") return Value(py_lower(v.to_str()));
+  if (name == "upper") return Value(py_upper(v.to_str()));
+  if (name == "capitalize") return Value(py_capitalize(v.to_str()));
+  if (name == "title") return Value(py_title(v.to_str()));
   if (name == "replace") {
     need_string(v, "replace", line);
     if (args.size() < 2) fail(line, "replace needs (old, new)");
@@ -333,7 +382,7 @@ Value filter(const std::string& name, Value& v, std::vector<Value>& args, Kwargs
     if (v.is_undefined()) return Value(Array{});
     if (!v.is_object()) fail(line, "items needs a mapping");
     Array out;
-    for (const auto& [k, x] : v.obj().items) out.emplace_back(Array{Value(k), x});
+    for (const auto& [k, x] : v.obj().items) out.push_back(Value::tuple(Array{Value(k), x}));
     return Value(std::move(out));
   }
   if (name == "list") return Value(iterate(v, line));
@@ -646,7 +695,8 @@ bool method(const Value& obj, const std::string& name, std::vector<Value>& args,
       bool cased = false;
       for (char32_t c : u) {
         bool digit = c >= '0' && c <= '9';
-        bool lower = c >= 'a' && c <= 'z', upper = c >= 'A' && c <= 'Z';
+        std::string one = from_u32(std::u32string(1, c));
+        bool lower = is_cased(c) && py_lower(one) == one, upper = is_cased(c) && py_upper(one) == one;
         cased = cased || lower || upper;
         if (name == "isdigit") r = r && digit;
         if (name == "isalpha") r = r && (lower || upper);

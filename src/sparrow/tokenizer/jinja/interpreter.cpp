@@ -48,6 +48,8 @@ class Interpreter {
         if (a.size() >= 3) step = a[2].as_int();
       }
       if (step == 0) throw_input_error("chat template: range() step must not be zero");
+      long double count = (static_cast<long double>(stop) - start) / step;
+      if (count > 10'000'000) throw_input_error("chat template: range() of more than 10 million items");
       Array out;
       for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.emplace_back(i);
       return Value(std::move(out));
@@ -258,6 +260,12 @@ class Interpreter {
     return kw;
   }
 
+  // Limits that keep a hostile or buggy template from exhausting memory or time.
+  static constexpr uint64_t kMaxStringBytes = 64ull << 20;
+  [[noreturn]] static void overflow(int line) {
+    fail(line, "integer overflow (values beyond 64 bits are not supported)");
+  }
+
   static void require_defined(const Value& v, int line) {
     if (v.is_undefined()) fail(line, "'" + v.str() + "' is undefined");
   }
@@ -282,6 +290,8 @@ class Interpreter {
       const Value* s = a.is_string() ? &a : b.is_string() ? &b : nullptr;
       const Value* n = a.is_string() ? &b : &a;
       if (s && (n->is_int() || n->is_bool())) {
+        if (n->as_int() > 0 && s->str().size() * static_cast<uint64_t>(n->as_int()) > kMaxStringBytes)
+          fail(line, "string repetition result is too large");
         std::string r;
         for (int64_t k = 0; k < n->as_int(); ++k) r += s->str();
         return Value(std::move(r));
@@ -295,19 +305,27 @@ class Interpreter {
     }
     if (op == "**") {
       if (ints && b.as_int() >= 0) {
-        int64_t r = 1;
-        for (int64_t k = 0; k < b.as_int(); ++k) r *= a.as_int();
+        // exponentiation by squaring; Python would switch to a big integer on overflow
+        int64_t base = a.as_int(), e = b.as_int(), r = 1;
+        while (e > 0) {
+          if ((e & 1) && __builtin_mul_overflow(r, base, &r)) overflow(line);
+          e >>= 1;
+          if (e > 0 && __builtin_mul_overflow(base, base, &base)) overflow(line);
+        }
         return Value(r);
       }
       return Value(std::pow(a.as_double(), b.as_double()));
     }
     if (ints) {
-      int64_t x = a.as_int(), y = b.as_int();
-      if (op == "+") return Value(x + y);
-      if (op == "-") return Value(x - y);
-      if (op == "*") return Value(x * y);
+      int64_t x = a.as_int(), y = b.as_int(), r = 0;
+      if (op == "+" && __builtin_add_overflow(x, y, &r)) overflow(line);
+      if (op == "-" && __builtin_sub_overflow(x, y, &r)) overflow(line);
+      if (op == "*" && __builtin_mul_overflow(x, y, &r)) overflow(line);
+      if (op == "+" || op == "-" || op == "*") return Value(r);
       if (y == 0) fail(line, "integer division or modulo by zero");
-      int64_t q = x / y, r = x % y;
+      if (x == INT64_MIN && y == -1) overflow(line);
+      int64_t q = x / y;
+      r = x % y;
       if (r != 0 && ((r < 0) != (y < 0))) {  // Python floors
         --q;
         r += y;
@@ -358,8 +376,9 @@ class Interpreter {
       case Expr::Kind::kName:
         return lookup(e.name);
       case Expr::Kind::kList:
-      case Expr::Kind::kTuple:
         return Value(eval_args(e, 0));
+      case Expr::Kind::kTuple:
+        return Value::tuple(eval_args(e, 0));
       case Expr::Kind::kDict: {
         auto o = std::make_shared<Object>();
         for (size_t i = 0; i + 1 < e.args.size(); i += 2) {
@@ -488,8 +507,8 @@ class Interpreter {
     }
     Value f = eval(callee);
     if (f.is_function()) return f.fn()(args, kw);
-    if (f.is_undefined()) fail(e.line, "'" + f.str() + "' is undefined (unsupported function?)");
-    fail(e.line, "'" + f.type_name() + "' object is not callable");
+    if (f.is_undefined()) fail(e.line, fmt::format("'{}' is undefined (unsupported function?)", f.str()));
+    fail(e.line, fmt::format("'{}' object is not callable", f.type_name()));
   }
 
   std::vector<Scope> scopes_;

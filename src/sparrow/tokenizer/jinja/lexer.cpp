@@ -10,6 +10,7 @@
 #include <cctype>
 
 #include "sparrow/core/error.h"
+#include "sparrow/tokenizer/utf8.h"
 
 namespace sparrow::jinja {
 
@@ -20,6 +21,41 @@ namespace {
 }
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+// Whitespace control strips what Python's \s / str.isspace() call whitespace, Unicode
+// included (U+3000, U+00A0, ...). Returns the length of the whitespace character at s[i], or 0.
+size_t space_len_at(const std::string& s, size_t i) {
+  unsigned char c = s[i];
+  if (c < 0x80) return (is_space(static_cast<char>(c)) || (c >= 0x1C && c <= 0x1F)) ? 1 : 0;
+  size_t n = utf8::valid_sequence_length(s, i);
+  if (!n) return 0;
+  size_t j = i;
+  char32_t cp = utf8::next(s, j);
+  bool ws = cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+            cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+  return ws ? n : 0;
+}
+
+size_t skip_spaces(const std::string& s, size_t i) {
+  while (i < s.size()) {
+    size_t n = space_len_at(s, i);
+    if (!n) break;
+    i += n;
+  }
+  return i;
+}
+
+// Start of the trailing whitespace of s.
+size_t trailing_spaces_start(const std::string& s) {
+  size_t end = s.size();
+  while (end > 0) {
+    size_t start = end - 1;
+    while (start > 0 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80 && end - start < 4) --start;
+    if (space_len_at(s, start) != end - start) break;
+    end = start;
+  }
+  return end;
+}
 
 class Lexer {
  public:
@@ -32,7 +68,7 @@ class Lexer {
       // What the previous tag's closing consumed after itself.
       size_t text_start = pos_;
       if (end_sign == '-') {
-        while (text_start < src_.size() && is_space(src_[text_start])) ++text_start;
+        text_start = skip_spaces(src_, text_start);
       } else if (after_block && end_sign != '+') {
         if (src_.compare(text_start, 2, "\r\n") == 0) {
           text_start += 2;
@@ -53,14 +89,13 @@ class Lexer {
         if (tag + 2 < src_.size() && (src_[tag + 2] == '-' || src_[tag + 2] == '+')) open_sign = src_[tag + 2];
       }
       if (open_sign == '-') {
-        while (!text.empty() && is_space(text.back())) text.pop_back();
+        text.erase(trailing_spaces_start(text));
       } else if (kind && kind != '{' && open_sign != '+') {
         // lstrip_blocks: drop blanks between the line start and a block or comment tag.
         size_t l_pos = text.rfind('\n');
         l_pos = l_pos == std::string::npos ? 0 : l_pos + 1;
         if (l_pos > 0 || line_starting) {
-          bool blank = l_pos < text.size();
-          for (size_t k = l_pos; k < text.size(); ++k) blank = blank && is_space(text[k]);
+          bool blank = l_pos < text.size() && skip_spaces(text, l_pos) == text.size();
           if (blank) text.erase(l_pos);
         }
       }
@@ -221,6 +256,21 @@ class Lexer {
 
 }  // namespace
 
-std::vector<Token> lex(const std::string& source) { return Lexer(source).run(); }
+std::vector<Token> lex(const std::string& source) {
+  // Jinja (newline_sequence="\n", keep_trailing_newline=False): \r\n and \r in the template
+  // source become \n, and one newline at the very end is dropped.
+  std::string src;
+  src.reserve(source.size());
+  for (size_t i = 0; i < source.size(); ++i) {
+    if (source[i] == '\r') {
+      src += '\n';
+      if (i + 1 < source.size() && source[i + 1] == '\n') ++i;
+    } else {
+      src += source[i];
+    }
+  }
+  if (!src.empty() && src.back() == '\n') src.pop_back();
+  return Lexer(src).run();
+}
 
 }  // namespace sparrow::jinja

@@ -195,6 +195,22 @@ class Parser {
     return s;
   }
 
+  // Number literals; values beyond 64-bit / double range are refused (Python has big ints).
+  int64_t to_int(const Token& t) const {
+    try {
+      return std::stoll(t.text);
+    } catch (const std::logic_error&) {
+      fail(t.line, "integer literal " + t.text + " does not fit in 64 bits");
+    }
+  }
+  double to_double(const Token& t) const {
+    try {
+      return std::stod(t.text);
+    } catch (const std::logic_error&) {
+      fail(t.line, "float literal " + t.text + " is out of range");
+    }
+  }
+
   ExprPtr make(Expr::Kind kind, int ln) {
     auto e = std::make_unique<Expr>();
     e->kind = kind;
@@ -346,15 +362,19 @@ class Parser {
     return e;
   }
 
-  ExprPtr parse_unary() {
+  // As Jinja: a unary sign takes the operand without its filters, and the filters then apply
+  // to the signed value ("-3 | abs" is 3).
+  ExprPtr parse_unary(bool with_filters = true) {
+    ExprPtr e;
     if (is_op("-") || is_op("+")) {
       auto u = make(Expr::Kind::kUnary, line());
       u->name = next().text;
-      u->args.push_back(parse_unary());
-      return u;
+      u->args.push_back(parse_unary(false));
+      e = std::move(u);
+    } else {
+      e = parse_postfix(parse_primary());
     }
-    ExprPtr e = parse_postfix(parse_primary());
-    return parse_filters_and_tests(std::move(e));
+    return with_filters ? parse_filters_and_tests(std::move(e)) : std::move(e);
   }
 
   ExprPtr parse_filters_and_tests(ExprPtr e) {
@@ -365,7 +385,7 @@ class Parser {
         f->name = expect_name();
         f->args.push_back(std::move(e));
         if (is_op("(")) parse_call_args(*f);
-        e = parse_postfix(std::move(f));
+        e = std::move(f);
       } else if (is_name("is")) {
         auto t = make(Expr::Kind::kTest, line());
         ++i_;
@@ -416,7 +436,7 @@ class Parser {
           g->kind = Expr::Kind::kGetItem;
           g->args.push_back(std::move(e));
           auto lit = make(Expr::Kind::kLiteral, ln);
-          lit->value = Value(static_cast<int64_t>(std::stoll(next().text)));
+          lit->value = Value(to_int(next()));
           g->args.push_back(std::move(lit));
         } else {
           g->name = expect_name();
@@ -470,12 +490,12 @@ class Parser {
       }
       case K::kInt: {
         auto lit = make(Expr::Kind::kLiteral, ln);
-        lit->value = Value(static_cast<int64_t>(std::stoll(next().text)));
+        lit->value = Value(to_int(next()));
         return lit;
       }
       case K::kFloat: {
         auto lit = make(Expr::Kind::kLiteral, ln);
-        lit->value = Value(std::stod(next().text));
+        lit->value = Value(to_double(next()));
         return lit;
       }
       case K::kName: {

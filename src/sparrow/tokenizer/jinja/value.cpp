@@ -36,8 +36,11 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
       return Value(j.get<bool>());
     case nlohmann::ordered_json::value_t::number_integer:
       return Value(j.get<int64_t>());
-    case nlohmann::ordered_json::value_t::number_unsigned:
-      return Value(static_cast<int64_t>(j.get<uint64_t>()));
+    case nlohmann::ordered_json::value_t::number_unsigned: {
+      uint64_t u = j.get<uint64_t>();
+      if (u > static_cast<uint64_t>(INT64_MAX)) throw_input_error("chat template input: integer {} does not fit in 64 bits", u);
+      return Value(static_cast<int64_t>(u));
+    }
     case nlohmann::ordered_json::value_t::number_float:
       return Value(j.get<double>());
     case nlohmann::ordered_json::value_t::string:
@@ -96,7 +99,10 @@ std::string python_float_repr(double d) {
   std::string out;
   if (exp < -4 || exp >= 16) {
     out = digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) {
+      out += '.';
+      out += digits.substr(1);
+    }
     char eb[16];
     std::snprintf(eb, sizeof eb, "e%c%02d", exp < 0 ? '-' : '+', std::abs(exp));
     out += eb;
@@ -109,7 +115,8 @@ std::string python_float_repr(double d) {
       out = digits.substr(0, exp + 1) + "." + digits.substr(exp + 1);
     }
   }
-  return neg ? "-" + out : out;
+  if (neg) out.insert(out.begin(), '-');
+  return out;
 }
 
 namespace {
@@ -165,12 +172,13 @@ std::string Value::to_str() const {
     case Type::kString:
       return str_;
     case Type::kArray: {
-      std::string out = "[";
+      std::string out = tuple_ ? "(" : "[";
       for (size_t i = 0; i < array_->size(); ++i) {
         if (i) out += ", ";
         out += (*array_)[i].repr();
       }
-      return out + "]";
+      if (tuple_ && array_->size() == 1) out += ',';
+      return out + (tuple_ ? ")" : "]");
     }
     case Type::kObject: {
       if (object_->is_namespace) return "<Namespace>";

@@ -55,6 +55,13 @@ class Value {
     return v;
   }
   static Value object() { return Value(std::make_shared<Object>()); }
+  // A Python tuple: an array that prints as (a, b) (tuple literals, dict items()).
+  static Value tuple(Array a) {
+    Value v(std::move(a));
+    v.tuple_ = true;
+    return v;
+  }
+  bool is_tuple() const { return tuple_; }
   static Value from_json(const nlohmann::ordered_json& j);
 
   Type type() const { return type_; }
@@ -90,6 +97,7 @@ class Value {
  private:
   explicit Value(Type t) : type_(t) {}
   Type type_ = Type::kUndefined;
+  bool tuple_ = false;
   int64_t int_ = 0;
   double float_ = 0;
   std::string str_;
