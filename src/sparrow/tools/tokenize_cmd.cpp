@@ -14,27 +14,12 @@
 
 #include "sparrow/core/error.h"
 #include "sparrow/tokenizer/tokenizer.h"
+#include "sparrow/tools/cli_util.h"
 #include "sparrow/tools/commands.h"
 
 namespace sparrow::tools {
 
 namespace {
-
-std::string read_input_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  SPARROW_REQUIRE(f.good(), "cannot read {}", path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-nlohmann::ordered_json parse_json_arg(const std::string& text, const char* what) {
-  try {
-    return nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw_input_error("{} is not valid JSON: {}", what, e.what());
-  }
-}
 
 void print_json(const nlohmann::ordered_json& j) {
   std::string s = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -58,7 +43,7 @@ void run_tokenize(const TokenizeOptions& o) {
   nlohmann::ordered_json out;
   bool has_messages = !o.messages.empty() || !o.messages_file.empty();
   if (has_messages) {
-    auto messages = parse_json_arg(o.messages_file.empty() ? o.messages : read_input_file(o.messages_file), "--messages");
+    auto messages = parse_json_arg(o.messages_file.empty() ? o.messages : read_file_arg(o.messages_file, "--messages-file"), "--messages");
     auto tools = o.tools.empty() ? nlohmann::ordered_json() : parse_json_arg(o.tools, "--tools");
     auto kwargs = o.kwargs.empty() ? nlohmann::ordered_json() : parse_json_arg(o.kwargs, "--chat-template-kwargs");
     SPARROW_REQUIRE(tok->has_chat_template(), "the tokenizer in {} has no chat template, so --messages cannot be used",
@@ -67,7 +52,7 @@ void run_tokenize(const TokenizeOptions& o) {
     out["prompt"] = prompt;
     out["ids"] = tok->encode(prompt, true);
   } else {
-    std::string text = o.text_file.empty() ? o.text : read_input_file(o.text_file);
+    std::string text = o.text_file.empty() ? o.text : read_file_arg(o.text_file, "--text-file");
     out["ids"] = tok->encode(text, !o.no_parse_special);
   }
   print_json(out);
@@ -75,23 +60,12 @@ void run_tokenize(const TokenizeOptions& o) {
 
 void run_detokenize(const DetokenizeOptions& o) {
   auto tok = Tokenizer::from_dir(o.tokenizer_path);
-  std::vector<int32_t> ids;
-  std::stringstream ss(o.ids);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t a = item.find_first_not_of(" \t[]"), b = item.find_last_not_of(" \t[]");
-    if (a == std::string::npos) continue;
-    item = item.substr(a, b - a + 1);
-    try {
-      size_t used = 0;
-      long long v = std::stoll(item, &used);
-      SPARROW_REQUIRE(used == item.size() && v >= 0 && v < tok->vocab_size(),
-                      "--ids: '{}' is not a token id (0 .. {})", item, tok->vocab_size() - 1);
-      ids.push_back(static_cast<int32_t>(v));
-    } catch (const std::logic_error&) {
-      throw_input_error("--ids: '{}' is not an integer", item);
-    }
-  }
+  // Accept "[1, 2, 3]" as well as "1,2,3".
+  std::string list = o.ids;
+  std::erase_if(list, [](char c) { return c == '[' || c == ']'; });
+  std::vector<int32_t> ids = list.find_first_not_of(" \t") == std::string::npos ? std::vector<int32_t>{} : parse_id_list(list, "--ids");
+  for (int32_t id : ids)
+    SPARROW_REQUIRE(id >= 0 && id < tok->vocab_size(), "--ids: '{}' is not a token id (0 .. {})", id, tok->vocab_size() - 1);
   nlohmann::ordered_json out;
   out["text"] = tok->decode(ids, o.skip_special);
   print_json(out);
