@@ -234,7 +234,7 @@ def build_model(vocab_size, eos_id):
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32,
                                              attn_implementation="sdpa",
                                              experts_implementation=ARGS.experts_impl)
-    return model
+    return model.to(ARGS.device)
 
 
 def lr_at(step, total, progress=None):
@@ -260,7 +260,7 @@ def make_optimizer(model):
 def get_batch(data, gen):
     starts = torch.randint(0, len(data) - SEQ_LEN - 1, (BATCH_SIZE,), generator=gen)
     x = torch.stack([data[s: s + SEQ_LEN + 1] for s in starts.tolist()])
-    return x
+    return x.to(ARGS.device)
 
 
 def train_steps(model, opt, data, gen, start, n, total, log_every=25, time_budget=None):
@@ -309,7 +309,7 @@ def heldout_nll(model, heldout_ids):
             w = ids[s: s + SEQ_LEN]
             if len(w) < 2:
                 continue
-            x = torch.tensor([w])
+            x = torch.tensor([w], device=ARGS.device)
             logits = model(input_ids=x).logits[0].float()
             lp = torch.log_softmax(logits[:-1], -1)
             tot += float(-lp.gather(1, x[0, 1:, None]).sum())
@@ -329,7 +329,7 @@ def samples(model, hf_tok, n_new=60):
     res = []
     model.eval()
     for i, prompt in enumerate(PROMPTS):
-        ids = torch.tensor([hf_tok(prompt)["input_ids"]])
+        ids = torch.tensor([hf_tok(prompt)["input_ids"]], device=ARGS.device)
         g = model.generate(ids, max_new_tokens=n_new, do_sample=False, pad_token_id=hf_tok.eos_token_id)
         greedy = hf_tok.decode(g[0, ids.shape[1]:])
         torch.manual_seed(gen_seed + i)
@@ -354,6 +354,7 @@ def main():
     ap.add_argument("--experts-impl", default="grouped_mm",
                     help="transformers experts_implementation (grouped_mm was ~3x faster than eager on CPU)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (the GPU machine trains the same recipe in minutes)")
     ARGS = ap.parse_args()
     torch.set_num_threads(ARGS.threads)
     t_start = time.time()
@@ -414,7 +415,10 @@ def main():
     print(f"held-out ppl fp32 {ppl32:.3f} ({bpb32:.4f} bits/byte), bf16 {ppl16:.3f} ({bpb16:.4f} bits/byte), "
           f"{n} predicted tokens")
 
-    # Save in hub format.  The in-memory model now holds the bf16-rounded weights.
+    # Save in hub format.  The in-memory model now holds the bf16-rounded weights. Checks
+    # and samples from here on run on the CPU, whichever device trained.
+    model = model.to("cpu")
+    ARGS.device = "cpu"
     model.config.dtype = torch.bfloat16
     model.config.save_pretrained(ARGS.out)
     sd = to_hub_state_dict(model)
