@@ -151,6 +151,7 @@ struct Engine::Impl {
   void update_gauges() {
     EngineStats s;
     for (auto& sch : schedulers) sch->add_stats(s);
+    s.comm_bytes = executor->comm_bytes();
     std::lock_guard<std::mutex> lock(mu);
     s.last_step_tokens_per_s = stats.last_step_tokens_per_s;
     stats = s;

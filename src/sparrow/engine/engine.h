@@ -50,6 +50,7 @@ struct EngineStats {
   int64_t prompt_tokens = 0, generation_tokens = 0, cached_tokens = 0;
   int64_t requests_finished = 0, requests_aborted = 0, retractions = 0;
   double last_step_tokens_per_s = 0;
+  uint64_t comm_bytes = 0;  // moved by the ranks' collectives since start
 };
 
 class Engine {

@@ -31,6 +31,8 @@ class ModelExecutor {
 
   const Mesh& mesh() const { return mesh_; }
   int dp_size() const { return mesh_.attn_dp; }
+  // Bytes the ranks' collectives have moved so far (InProcessWorld::bytes_moved).
+  uint64_t comm_bytes() const { return world_->bytes_moved(); }
   // KV bytes per token slot of one DP group (all its ranks).
   size_t kv_bytes_per_token() const;
   // Workspace bytes one rank's forward needs for `tokens` tokens per DP group.

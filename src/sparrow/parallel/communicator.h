@@ -60,6 +60,11 @@ class InProcessWorld {
   // `rank` (a member). Every member must call with the same `ranks`; groups with the same
   // member list share their exchange state.
   std::unique_ptr<Communicator> group(std::span<const int> ranks, int rank);
+  // Bytes the collectives moved so far, summed over ranks, counted as a bandwidth-optimal
+  // transport would move them: each rank's all-reduce / reduce-scatter traffic as a ring
+  // (2 (g-1)/g and (g-1)/g of the buffer), gathers and all-to-all as the bytes a rank
+  // receives from its peers. The basis of the bytes-per-token figures in bench/.
+  uint64_t bytes_moved() const;
 
   struct Group;
 

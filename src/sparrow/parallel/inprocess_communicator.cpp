@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cstring>
 #include <map>
@@ -13,7 +14,8 @@ namespace sparrow {
 // barrier. Two barrier phases per collective: after posting (everyone's inputs are visible),
 // after reading (nobody frees or reuses a buffer a peer may still read).
 struct InProcessWorld::Group {
-  explicit Group(int n) : members(n), sync(n), send(size_t(n)), recv(size_t(n)), counts(size_t(n)), counts2(size_t(n)) {}
+  Group(int n, std::atomic<uint64_t>* bytes) : bytes_moved(bytes), members(n), sync(n), send(size_t(n)), recv(size_t(n)), counts(size_t(n)), counts2(size_t(n)) {}
+  std::atomic<uint64_t>* bytes_moved;
   int members;
   std::barrier<> sync;
   std::vector<const void*> send;
@@ -23,12 +25,13 @@ struct InProcessWorld::Group {
 
 struct InProcessWorld::State {
   int size;
+  std::atomic<uint64_t> bytes_moved{0};
   std::mutex mu;
   std::map<std::vector<int>, std::unique_ptr<Group>> groups;
   Group& group(const std::vector<int>& ranks) {
     std::lock_guard<std::mutex> lock(mu);
     auto& g = groups[ranks];
-    if (!g) g = std::make_unique<Group>(int(ranks.size()));
+    if (!g) g = std::make_unique<Group>(int(ranks.size()), &bytes_moved);
     return *g;
   }
 };
@@ -59,7 +62,10 @@ class InProcessCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
+  void count(double bytes) { g_.bytes_moved->fetch_add(uint64_t(bytes), std::memory_order_relaxed); }
+
   void all_reduce(float* data, size_t n) override {
+    count(2.0 * double(size_ - 1) / double(size_) * double(n * sizeof(float)));
     g_.send[size_t(rank_)] = data;
     g_.sync.arrive_and_wait();
     // Each rank computes its own slice of the result into a private buffer first: peers may
@@ -83,6 +89,7 @@ class InProcessCommunicator final : public Communicator {
     g_.sync.arrive_and_wait();
     size_t off = 0;
     for (int r = 0; r < size_; ++r) {
+      if (r != rank_) count(double(counts[size_t(r)]));
       if (counts[size_t(r)]) std::memcpy(recv + off, g_.send[size_t(r)], counts[size_t(r)]);
       off += counts[size_t(r)];
     }
@@ -93,6 +100,7 @@ class InProcessCommunicator final : public Communicator {
     SPARROW_CHECK(counts.size() == size_t(size_), "reduce_scatterv counts");
     size_t my_off = 0;
     for (int r = 0; r < rank_; ++r) my_off += counts[size_t(r)];
+    count(double(size_ - 1) / double(size_) * double(counts[size_t(rank_)] * sizeof(float)) * double(size_));
     g_.send[size_t(rank_)] = send;
     g_.sync.arrive_and_wait();
     std::vector<const float*> srcs(static_cast<size_t>(size_));
@@ -117,6 +125,7 @@ class InProcessCommunicator final : public Communicator {
       for (int k = 0; k < rank_; ++k) src_off += sc[k];
       SPARROW_CHECK(sc[rank_] == recv_counts[size_t(r)], "all_to_all_v: rank {} sends {} bytes to {}, which expects {}", r,
                     sc[rank_], rank_, recv_counts[size_t(r)]);
+      if (r != rank_) count(double(sc[rank_]));
       if (sc[rank_]) std::memcpy(recv + off, static_cast<const std::byte*>(g_.send[size_t(r)]) + src_off, sc[rank_]);
       off += recv_counts[size_t(r)];
     }
@@ -146,6 +155,7 @@ InProcessWorld::InProcessWorld(int size) : state_(std::make_unique<State>()) {
 }
 InProcessWorld::~InProcessWorld() = default;
 int InProcessWorld::size() const { return state_->size; }
+uint64_t InProcessWorld::bytes_moved() const { return state_->bytes_moved.load(); }
 
 std::unique_ptr<Communicator> InProcessWorld::communicator(int rank) {
   std::vector<int> all(static_cast<size_t>(state_->size));
