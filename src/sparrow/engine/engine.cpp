@@ -129,6 +129,9 @@ struct Engine::Impl {
         ch.new_output_logprobs.assign(lp.begin() + long(std::min(begin, lp.size())), lp.end());
         const auto& top = q.result.output_top_logprobs;
         if (!top.empty()) ch.new_output_top_logprobs.assign(top.begin() + long(std::min(begin, top.size())), top.end());
+        const auto& ids = q.result.output_token_ids_logprobs;
+        if (!ids.empty())
+          ch.new_output_token_ids_logprobs.assign(ids.begin() + long(std::min(begin, ids.size())), ids.end());
       }
       if (q.stop) ch.new_text = q.stop->take_text(final);
       q.streamed_ids = out.size();
@@ -370,6 +373,7 @@ struct Engine::Impl {
         const int32_t tok = q.tokens[size_t(pos + 1)];
         q.result.input_token_logprobs.push_back({lp_row[size_t(tok)], tok});
         if (q.r.top_logprobs_num > 0) q.result.input_top_logprobs.push_back(top_n(lp_row.data(), vocab, q.r.top_logprobs_num));
+        if (!q.r.token_ids_logprob.empty()) q.result.input_token_ids_logprobs.push_back(ids_logprobs(q));
       }
       return;
     }
@@ -386,6 +390,7 @@ struct Engine::Impl {
     if (want_lp) {
       q.result.output_token_logprobs.push_back({lp_row[size_t(tok)], tok});
       if (q.r.top_logprobs_num > 0) q.result.output_top_logprobs.push_back(top_n(lp_row.data(), vocab, q.r.top_logprobs_num));
+      if (!q.r.token_ids_logprob.empty()) q.result.output_token_ids_logprobs.push_back(ids_logprobs(q));
     }
     const int32_t n_out = int32_t(q.result.output_ids.size());
     const bool eos = !q.r.sampling.ignore_eos && std::find(eos_ids.begin(), eos_ids.end(), int64_t(tok)) != eos_ids.end();
@@ -399,6 +404,12 @@ struct Engine::Impl {
     if (q.stop && q.stop->push(tok, false) && n_out >= q.r.sampling.min_new_tokens) {
       q.result.finish = {FinishReason::Kind::kStop, 0, -1, q.stop->matched()};
     }
+  }
+
+  std::vector<TokenLogprob> ids_logprobs(const Req& q) const {
+    std::vector<TokenLogprob> v;
+    for (int32_t id : q.r.token_ids_logprob) v.push_back({lp_row[size_t(id)], id});
+    return v;
   }
 
   void retract(Req& q) {
@@ -552,7 +563,9 @@ void Engine::submit(Request req, OutputSink sink) {
   if (req.return_logprob && req.logprob_start_len == 0) {
     q->result.input_token_logprobs.push_back({std::nullopt, req.input_ids[0]});
     if (req.top_logprobs_num > 0) q->result.input_top_logprobs.push_back(std::nullopt);
+    if (!req.token_ids_logprob.empty()) q->result.input_token_ids_logprobs.emplace_back();
   }
+  q->result.has_token_ids_logprobs = req.return_logprob && !req.token_ids_logprob.empty();
   if (impl_->tokenizer)
     q->stop = std::make_unique<StopChecker>(*impl_->tokenizer, req.sampling.stop, req.sampling.skip_special_tokens);
   q->r = std::move(req);
