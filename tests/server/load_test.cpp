@@ -42,14 +42,21 @@ TEST(ServerLoad, ConcurrentStreamingClientsWithDisconnects) {
         };
         httplib::Response res;
         httplib::Error err = httplib::Error::Success;
+        const auto t0 = std::chrono::steady_clock::now();
         const bool ok = cli.send(req, res, err);
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (disconnect) {
           ++cancelled;
           continue;
         }
         const Sse sse = parse_sse(received);
         if (ok && res.status == 200 && sse.done && sse.well_formed) ++complete;
-        else ++failed;
+        else {
+          ++failed;
+          std::printf("failed after %.3fs (%s): ok=%d err=%d status=%d done=%d well_formed=%d received=%zu bytes: %.200s\n",
+                      dt, req.path.c_str(), int(ok), int(err), res.status, int(sse.done), int(sse.well_formed),
+                      received.size(), received.c_str());
+        }
       }
     });
   }

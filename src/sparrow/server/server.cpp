@@ -1,5 +1,7 @@
 #include "sparrow/server/server.h"
 
+#include <sys/socket.h>
+
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -139,8 +141,14 @@ void Server::start() {
     SPARROW_REQUIRE(http_.bind_to_port(o.host, o.port), "cannot bind {}:{} (in use?)", o.host, o.port);
     port_ = o.port;
   }
+  http_.raise_backlog(1024);
   listener_ = std::thread([this] { http_.listen_after_bind(); });
   log(LogLevel::kInfo, "serving {} on http://{}:{} (native /generate, OpenAI /v1/*)", ctx_.model_name, o.host, port_);
+}
+
+void HttpServer::raise_backlog(int n) {
+  const socket_t fd = svr_sock_;
+  if (fd != INVALID_SOCKET && ::listen(fd, n) != 0) log(LogLevel::kWarn, "cannot raise the listen backlog to {}", n);
 }
 
 void Server::stop() {

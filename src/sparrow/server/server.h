@@ -16,6 +16,13 @@
 
 namespace sparrow::server {
 
+// httplib::Server listens with a backlog of 5, which drops connections when many clients
+// connect at once; this raises it once the socket is bound.
+class HttpServer : public httplib::Server {
+ public:
+  void raise_backlog(int n);
+};
+
 class Server {
  public:
   // Loads everything; InputError for bad options or files.
@@ -37,7 +44,7 @@ class Server {
   void install_handlers();
 
   ServerContext ctx_;
-  httplib::Server http_;
+  HttpServer http_;
   std::thread listener_;
   int port_ = 0;
   bool stopped_ = false;
