@@ -79,17 +79,20 @@ TEST(ServerLoad, ConcurrentStreamingClientsWithDisconnects) {
 
 TEST(ServerLoad, GracefulStop) {
   ServerOptions o = text_options();
-  o.shutdown_grace_s = 0.2;
+  o.shutdown_grace_s = 0;
   auto s = std::make_unique<Server>(o);
   s->start();
   std::thread t([&] {
     Reply r = post(*s, "/generate", json{{"input_ids", {1, 2}}, {"sampling_params", {{"max_new_tokens", 1000}, {"ignore_eos", true}}}});
-    // Aborted by the shutdown: the request ends (abort finish reason) rather than hanging.
-    if (r.status == 200) EXPECT_EQ(r.j["meta_info"]["finish_reason"]["type"], "abort");
+    // Aborted by the shutdown (or, on a fast machine, already done): it ends rather than hangs.
+    ASSERT_EQ(r.status, 200) << r.body;
+    const std::string type = r.j["meta_info"]["finish_reason"]["type"];
+    EXPECT_TRUE(type == "abort" || type == "length") << type;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
   s->stop();
   t.join();
+  EXPECT_NE(get(*s, "/health").status, 200) << "no longer serving";
   EXPECT_EQ(s->context().engine->stats().running, 0);
 }
 
