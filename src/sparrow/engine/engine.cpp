@@ -484,19 +484,25 @@ struct Engine::Impl {
   }
 
   void loop() {
+    bool is_paused = false;
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mu);
-        const auto has_work = [&] { return stopping || (!paused && (!inbox.empty() || !abort_inbox.empty() || flush_requested || !running.empty() || !waiting.empty())); };
+        // Aborts are handled even while paused (update_weights waits for them to be done).
+        const auto has_work = [&] {
+          return stopping || !abort_inbox.empty() ||
+                 (!paused && (!inbox.empty() || flush_requested || !running.empty() || !waiting.empty()));
+        };
         loop_idle = true;
         idle_cv.notify_all();
         cv.wait(lock, has_work);
         loop_idle = false;
         if (stopping) break;
+        is_paused = paused;
       }
       try {
         handle_inbox();
-        if (!step_extend()) step_decode();
+        if (!is_paused && !step_extend()) step_decode();
         update_gauges();
       } catch (const std::exception& e) {
         // A failure inside a step fails the requests in it, never the server.
@@ -609,7 +615,8 @@ void Engine::update_weights_from_disk(const std::string& model_path, const std::
   std::unique_lock<std::mutex> lock(s.mu);
   s.paused = true;
   s.cv.notify_all();
-  s.idle_cv.wait(lock, [&] { return s.loop_idle && s.inbox.empty() && s.abort_inbox.empty(); });
+  // Parked and the abort done. Requests submitted meanwhile wait in the inbox for the new weights.
+  s.idle_cv.wait(lock, [&] { return s.loop_idle && s.abort_inbox.empty(); });
   // The loop is parked in its wait: swapping is safe.
   s.loaded = std::move(fresh);
   if (s.cache && s.running.empty() && s.waiting.empty()) s.cache->reset();
