@@ -177,19 +177,32 @@ struct Engine::Impl {
 
   void loop() {
     for (;;) {
+      bool is_paused;
       {
         std::unique_lock<std::mutex> lock(mu);
         loop_idle = true;
         idle_cv.notify_all();
+        // Aborts are handled even while paused (update_weights waits for them to be done).
         cv.wait(lock, [&] {
-          return stopping || (!paused && (!inbox.empty() || !abort_inbox.empty() || flush_requested || has_work()));
+          return stopping || !abort_inbox.empty() || (!paused && (!inbox.empty() || flush_requested || has_work()));
         });
         loop_idle = false;
         if (stopping) break;
+        is_paused = paused;
       }
       try {
-        handle_inbox();
-        step();
+        if (is_paused) {
+          std::vector<std::string> aborts;
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            aborts.swap(abort_inbox);
+          }
+          for (const std::string& rid : aborts)
+            for (auto& s : schedulers) s->abort(rid, "aborted");
+        } else {
+          handle_inbox();
+          step();
+        }
       } catch (const std::exception& e) {
         // A failure inside a step fails the requests in it, never the server.
         log(LogLevel::kError, "engine step failed: {}", e.what());
@@ -253,7 +266,9 @@ void Engine::submit(Request req, OutputSink sink) {
   if (req.return_logprob && req.logprob_start_len == 0) {
     q->result.input_token_logprobs.push_back({std::nullopt, req.input_ids[0]});
     if (req.top_logprobs_num > 0) q->result.input_top_logprobs.push_back(std::nullopt);
+    if (!req.token_ids_logprob.empty()) q->result.input_token_ids_logprobs.emplace_back();
   }
+  q->result.has_token_ids_logprobs = req.return_logprob && !req.token_ids_logprob.empty();
   if (impl_->tokenizer)
     q->stop = std::make_unique<StopChecker>(*impl_->tokenizer, req.sampling.stop, req.sampling.skip_special_tokens);
   q->r = std::move(req);
@@ -297,7 +312,8 @@ void Engine::update_weights_from_disk(const std::string& model_path, const std::
   std::unique_lock<std::mutex> lock(s.mu);
   s.paused = true;
   s.cv.notify_all();
-  s.idle_cv.wait(lock, [&] { return s.loop_idle && s.inbox.empty() && s.abort_inbox.empty(); });
+  // Parked and the abort done. Requests submitted meanwhile wait in the inbox for the new weights.
+  s.idle_cv.wait(lock, [&] { return s.loop_idle && s.abort_inbox.empty(); });
   // The loop is parked: swap the weights and rebuild the ranks (KV memory included).
   s.executor.reset();
   s.loaded = std::move(fresh);

@@ -50,7 +50,9 @@ struct GenerateResult {
   std::vector<LogprobEntry> output_token_logprobs;
   std::vector<std::vector<TokenLogprob>> output_top_logprobs;
   bool has_top_logprobs = false;
-  // Logprobs of the request's token_ids_logprob at each returned position (empty if none asked).
+  // Logprobs of the request's token_ids_logprob at every returned position (same alignment
+  // as input/output_token_logprobs; the first prompt token's entry is empty).
+  bool has_token_ids_logprobs = false;
   std::vector<std::vector<TokenLogprob>> input_token_ids_logprobs;
   std::vector<std::vector<TokenLogprob>> output_token_ids_logprobs;
 };

@@ -5,21 +5,28 @@ namespace {
 
 using nlohmann::json;
 
-json triple(std::optional<float> lp, int32_t id) {
-  return json::array({lp ? json(*lp) : json(nullptr), id, nullptr});
-}
+struct Builder {
+  const TokenTextFn& text;
 
-json entries(const std::vector<LogprobEntry>& v) {
-  json a = json::array();
-  for (const auto& e : v) a.push_back(triple(e.logprob, e.token_id));
-  return a;
-}
-
-json top_list(const std::vector<TokenLogprob>& v) {
-  json a = json::array();
-  for (const auto& e : v) a.push_back(triple(e.logprob, e.token_id));
-  return a;
-}
+  json triple(std::optional<float> lp, int32_t id) const {
+    return json::array({lp ? json(*lp) : json(nullptr), id, text ? json(text(id)) : json(nullptr)});
+  }
+  json entries(const std::vector<LogprobEntry>& v) const {
+    json a = json::array();
+    for (const auto& e : v) a.push_back(triple(e.logprob, e.token_id));
+    return a;
+  }
+  json top_list(const std::vector<TokenLogprob>& v) const {
+    json a = json::array();
+    for (const auto& e : v) a.push_back(triple(e.logprob, e.token_id));
+    return a;
+  }
+  json lists(const std::vector<std::vector<TokenLogprob>>& v) const {
+    json a = json::array();
+    for (const auto& e : v) a.push_back(top_list(e));
+    return a;
+  }
+};
 
 }  // namespace
 
@@ -33,7 +40,8 @@ json finish_reason_json(const FinishReason& f) {
   return nullptr;
 }
 
-json generate_response_json(const GenerateResult& r) {
+json generate_response_json(const GenerateResult& r, const TokenTextFn& token_text) {
+  const Builder b{token_text};
   json meta = {
       {"id", r.rid},
       {"finish_reason", finish_reason_json(r.finish)},
@@ -43,22 +51,19 @@ json generate_response_json(const GenerateResult& r) {
       {"e2e_latency", r.e2e_latency_s},
   };
   if (r.has_logprobs) {
-    meta["input_token_logprobs"] = entries(r.input_token_logprobs);
-    meta["output_token_logprobs"] = entries(r.output_token_logprobs);
+    meta["input_token_logprobs"] = b.entries(r.input_token_logprobs);
+    meta["output_token_logprobs"] = b.entries(r.output_token_logprobs);
     if (r.has_top_logprobs) {
       json in = json::array();
-      for (const auto& e : r.input_top_logprobs) in.push_back(e ? top_list(*e) : json(nullptr));
-      json out = json::array();
-      for (const auto& e : r.output_top_logprobs) out.push_back(top_list(e));
+      for (const auto& e : r.input_top_logprobs) in.push_back(e ? b.top_list(*e) : json(nullptr));
       meta["input_top_logprobs"] = in;
-      meta["output_top_logprobs"] = out;
+      meta["output_top_logprobs"] = b.lists(r.output_top_logprobs);
     }
-    if (!r.input_token_ids_logprobs.empty() || !r.output_token_ids_logprobs.empty()) {
-      json in = json::array(), out = json::array();
-      for (const auto& e : r.input_token_ids_logprobs) in.push_back(top_list(e));
-      for (const auto& e : r.output_token_ids_logprobs) out.push_back(top_list(e));
+    if (r.has_token_ids_logprobs) {
+      json in = json::array();
+      for (const auto& e : r.input_token_ids_logprobs) in.push_back(e.empty() ? json(nullptr) : b.top_list(e));
       meta["input_token_ids_logprobs"] = in;
-      meta["output_token_ids_logprobs"] = out;
+      meta["output_token_ids_logprobs"] = b.lists(r.output_token_ids_logprobs);
     }
   }
   return {{"output_ids", r.output_ids}, {"meta_info", meta}};

@@ -39,6 +39,9 @@ void Scheduler::emit(ScheduledRequest& q, bool final, std::optional<std::string>
       ch.new_output_logprobs.assign(lp.begin() + long(std::min(begin, lp.size())), lp.end());
       const auto& top = q.result.output_top_logprobs;
       if (!top.empty()) ch.new_output_top_logprobs.assign(top.begin() + long(std::min(begin, top.size())), top.end());
+      const auto& ids = q.result.output_token_ids_logprobs;
+      if (!ids.empty())
+        ch.new_output_token_ids_logprobs.assign(ids.begin() + long(std::min(begin, ids.size())), ids.end());
     }
     if (q.stop) ch.new_text = q.stop->take_text(final);
     q.streamed_ids = out.size();

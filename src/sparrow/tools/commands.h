@@ -10,5 +10,6 @@ namespace sparrow::tools {
 void register_generate_command(CLI::App& app);
 void register_parity_command(CLI::App& app);
 void register_tokenize_commands(CLI::App& app);
+void register_serve_command(CLI::App& app);
 
 }  // namespace sparrow::tools
