@@ -64,7 +64,7 @@ from hf_checkpoint import to_hub_state_dict, verify_reload  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CORPUS = "/work/shared/assets/corpus/austen"
+DEFAULT_CORPUS = os.path.join(REPO_ROOT, "..", "shared", "assets", "corpus", "austen")
 DEFAULT_OUT = os.path.join(REPO_ROOT, "models", "austen-moe")
 RESULTS_JSON = os.path.join(REPO_ROOT, "bench", "results", "austen_model_training.json")
 
