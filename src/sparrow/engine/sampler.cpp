@@ -1,5 +1,7 @@
 #include "sparrow/engine/sampler.h"
 
+#include "sparrow/core/hash.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -7,17 +9,12 @@
 namespace sparrow {
 namespace {
 
-uint64_t mix64(uint64_t x) {  // splitmix64 finalizer
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+uint64_t step(uint64_t x) { return mix64(x + kGolden64); }  // one splitmix64 draw
 
 }  // namespace
 
 double keyed_uniform(uint64_t seed, int64_t position, int64_t index) {
-  const uint64_t h = mix64(mix64(mix64(seed) ^ uint64_t(position)) ^ uint64_t(index));
+  const uint64_t h = step(step(step(seed) ^ uint64_t(position)) ^ uint64_t(index));
   return (double(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);  // (0, 1), never 0 or 1
 }
 

@@ -15,20 +15,12 @@
 #include "sparrow/core/error.h"
 #include "sparrow/core/thread_pool.h"
 #include "sparrow/model/weight_source.h"
+#include "sparrow/core/hash.h"
 
 namespace sparrow {
 namespace {
 
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-inline uint64_t mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xBF58476D1CE4E5B9ull;
-  x ^= x >> 27;
-  x *= 0x94D049BB133111EBull;
-  x ^= x >> 31;
-  return x;
-}
+constexpr uint64_t kGolden = kGolden64;
 
 uint64_t fnv1a(const std::string& s) {
   uint64_t h = 0xCBF29CE484222325ull;

@@ -6,6 +6,8 @@
 // threads needs no lock.
 #include "sparrow/tokenizer/bpe.h"
 
+#include "sparrow/core/hash.h"
+
 #include <atomic>
 #include <queue>
 #include <unordered_map>
@@ -20,14 +22,6 @@ namespace {
 
 std::atomic<uint64_t> g_next_uid{1};
 
-uint64_t mix(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
 
 struct StringHash {
   using is_transparent = void;
@@ -123,7 +117,7 @@ BpeModel::BpeModel(const nlohmann::json& model) : uid_(g_next_uid++) {
     SPARROW_REQUIRE(ia != vocab_.end() && ib != vocab_.end() && im != vocab_.end(),
                     "tokenizer.json: merge '{} {}' uses a token missing from the vocab", a, b);
     uint64_t key = (static_cast<uint64_t>(ia->second) << 32) | static_cast<uint32_t>(ib->second);
-    for (uint64_t h = mix(key) & mask_;; h = (h + 1) & mask_) {
+    for (uint64_t h = mix64(key) & mask_;; h = (h + 1) & mask_) {
       if (merges_[h].key == kEmpty) {
         merges_[h] = MergeSlot{key, rank, im->second};
         break;
@@ -136,7 +130,7 @@ BpeModel::BpeModel(const nlohmann::json& model) : uid_(g_next_uid++) {
 
 const BpeModel::MergeSlot* BpeModel::find_merge(int32_t left, int32_t right) const {
   uint64_t key = (static_cast<uint64_t>(left) << 32) | static_cast<uint32_t>(right);
-  for (uint64_t h = mix(key) & mask_;; h = (h + 1) & mask_) {
+  for (uint64_t h = mix64(key) & mask_;; h = (h + 1) & mask_) {
     const MergeSlot& s = merges_[h];
     if (s.key == key) return &s;
     if (s.key == kEmpty) return nullptr;
