@@ -11,5 +11,6 @@ void register_generate_command(CLI::App& app);
 void register_parity_command(CLI::App& app);
 void register_tokenize_commands(CLI::App& app);
 void register_serve_command(CLI::App& app);
+void register_bench_serving_command(CLI::App& app);
 
 }  // namespace sparrow::tools

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   sparrow::tools::register_parity_command(app);
   sparrow::tools::register_tokenize_commands(app);
   sparrow::tools::register_serve_command(app);
+  sparrow::tools::register_bench_serving_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
