@@ -73,7 +73,7 @@ TEST(ServerOpenAI, CompletionsStreamMatches) {
     text += e["choices"][0]["text"].get<std::string>();
     if (!e["choices"][0]["finish_reason"].is_null()) finish = e["choices"][0]["finish_reason"];
   }
-  EXPECT_EQ(text, whole.j["choices"][0]["text"]);
+  EXPECT_EQ(text, whole.j["choices"][0]["text"].get<std::string>());
   EXPECT_EQ(finish, "length");
   EXPECT_TRUE(sse.events.back()["choices"].empty()) << "usage chunk last";
 }
@@ -139,7 +139,7 @@ TEST(ServerOpenAI, ChatStream) {
     if (d.contains("content")) text += d["content"].get<std::string>();
     if (!e["choices"][0]["finish_reason"].is_null()) finish = e["choices"][0]["finish_reason"];
   }
-  EXPECT_EQ(text, whole.j["choices"][0]["message"]["content"]);
+  EXPECT_EQ(text, whole.j["choices"][0]["message"]["content"].get<std::string>());
   EXPECT_EQ(finish, "length");
 }
 
