@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sparrow/core/log.h"
+#include "sparrow/core/progress.h"
 #include "sparrow/kernels/ops.h"
 
 namespace sparrow {
@@ -42,6 +43,9 @@ void CausalLM::build(const WeightSource& source) {
   final_norm_ = w.vector_f32("model.norm.weight", h);
   dense_leaves_ = local_leaves(rank_, tp);
   layers_.resize(size_t(c.num_layers));
+  // One bar per process: rank 0 reports (the other ranks load their shards alongside); the
+  // tiny test models load too fast to need one.
+  ProgressBar progress("loading weights", c.num_layers, rank_.rank == 0 && c.hidden_size >= 256 && log_level() <= LogLevel::kInfo);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i);
     Layer& L = layers_[size_t(i)];
@@ -53,6 +57,7 @@ void CausalLM::build(const WeightSource& source) {
     else
       L.mlp = std::make_unique<Mlp>(w, p + ".mlp", h, c.intermediate_size, Mlp::Names{},
                                     shard_range(c.intermediate_size, tp, r));
+    progress.advance();
   }
 }
 
