@@ -89,7 +89,9 @@ TEST(ServerLoad, GracefulStop) {
     const std::string type = r.j["meta_info"]["finish_reason"]["type"];
     EXPECT_TRUE(type == "abort" || type == "length") << type;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  // Stop once the request is in the engine (on a loaded machine it may take a while to arrive).
+  for (int i = 0; i < 1000 && s->context().engine->stats().running == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   s->stop();
   t.join();
   EXPECT_NE(get(*s, "/health").status, 200) << "no longer serving";
