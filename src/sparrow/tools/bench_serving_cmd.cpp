@@ -28,6 +28,7 @@
 #include "sparrow/engine/sync_generate.h"
 #include "sparrow/model/model.h"
 #include "sparrow/tools/cli_util.h"
+#include "sparrow/core/machine_info.h"
 #include "sparrow/tools/commands.h"
 
 namespace sparrow::tools {
@@ -252,31 +253,6 @@ double mean(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;
   return v.empty() ? 0 : s / double(v.size());
-}
-
-std::string machine_cpu() {
-  std::ifstream info("/proc/cpuinfo");
-  for (std::string line; std::getline(info, line);)
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown";
-}
-json machine_json() {
-  std::string mem = "unknown";
-  std::ifstream meminfo("/proc/meminfo");
-  for (std::string line; std::getline(meminfo, line);)
-    if (line.rfind("MemTotal", 0) == 0) { mem = line.substr(line.find(':') + 1); break; }
-  mem.erase(0, mem.find_first_not_of(' '));
-  return {{"cpu", machine_cpu()}, {"logical_cores", std::thread::hardware_concurrency()}, {"mem_total", mem}};
-}
-std::string git_commit() {
-  std::string out;
-  if (FILE* p = popen("git -C " SPARROW_SOURCE_DIR " rev-parse HEAD 2>/dev/null", "r")) {
-    char b[128];
-    while (fgets(b, sizeof b, p)) out += b;
-    pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out.empty() ? "unknown" : out;
 }
 
 void add_stats(json& j, const char* name, const std::vector<double>& secs) {
