@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "sparrow/core/thread_pool.h"
 #include "sparrow/kernels/ops.h"
 
 namespace sparrow {
@@ -25,10 +26,23 @@ void row_parallel_linear(const Tensor& x, const Tensor& w, int leaves, Arena& ws
   SPARROW_CHECK(k % leaves == 0, "K {} does not split into {} leaves", k, leaves);
   const int64_t kl = k / leaves;
   std::vector<float*> blocks(static_cast<size_t>(leaves));
+  std::vector<Tensor> outs;
   for (int l = 0; l < leaves; ++l) {
-    const Tensor out = l == 0 ? y : ws.alloc(DType::kF32, {t, n});
-    ops::linear(x.slice_cols(l * kl, (l + 1) * kl), w.slice_cols(l * kl, (l + 1) * kl), nullptr, out);
-    blocks[size_t(l)] = out.data_as<float>();
+    outs.push_back(l == 0 ? y : ws.alloc(DType::kF32, {t, n}));
+    blocks[size_t(l)] = outs.back().data_as<float>();
+  }
+  // One dispatch for all leaves: each thread runs whole leaf GEMMs (a GEMM called from inside
+  // the pool runs serially), so small decode-sized leaves do not each pay a thread wake-up.
+  // Every leaf is the same kernel call whichever thread runs it: the bits do not change.
+  auto leaf = [&](int64_t l) {
+    ops::linear(x.slice_cols(l * kl, (l + 1) * kl), w.slice_cols(l * kl, (l + 1) * kl), nullptr, outs[size_t(l)]);
+  };
+  if (leaves >= ThreadPool::global().size()) {
+    ThreadPool::global().parallel_for(leaves, [&](int64_t b, int64_t e) {
+      for (int64_t l = b; l < e; ++l) leaf(l);
+    });
+  } else {
+    for (int64_t l = 0; l < leaves; ++l) leaf(l);  // fewer leaves than threads: each GEMM goes parallel
   }
   tree_combine(blocks.data(), leaves, size_t(t * n));
 }
