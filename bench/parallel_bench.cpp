@@ -3,7 +3,7 @@
 // per layer in each layout.
 //
 //   build/bench/parallel_bench --config ../shared/assets/configs/qwen3-30b-a3b.json \
-//       [--layers 2] [--batch 8] [--prompt 64] [--steps 16] [--dtype bfloat16]
+//       [--layers 2] [--batch 8] [--prompt 64] [--steps 16] [--dtype bfloat16] [--only LAYOUT]
 //
 // The model is the config's shape with dummy weights, cut to --layers layers so that it
 // fits and runs quickly on a small machine (per-layer figures do not depend on depth).
@@ -34,7 +34,7 @@ struct LayoutSpec {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, dtype = "bfloat16";
+  std::string config_path, dtype = "bfloat16", only;
   int64_t layers = 2, batch = 8, prompt = 64, steps = 16;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     else if (k == "--prompt") prompt = std::stoll(v);
     else if (k == "--steps") steps = std::stoll(v);
     else if (k == "--dtype") dtype = v;
+    else if (k == "--only") only = v;
     else { std::fprintf(stderr, "unknown flag %s\n", k.c_str()); return 2; }
   }
   if (config_path.empty()) { std::fprintf(stderr, "--config PATH is required\n"); return 2; }
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
   };
   nlohmann::json rows = nlohmann::json::array();
   for (const LayoutSpec& l : layouts) {
+    if (!only.empty() && only != l.name) continue;
     nlohmann::json row = {{"layout", l.name}};
     for (bool det : {false, true}) {
       EngineOptions o;
@@ -82,15 +84,20 @@ int main(int argc, char** argv) {
         reqs.push_back(std::move(r));
       }
       generate_sync(e, {reqs[0]});  // warm-up: first touches of weights and KV
-      const uint64_t bytes0 = e.stats().comm_bytes;
+      const EngineStats before = e.stats();
+      const uint64_t bytes0 = before.comm_bytes;
       const auto t0 = Clock::now();
       generate_sync(e, reqs);
       const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-      const uint64_t bytes = e.stats().comm_bytes - bytes0;
+      const EngineStats after = e.stats();
+      const uint64_t bytes = after.comm_bytes - bytes0;
+      const double sched = after.scheduler_seconds - before.scheduler_seconds;
+      const double fwd = after.forward_seconds - before.forward_seconds;
       const double tokens = double(batch * (prompt + steps));  // every token passes every layer once
       nlohmann::json m = {{"seconds", secs},
                           {"output_tokens_per_s", double(batch * steps) / secs},
-                          {"comm_bytes_per_token_per_layer", double(bytes) / tokens / double(layers)}};
+                          {"comm_bytes_per_token_per_layer", double(bytes) / tokens / double(layers)},
+                          {"scheduler_fraction_of_step", sched / std::max(sched + fwd, 1e-12)}};
       row[det ? "deterministic" : "default"] = m;
     }
     row["deterministic_overhead"] =

@@ -34,6 +34,7 @@ struct Engine::Impl {
   std::vector<StepPlan> plans;
   std::vector<Buffer> logits;
   size_t next_dp = 0;
+  double scheduler_seconds = 0, forward_seconds = 0;
   Clock::time_point last_log = Clock::now();
 
   // ---- shared with other threads, under mu ----
@@ -123,6 +124,7 @@ struct Engine::Impl {
 
   // Plans, runs and consumes one step. False when every group was idle (nothing ran).
   bool step() {
+    const auto t_plan = Clock::now();
     bool any = false;
     std::vector<const ForwardBatch*> batches;
     std::vector<const ReqToTokenPool*> tables;
@@ -146,6 +148,9 @@ struct Engine::Impl {
       tokens += plans[d].batch.num_tokens();
       schedulers[d]->finish_step(plans[d], outs[d]);
     }
+    const double total = std::chrono::duration<double>(Clock::now() - t_plan).count();
+    scheduler_seconds += total - secs;
+    forward_seconds += secs;
     {
       std::lock_guard<std::mutex> lock(mu);
       stats.last_step_tokens_per_s = double(tokens) / std::max(secs, 1e-9);
@@ -158,6 +163,8 @@ struct Engine::Impl {
     EngineStats s;
     for (auto& sch : schedulers) sch->add_stats(s);
     s.comm_bytes = executor->comm_bytes();
+    s.scheduler_seconds = scheduler_seconds;
+    s.forward_seconds = forward_seconds;
     std::lock_guard<std::mutex> lock(mu);
     s.last_step_tokens_per_s = stats.last_step_tokens_per_s;
     stats = s;

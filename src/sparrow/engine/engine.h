@@ -51,6 +51,9 @@ struct EngineStats {
   int64_t requests_finished = 0, requests_aborted = 0, retractions = 0;
   double last_step_tokens_per_s = 0;
   uint64_t comm_bytes = 0;  // moved by the ranks' collectives since start
+  // Time spent since start in steps that ran the model: planning and consuming logits
+  // (the scheduler's own time) vs the model forward on all ranks.
+  double scheduler_seconds = 0, forward_seconds = 0;
 };
 
 class Engine {
