@@ -3,6 +3,8 @@
 #include "sparrow/model/config.h"
 
 #include <gtest/gtest.h>
+
+#include "../common/expect_input_error.h"
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -23,17 +25,7 @@ json load(const std::string& name) {
 
 ModelConfig parse(const std::string& name) { return ModelConfig::from_json(load(name), name); }
 
-// Returns the InputError message of f(), failing the test if it does not throw one.
-template <typename F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected InputError";
-  return "";
-}
+using sparrow::test::input_error;
 
 TEST(ModelConfig, Qwen3_30B_A3B) {
   const ModelConfig c = parse("qwen3-30b-a3b.json");

@@ -5,6 +5,8 @@
 #include "sparrow/model/safetensors.h"
 
 #include <gtest/gtest.h>
+
+#include "../common/expect_input_error.h"
 #include <nlohmann/json.hpp>
 
 #include <cstring>
@@ -21,16 +23,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 const std::string kFixtures = std::string(SPARROW_TESTDATA_DIR) + "/safetensors/";
 
-template <typename F>
-std::string input_error(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected InputError";
-  return "";
-}
+using sparrow::test::input_error;
 
 #define EXPECT_CONTAINS(msg, part) \
   EXPECT_NE(std::string(msg).find(part), std::string::npos) << "\"" << (msg) << "\" lacks \"" << (part) << "\""
