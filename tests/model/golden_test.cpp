@@ -30,6 +30,18 @@ json read_golden(const std::string& name) {
   return json::parse(f);
 }
 
+// A greedy request for a golden prompt; with `logprobs`, every input and output logprob.
+Request greedy(const json& prompt, int32_t max_new, bool logprobs) {
+  Request r;
+  r.input_ids = prompt["input_ids"].get<std::vector<int32_t>>();
+  r.sampling.max_new_tokens = max_new;
+  r.sampling.temperature = 0;
+  r.sampling.ignore_eos = true;
+  r.return_logprob = logprobs;
+  r.logprob_start_len = logprobs ? 0 : -1;
+  return r;
+}
+
 class GoldenTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override { golden_ = read_golden(GetParam().model); }
@@ -58,13 +70,7 @@ TEST_P(GoldenTest, TeacherForcedLogprobsMatchTransformers) {
   double sum = 0, worst = 0;
   int64_t count = 0;
   for (const json& p : golden_["prompts"]) {
-    Request r;
-    r.input_ids = p["input_ids"].get<std::vector<int32_t>>();
-    r.sampling.max_new_tokens = 1;
-    r.sampling.temperature = 0;
-    r.sampling.ignore_eos = true;
-    r.return_logprob = true;
-    r.logprob_start_len = 0;
+    Request r = greedy(p, 1, true);
     r.top_logprobs_num = 5;
     const GenerateResult res = run1(*engine_, r);
     const json& want = p["input_logprobs"];
@@ -110,11 +116,7 @@ TEST_P(GoldenTest, GreedyContinuationMatchesUntilFirstNearTie) {
   auto engine_ = engine(8192, /*kv_f32=*/true);
   for (const json& p : golden_["prompts"]) {
     const json& g = p["greedy"];
-    Request r;
-    r.input_ids = p["input_ids"].get<std::vector<int32_t>>();
-    r.sampling.max_new_tokens = int32_t(g["output_ids"].size());
-    r.sampling.temperature = 0;
-    r.sampling.ignore_eos = true;
+    const Request r = greedy(p, int32_t(g["output_ids"].size()), false);
     const GenerateResult res = run1(*engine_, r);
     ASSERT_EQ(res.output_ids.size(), g["output_ids"].size());
     for (size_t i = 0; i < res.output_ids.size(); ++i) {
@@ -128,14 +130,7 @@ TEST_P(GoldenTest, BatchOfMixedLengthsEqualsEachSequenceAlone) {
   auto engine_ = engine();
   std::vector<Request> reqs;
   for (const json& p : golden_["prompts"]) {
-    Request r;
-    r.input_ids = p["input_ids"].get<std::vector<int32_t>>();
-    r.sampling.max_new_tokens = 8;
-    r.sampling.temperature = 0;
-    r.sampling.ignore_eos = true;
-    r.return_logprob = true;
-    r.logprob_start_len = 0;
-    reqs.push_back(r);
+    reqs.push_back(greedy(p, 8, true));
   }
   const std::vector<GenerateResult> batched = run(*engine_, reqs);
   for (size_t i = 0; i < reqs.size(); ++i) {
@@ -153,13 +148,7 @@ TEST_P(GoldenTest, BatchOfMixedLengthsEqualsEachSequenceAlone) {
 TEST_P(GoldenTest, ChunkedPrefillEqualsWholePrefill) {
   auto chunked = engine(7), whole = engine();
   const json& p = golden_["prompts"].back();
-  Request r;
-  r.input_ids = p["input_ids"].get<std::vector<int32_t>>();
-  r.sampling.max_new_tokens = 4;
-  r.sampling.temperature = 0;
-  r.sampling.ignore_eos = true;
-  r.return_logprob = true;
-  r.logprob_start_len = 0;
+  const Request r = greedy(p, 4, true);
   const GenerateResult a = run1(*chunked, r), b = run1(*whole, r);
   EXPECT_EQ(a.output_ids, b.output_ids);
   ASSERT_EQ(a.input_token_logprobs.size(), b.input_token_logprobs.size());
