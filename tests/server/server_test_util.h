@@ -62,9 +62,8 @@ struct Reply {
   json j;  // parsed body (null if not JSON)
 };
 
-inline Reply post(Server& s, const std::string& path, const std::string& body, httplib::Headers headers = {}) {
-  auto c = client(s);
-  auto r = c->Post(path, headers, body, "application/json");
+// Status, body and parsed JSON of a client result (status 0 when the request failed).
+inline Reply to_reply(const httplib::Result& r) {
   Reply out;
   if (!r) return out;
   out.status = r->status;
@@ -72,20 +71,18 @@ inline Reply post(Server& s, const std::string& path, const std::string& body, h
   out.j = json::parse(r->body, nullptr, false);
   if (out.j.is_discarded()) out.j = nullptr;
   return out;
+}
+
+inline Reply post(Server& s, const std::string& path, const std::string& body, httplib::Headers headers = {}) {
+  auto c = client(s);
+  return to_reply(c->Post(path, headers, body, "application/json"));
 }
 inline Reply post(Server& s, const std::string& path, const json& body, httplib::Headers headers = {}) {
   return post(s, path, body.dump(), std::move(headers));
 }
 inline Reply get(Server& s, const std::string& path, httplib::Headers headers = {}) {
   auto c = client(s);
-  auto r = c->Get(path, headers);
-  Reply out;
-  if (!r) return out;
-  out.status = r->status;
-  out.body = r->body;
-  out.j = json::parse(r->body, nullptr, false);
-  if (out.j.is_discarded()) out.j = nullptr;
-  return out;
+  return to_reply(c->Get(path, headers));
 }
 
 // SSE body -> the data payloads in order; `done` tells whether the last one was [DONE].

@@ -17,10 +17,6 @@ struct ModelExecutor::Rank {
   Buffer scratch_logits;  // ranks that are not their group's attention-TP rank 0
 };
 
-size_t ModelExecutor::workspace_bytes(const CausalLM& m, int64_t tokens, int dp) {
-  return m.workspace_bytes(tokens * dp);
-}
-
 ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype,
                              const ParallelOptions& p, int64_t kv_slots, int64_t max_step_tokens)
     : mesh_(Mesh::build(p.layout, c)) {
@@ -37,7 +33,8 @@ ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, D
     rank->ctx = rank->comms.context(mesh_, r, p.deterministic, leaves, p.a2a);
     rank->model = std::make_unique<CausalLM>(c, source, dtype, rank->ctx);
     rank->kv = std::make_unique<KVPool>(c.num_layers, kv_slots, rank->model->local_kv_heads(), c.head_dim, kv_dtype);
-    rank->ws = std::make_unique<Arena>(workspace_bytes(*rank->model, max_step_tokens, mesh_.attn_dp));
+    // MoE layers may see every DP group's tokens.
+    rank->ws = std::make_unique<Arena>(rank->model->workspace_bytes(max_step_tokens * mesh_.attn_dp));
     ranks_.push_back(std::move(rank));
   }
   if (mesh_.world > 1) {

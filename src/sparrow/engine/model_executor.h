@@ -35,8 +35,6 @@ class ModelExecutor {
   uint64_t comm_bytes() const { return world_->bytes_moved(); }
   // KV bytes per token slot of one DP group (all its ranks).
   size_t kv_bytes_per_token() const;
-  // Workspace bytes one rank's forward needs for `tokens` tokens per DP group.
-  static size_t workspace_bytes(const CausalLM& m, int64_t tokens, int dp);
 
   // One step on every rank: DP group d runs batches[d] (an empty batch: idle) against its
   // req_to_token table tables[d]; logits[d] receives its rows (the group's attention-TP
