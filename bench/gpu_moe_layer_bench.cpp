@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   fill_random_bf16(w13.data(), size_t(w13.tensor().numel()), 0.03f, 1);
   fill_random_bf16(w2.data(), size_t(w2.tensor().numel()), 0.03f, 2);
   fill_random_bf16(router.data(), size_t(router.tensor().numel()), 0.05f, 3);
-  const ops::cuda::MoeWeights mw{w13.tensor(), w2.tensor()};
+
   constexpr int kSets = 8;
   const int64_t tmax = kTokens.back();
   std::vector<cuda::DeviceBuffer> xs;
@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   }
   cuda::DeviceBuffer out(DType::kBF16, {tmax, kH});
   cuda::DeviceBuffer wsbuf(ops::cuda::moe_workspace_bytes(tmax, int(kK), kE, kH, kI) + (size_t(64) << 20));
-  cuda::DeviceRegion ws("bench", wsbuf.data(), wsbuf.nbytes());
+  Arena ws("bench", wsbuf.data(), wsbuf.nbytes(), Device::kCUDA);
   const size_t flush_bytes = size_t(512) << 20;
   cuda::DeviceBuffer flush(flush_bytes);
   auto flush_l2 = [&] { SPARROW_CUDA_CHECK(cudaMemsetAsync(flush.data(), 0, flush_bytes, s)); };
@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
     const double floor_us = expected * kBytesPerExpert / (bw_tbs * 1e12) * 1e6;
     const double floor_335 = expected * kBytesPerExpert / 3.35e12 * 1e6;
     auto layer = [&](int set) {
-      ops::cuda::moe_forward(xs[size_t(set)].tensor().slice_rows(0, T), router.tensor(), mw, int(kK), true, ws,
+      ops::cuda::moe_forward(xs[size_t(set)].tensor().slice_rows(0, T), router.tensor(), w13.tensor(), w2.tensor(), int(kK), true, ws,
                              out.tensor().slice_rows(0, T));
     };
     // eager
@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
       ops::cuda::linear(x, router.tensor(), nullptr, logits);
       ops::cuda::route_topk_softmax(logits, int(kK), true, ids, wts);
       flush_l2();
-      const double us = timer.run_us([&] { ops::cuda::moe_experts(x, ids, wts, int(kK), mw, ws, slot); }, s);
+      const double us = timer.run_us([&] { ops::cuda::moe_experts(x, ids, wts, int(kK), w13.tensor(), w2.tensor(), ws, slot); }, s);
       if (it >= 8) experts_us.push_back(us);
       if (it == 0) {
         std::vector<int32_t> h(size_t(T * kK));

@@ -39,7 +39,7 @@ class OpenAIApiTest(unittest.TestCase):
         cls.port = free_port()
         cls.base = f"http://127.0.0.1:{cls.port}"
         cls.proc = subprocess.Popen(
-            [BINARY, "serve", "--model-path", MODEL, "--port", str(cls.port), "--api-key", API_KEY,
+            [BINARY, "serve", "--model-path", MODEL, "--port", str(cls.port), "--api-key", API_KEY, "--device", "cpu",
              "--max-total-tokens", "16384", "--served-model-name", "austen-tiny", "--log-interval", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 60

@@ -308,16 +308,16 @@ TEST_F(Gpu, MoeLayerMatchesCpuComposition) {
   fill_uniform(w2.tensor(), rng, -0.1f, 0.1f);
   fill_uniform(router.tensor(), rng, -0.1f, 0.1f);
   auto dw13 = upload(w13.tensor()), dw2 = upload(w2.tensor()), drouter = upload(router.tensor());
-  const ops::cuda::MoeWeights mw{dw13.tensor(), dw2.tensor()};
+
   DeviceBuffer wsbuf(ops::cuda::moe_workspace_bytes(300, k, E, H, I) + (1 << 20));
-  cuda::DeviceRegion ws("test", wsbuf.data(), wsbuf.nbytes());
+  Arena ws("test", wsbuf.data(), wsbuf.nbytes(), Device::kCUDA);
   cuda::set_deterministic(true);
   for (int64_t T : {int64_t(1), int64_t(7), int64_t(33), int64_t(257), int64_t(300)}) {
     Buffer x(DType::kBF16, {T, H});
     fill_uniform(x.tensor(), rng);
     auto dx = upload(x.tensor());
     auto out = poisoned(DType::kBF16, {T, H});
-    ops::cuda::moe_forward(dx.tensor(), drouter.tensor(), mw, k, true, ws, out.tensor());
+    ops::cuda::moe_forward(dx.tensor(), drouter.tensor(), dw13.tensor(), dw2.tensor(), k, true, ws, out.tensor());
     // Routing on the CPU from the same logits (fixed-kernel router GEMM vs CPU GEMM can
     // differ in the last bit, so route from the GPU logits to compare the experts exactly).
     auto dlog = poisoned(DType::kF32, {T, E});
@@ -347,7 +347,7 @@ TEST_F(Gpu, MoeLayerMatchesCpuComposition) {
     EXPECT_LT(rel_err(got, to_f32(ref.tensor())), 1e-2) << T;
     // Batch invariance in deterministic mode: the first token alone gives the same row.
     auto one = poisoned(DType::kBF16, {1, H});
-    ops::cuda::moe_forward(dx.tensor().slice_rows(0, 1), drouter.tensor(), mw, k, true, ws, one.tensor());
+    ops::cuda::moe_forward(dx.tensor().slice_rows(0, 1), drouter.tensor(), dw13.tensor(), dw2.tensor(), k, true, ws, one.tensor());
     const auto got1 = to_f32(download(one.tensor()).tensor());
     for (int64_t i = 0; i < H; ++i) ASSERT_EQ(f32_bits(got1[size_t(i)]), f32_bits(got[size_t(i)])) << T << " " << i;
   }

@@ -31,6 +31,7 @@ inline ServerOptions text_options() {
   o.enable_metrics = true;
   o.log_interval = 0;
   o.dtype = "float32";
+  o.device = "cpu";  // the CPU suite, also where a GPU is present (tests/gpu/ covers the GPU)
   o.shutdown_grace_s = 1;
   return o;
 }

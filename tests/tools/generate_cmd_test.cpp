@@ -17,7 +17,8 @@ struct RunResult {
 };
 
 RunResult run_sparrow(const std::string& args) {
-  const std::string cmd = std::string(SPARROW_BINARY) + " " + args + " 2>&1";
+  // --device cpu: the CPU suite also where a GPU is present (tests/gpu/ covers the GPU).
+  const std::string cmd = std::string(SPARROW_BINARY) + " " + args + " --device cpu 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   std::array<char, 4096> buf;

@@ -5,11 +5,12 @@
 namespace sparrow {
 
 void* Arena::alloc_bytes(size_t nbytes) {
-  const size_t aligned = (nbytes + 63) / 64 * 64;
-  if (used_ + aligned > block_.nbytes())
-    throw_error("workspace arena exhausted: step needs {} more bytes, capacity {} (used {})",
-                aligned, block_.nbytes(), used_);
-  void* p = static_cast<char*>(block_.data()) + used_;
+  const size_t align = device_ == Device::kCPU ? 64 : 256;
+  const size_t aligned = (nbytes + align - 1) / align * align;
+  if (used_ + aligned > capacity_)
+    throw_error("{} arena exhausted: needs {} more bytes, capacity {} (used {}, high water {})", name_, aligned,
+                capacity_, used_, high_water_);
+  void* p = base_ + used_;
   used_ += aligned;
   high_water_ = std::max(high_water_, used_);
   return p;

@@ -53,10 +53,19 @@ struct Engine::Impl {
   DType kv_dtype() const { return opts.kv_cache_dtype.value_or(loaded.dtype); }
 
   // Most tokens one DP group puts in a step (sizes the workspaces): a prefill chunk or a
-  // decode batch, and never more than the KV pool holds.
+  // decode batch, and never more than the KV pool holds (once its size is known).
   int64_t max_step_tokens() const {
     const int64_t chunk = opts.chunked_prefill_size > 0 ? opts.chunked_prefill_size : context_length;
-    return std::min<int64_t>(std::max<int64_t>(chunk, opts.max_running_requests), kv_slots);
+    const int64_t most = std::max<int64_t>(chunk, opts.max_running_requests);
+    return kv_slots > 0 ? std::min<int64_t>(most, kv_slots) : most;
+  }
+
+  std::unique_ptr<ModelExecutor> make_executor() const {
+    DeviceOptions gpu = opts.gpu;
+    gpu.max_batch = opts.max_running_requests;
+    gpu.max_context = context_length;
+    return std::make_unique<ModelExecutor>(loaded.config, *loaded.source, loaded.dtype, kv_dtype(), opts.parallel, kv_slots,
+                                           max_step_tokens(), opts.device, gpu);
   }
 
   std::vector<int64_t> stop_ids() const {
@@ -71,16 +80,17 @@ struct Engine::Impl {
     loaded.model.reset();  // the executor builds its own shards
     const ModelConfig& c = loaded.config;
     context_length = opts.context_length > 0 ? opts.context_length : std::max<int64_t>(c.max_position_embeddings, 1);
-    // KV slots per DP group: --max-total-tokens, or what the memory budget holds.
+    // KV slots per DP group: --max-total-tokens, or what the memory budget holds (on a GPU:
+    // what the device memory plan leaves, decided by the executor).
     kv_slots = opts.max_total_tokens;
-    if (kv_slots <= 0) {
+    if (kv_slots <= 0 && opts.device == Device::kCPU) {
       const Mesh mesh = Mesh::build(opts.parallel.layout, c);
       const int64_t kv_heads_per_rank = std::max<int64_t>(1, c.num_kv_heads / mesh.attn_tp);
       const size_t per_token = size_t(2 * c.num_layers * kv_heads_per_rank * c.head_dim * mesh.attn_tp) * dtype_size(kv_dtype());
       kv_slots = std::max<int64_t>(opts.kv_memory_bytes / int64_t(per_token) / mesh.attn_dp, context_length);
     }
-    executor = std::make_unique<ModelExecutor>(c, *loaded.source, loaded.dtype, kv_dtype(), opts.parallel, kv_slots,
-                                               max_step_tokens());
+    executor = make_executor();
+    kv_slots = executor->kv_slots();
     for (int d = 0; d < executor->dp_size(); ++d)
       schedulers.push_back(std::make_unique<Scheduler>(c, tokenizer, opts, kv_slots, context_length, stop_ids()));
     plans.resize(schedulers.size());
@@ -330,8 +340,7 @@ void Engine::update_weights_from_disk(const std::string& model_path, const std::
   // The loop is parked: swap the weights and rebuild the ranks (KV memory included).
   s.executor.reset();
   s.loaded = std::move(fresh);
-  s.executor = std::make_unique<ModelExecutor>(s.loaded.config, *s.loaded.source, s.loaded.dtype, s.kv_dtype(),
-                                               s.opts.parallel, s.kv_slots, s.max_step_tokens());
+  s.executor = s.make_executor();
   for (auto& sch : s.schedulers) sch->flush_cache();
   model_path_ = model_path;
   s.paused = false;

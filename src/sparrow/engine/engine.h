@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "sparrow/engine/device_options.h"
 #include "sparrow/engine/request.h"
 #include "sparrow/model/model.h"
 #include "sparrow/parallel/rank_context.h"
@@ -41,6 +42,8 @@ struct EngineOptions {
   ParallelOptions parallel;             // TP / DP-attention / EP layout, deterministic mode
   std::optional<DType> kv_cache_dtype;  // --kv-cache-dtype; unset ("auto"): the model dtype
   DpRouter dp_router = DpRouter::kRoundRobin;
+  Device device = Device::kCPU;         // --device (tools resolve "auto")
+  DeviceOptions gpu;                    // GPU memory plan and CUDA graphs (device kCUDA)
 };
 
 // Counters and gauges for /get_load, /server_info and /metrics.

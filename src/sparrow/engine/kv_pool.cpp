@@ -5,14 +5,23 @@ namespace sparrow {
 KVPool::KVPool(int64_t num_layers, int64_t num_slots, int64_t kv_heads, int64_t head_dim, DType dtype)
     : num_slots_(num_slots) {
   SPARROW_CHECK(num_slots > 0 && num_layers > 0, "KV pool of {} slots x {} layers", num_slots, num_layers);
+  for (int64_t l = 0; l < 2 * num_layers; ++l) {
+    owned_.emplace_back(dtype, Shape{num_slots, kv_heads, head_dim});
+    (l % 2 ? v_ : k_).push_back(owned_.back().tensor());
+  }
+}
+
+KVPool::KVPool(int64_t num_layers, int64_t num_slots, int64_t kv_heads, int64_t head_dim, DType dtype, Arena& region)
+    : num_slots_(num_slots) {
+  SPARROW_CHECK(num_slots > 0 && num_layers > 0, "KV pool of {} slots x {} layers", num_slots, num_layers);
   for (int64_t l = 0; l < num_layers; ++l) {
-    k_.emplace_back(dtype, Shape{num_slots, kv_heads, head_dim});
-    v_.emplace_back(dtype, Shape{num_slots, kv_heads, head_dim});
+    k_.push_back(region.alloc(dtype, {num_slots, kv_heads, head_dim}));
+    v_.push_back(region.alloc(dtype, {num_slots, kv_heads, head_dim}));
   }
 }
 
 size_t KVPool::bytes_per_token() const {
-  return 2 * k_.size() * size_t(k_[0].tensor().size(1) * k_[0].tensor().size(2)) * dtype_size(k_[0].tensor().dtype());
+  return bytes_per_token(int64_t(k_.size()), k_[0].size(1), k_[0].size(2), k_[0].dtype());
 }
 
 SlotAllocator::SlotAllocator(int64_t num_slots) : num_slots_(num_slots) {

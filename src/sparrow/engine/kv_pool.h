@@ -9,22 +9,31 @@
 #include <cstdint>
 #include <vector>
 
+#include "sparrow/core/arena.h"
 #include "sparrow/core/tensor.h"
 
 namespace sparrow {
 
 class KVPool {
  public:
+  // Host memory (zeroed).
   KVPool(int64_t num_layers, int64_t num_slots, int64_t kv_heads, int64_t head_dim, DType dtype);
+  // Carved from `region` (the device KV region of a GPU rank); not initialized: attention
+  // only reads slots a step has written.
+  KVPool(int64_t num_layers, int64_t num_slots, int64_t kv_heads, int64_t head_dim, DType dtype, Arena& region);
 
-  Tensor k(int64_t layer) const { return k_[size_t(layer)].tensor(); }
-  Tensor v(int64_t layer) const { return v_[size_t(layer)].tensor(); }
+  Tensor k(int64_t layer) const { return k_[size_t(layer)]; }
+  Tensor v(int64_t layer) const { return v_[size_t(layer)]; }
   int64_t num_slots() const { return num_slots_; }
   size_t bytes_per_token() const;
+  static size_t bytes_per_token(int64_t num_layers, int64_t kv_heads, int64_t head_dim, DType dtype) {
+    return 2 * size_t(num_layers * kv_heads * head_dim) * dtype_size(dtype);
+  }
 
  private:
   int64_t num_slots_;
-  std::vector<Buffer> k_, v_;
+  std::vector<Buffer> owned_;
+  std::vector<Tensor> k_, v_;
 };
 
 class SlotAllocator {

@@ -4,6 +4,13 @@
 #include <cstdlib>
 
 #include "sparrow/core/log.h"
+#ifdef SPARROW_HAVE_CUDA
+#include "sparrow/engine/cuda/device_runner.h"
+#else
+namespace sparrow {
+class DeviceRunner {};  // no CUDA backend in this build: never constructed
+}  // namespace sparrow
+#endif
 
 namespace sparrow {
 
@@ -18,14 +25,35 @@ struct ModelExecutor::Rank {
 };
 
 ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype,
-                             const ParallelOptions& p, int64_t kv_slots, int64_t max_step_tokens)
-    : mesh_(Mesh::build(p.layout, c)) {
+                             const ParallelOptions& p, int64_t kv_slots, int64_t max_step_tokens, Device device,
+                             DeviceOptions gpu)
+    : mesh_(Mesh::build(p.layout, c)), device_(device), kv_slots_(kv_slots) {
   const int leaves = deterministic_leaves(c);
   if (p.deterministic)
     SPARROW_REQUIRE(mesh_.attn_tp <= leaves && mesh_.moe_tp <= leaves && leaves % mesh_.attn_tp == 0 && leaves % mesh_.moe_tp == 0,
                     "deterministic inference splits reductions into {} leaves for this model: attention TP {} and MoE TP {} must divide it",
                     leaves, mesh_.attn_tp, mesh_.moe_tp);
   world_ = std::make_unique<InProcessWorld>(mesh_.world);
+  if (device == Device::kCUDA) {
+#ifdef SPARROW_HAVE_CUDA
+    SPARROW_REQUIRE(mesh_.world == 1, "--device cuda runs one rank for now ({}): multi-GPU layouts need the NCCL backend "
+                    "in the layers; use --device cpu for CPU ranks", mesh_.describe());
+    auto rank = std::make_unique<Rank>();
+    rank->comms = RankComms::create(*world_, mesh_, 0);
+    // One GPU: the leaf tree only matters across TP splits; the batch-invariant kernels
+    // give deterministic mode its guarantee there (docs/numerics.md, "GPU").
+    rank->ctx = rank->comms.context(mesh_, 0, p.deterministic, 1, p.a2a);
+    gpu.kv_slots = kv_slots;
+    gpu.max_step_tokens = max_step_tokens;
+    gpu_ = std::make_unique<DeviceRunner>(c, source, dtype, kv_dtype, rank->ctx, gpu);
+    kv_slots_ = gpu_->kv_slots();
+    ranks_.push_back(std::move(rank));
+    return;
+#else
+    throw_input_error("--device cuda: this build has no CUDA backend");
+#endif
+  }
+  SPARROW_CHECK(kv_slots > 0, "a CPU executor needs its KV pool size");
   for (int r = 0; r < mesh_.world; ++r) {
     auto rank = std::make_unique<Rank>();
     rank->index = r;
@@ -54,6 +82,9 @@ ModelExecutor::~ModelExecutor() {
 }
 
 size_t ModelExecutor::kv_bytes_per_token() const {
+#ifdef SPARROW_HAVE_CUDA
+  if (gpu_) return gpu_->kv_bytes_per_token();
+#endif
   size_t n = 0;
   for (int r = 0; r < mesh_.attn_tp; ++r) n += ranks_[size_t(r)]->kv->bytes_per_token();
   return n;
@@ -95,6 +126,12 @@ void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span
                          std::span<const Tensor> logits) {
   SPARROW_CHECK(int(batches.size()) == mesh_.attn_dp && tables.size() == batches.size() && logits.size() == batches.size(),
                 "one batch, table and logits buffer per DP group");
+#ifdef SPARROW_HAVE_CUDA
+  if (gpu_) {
+    gpu_->step(*batches[0], *tables[0], logits[0]);
+    return;
+  }
+#endif
   batches_ = batches;
   tables_ = tables;
   logits_ = logits;

@@ -1,5 +1,6 @@
 // ModelExecutor: runs the model on every rank of the mesh, one thread per rank (the
-// in-process backend; a GPU rank will be a thread driving its device). Each rank owns its
+// in-process backend), or on one GPU through a DeviceRunner (--device cuda; one rank for
+// now: multi-GPU layouts need the NCCL backend in the layers). Each rank owns its
 // model shard, its KV memory and its workspace; the attention-TP ranks of a DP group run
 // the same batch, and all ranks step together (a DP group with no work runs an idle batch,
 // so collectives still match).
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "sparrow/core/arena.h"
+#include "sparrow/engine/device_options.h"
 #include "sparrow/engine/forward_batch.h"
 #include "sparrow/engine/kv_pool.h"
 #include "sparrow/model/model.h"
@@ -21,12 +23,16 @@
 
 namespace sparrow {
 
+class DeviceRunner;
+
 class ModelExecutor {
  public:
   // One model shard per rank from `source` (which must outlive the executor), KV pools of
   // `kv_slots` slots in `kv_dtype`, workspaces for `max_step_tokens` tokens per DP group.
+  // On a GPU (`device` kCUDA) the DeviceRunner sizes the KV pool itself from `gpu`
+  // (kv_slots <= 0: what the memory plan leaves); kv_slots() says what it got.
   ModelExecutor(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype, const ParallelOptions& p,
-                int64_t kv_slots, int64_t max_step_tokens);
+                int64_t kv_slots, int64_t max_step_tokens, Device device = Device::kCPU, DeviceOptions gpu = {});
   ~ModelExecutor();
 
   const Mesh& mesh() const { return mesh_; }
@@ -35,6 +41,9 @@ class ModelExecutor {
   uint64_t comm_bytes() const { return world_->bytes_moved(); }
   // KV bytes per token slot of one DP group (all its ranks).
   size_t kv_bytes_per_token() const;
+  // KV slots of each DP group's pool.
+  int64_t kv_slots() const { return kv_slots_; }
+  Device device() const { return device_; }
 
   // One step on every rank: DP group d runs batches[d] (an empty batch: idle) against its
   // req_to_token table tables[d]; logits[d] receives its rows (the group's attention-TP
@@ -48,6 +57,9 @@ class ModelExecutor {
   void worker(int rank);
 
   Mesh mesh_;
+  Device device_ = Device::kCPU;
+  int64_t kv_slots_ = 0;
+  std::unique_ptr<DeviceRunner> gpu_;  // --device cuda
   std::unique_ptr<InProcessWorld> world_;
   std::vector<std::unique_ptr<Rank>> ranks_;
   std::vector<std::thread> threads_;

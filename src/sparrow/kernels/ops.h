@@ -11,6 +11,7 @@
 
 #include <cstdint>
 
+#include "sparrow/core/arena.h"
 #include "sparrow/core/tensor.h"
 
 namespace sparrow::ops {
@@ -24,6 +25,11 @@ namespace sparrow::ops {
 // the thread count (batch invariance); the AVX2 and AVX-512 kernels give the same bits.
 // See docs/numerics.md.
 void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
+
+// dst = src between any two devices (same dtype and element count, both contiguous).
+// Device-to-device copies are queued on the current stream; a copy that reads or writes
+// host memory has finished when this returns (the host buffer may be reused at once).
+void copy(const Tensor& dst, const Tensor& src);
 
 // Per-sequence geometry of a paged attention batch. Sequence b owns req_to_token row
 // req_slots[b]; after this step it holds seq_lens[b] tokens, the last extend_lens[b] of
@@ -52,6 +58,10 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
 // out[t, :] = table[ids[t], :]
 void embedding(const Tensor& table, const int32_t* ids, const Tensor& out);
 
+// dst[rows[t], :] = src[t, :] (converted to dst's dtype) for every row t of src: K/V rows
+// into their cache slots. src [T, ...] and dst [slots, ...] have the same row width.
+void scatter_rows(const Tensor& src, const int32_t* rows, const Tensor& dst);
+
 // y = x / sqrt(mean(x^2) + eps) * w, row-wise over the last dim; statistics in fp32.
 void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y);
 
@@ -73,6 +83,23 @@ void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y);
 // to the lower expert id; slots in descending weight order), optionally renormalizes the
 // k weights to sum 1. ids [T, k] int32, weights [T, k] fp32.
 void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* ids, float* weights);
+
+// ---- Fused routed experts over stacked weights (the GPU model's MoE) -----------------
+// w13 [E, 2I, H] (rows [0, I) gate_proj, [I, 2I) up_proj of each expert), w2 [E, H, I]
+// (down_proj). ids/weights [T, k] (route_topk_softmax's output) -> slot_out [T*k, H] f32:
+// row token*k+slot = weight * down(silu(gate x) * up x) for that slot's expert. The CUDA
+// version groups pairs by expert on the device and runs two grouped tensor-core GEMMs
+// (bf16 only; scratch from `ws`, rewound on return); the CPU version is the plain
+// reference loop it is tested against (the CPU model runs its experts through
+// layers/moe.cpp instead, which also serves every parallel layout).
+void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
+                 const Tensor& w2, Arena& ws, const Tensor& slot_out);
+// Scratch moe_experts takes from `ws` for T tokens on `device` (an upper bound; 0 on CPU).
+size_t moe_experts_workspace_bytes(Device device, int64_t T, int k, int64_t E, int64_t H, int64_t I);
+// out[t] = sum over slots in slot order (fp32) of slot_out[t*k + s], plus
+// sigmoid(shared_logit[t]) * shared_out[t] when given (Qwen2-MoE's gated shared expert).
+void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
+                 const Tensor& out);
 
 // Row-wise log-softmax in fp32: out[T, V] f32 from logits [T, V] (any float dtype).
 void log_softmax(const Tensor& logits, const Tensor& out);

@@ -12,24 +12,33 @@
 
 namespace sparrow {
 
-CausalLM::CausalLM(const ModelConfig& c, const WeightSource& source, DType dtype, const RankContext& rank)
+CausalLM::CausalLM(const ModelConfig& c, const WeightSource& source, DType dtype, const RankContext& rank,
+                   WeightPlacement placement)
     : config_(c), dtype_(dtype), rank_(rank) {
-  build(source);
+  build(source, placement);
 }
 
 CausalLM::CausalLM(const ModelConfig& c, const WeightSource& source, DType dtype) : config_(c), dtype_(dtype) {
   own_world_ = std::make_unique<InProcessWorld>(1);
   own_comms_ = std::make_unique<RankComms>(RankComms::create(*own_world_, Mesh{}, 0));
   rank_ = own_comms_->context(Mesh{}, 0, false, 1, MoeA2ABackend::kNone);
-  build(source);
+  build(source, {});
 }
 
 CausalLM::~CausalLM() = default;
 
-void CausalLM::build(const WeightSource& source) {
+void CausalLM::build(const WeightSource& source, WeightPlacement placement) {
   const ModelConfig& c = config_;
+  device_ = placement.device();
+  if (device_ != Device::kCPU) {
+    SPARROW_REQUIRE(rank_.mesh.world == 1, "a GPU model runs on one rank for now (multi-GPU layouts need the NCCL "
+                    "backend wired into the layers): got {}", rank_.mesh.describe());
+    SPARROW_REQUIRE(dtype_ == DType::kBF16 || dtype_ == DType::kF32, "the GPU backend runs bfloat16 or float32 models, not {}",
+                    dtype_name(dtype_));
+    act_dtype_ = dtype_;
+  }
   comm_ = std::make_unique<LayerCommunicator>(rank_);
-  weights_ = std::make_unique<WeightStore>(source, dtype_);
+  weights_ = std::make_unique<WeightStore>(source, dtype_, placement);
   const ArchSpec arch = arch_for(c.model_type);
   WeightStore& w = *weights_;
   const int64_t h = c.hidden_size;
@@ -45,7 +54,8 @@ void CausalLM::build(const WeightSource& source) {
   layers_.resize(size_t(c.num_layers));
   // One bar per process: rank 0 reports (the other ranks load their shards alongside); the
   // tiny test models load too fast to need one.
-  ProgressBar progress("loading weights", c.num_layers, rank_.rank == 0 && c.hidden_size >= 256 && log_level() <= LogLevel::kInfo);
+  ProgressBar progress("loading weights", c.num_layers,
+                       rank_.rank == 0 && !placement.dry_run && c.hidden_size >= 256 && log_level() <= LogLevel::kInfo);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i);
     Layer& L = layers_[size_t(i)];
@@ -73,13 +83,20 @@ size_t CausalLM::workspace_bytes(int64_t max_tokens) const {
   const size_t mlp = size_t(2 * c.intermediate_size) * s;
   const size_t per_token = 4 * h * s + std::max(attn, std::max(moe, mlp));
   // Alignment slack per allocation (each expert allocates a few blocks) plus fixed slack.
-  return size_t(max_tokens + 1) * per_token * 5 / 4 + size_t(c.num_experts + 64) * 4 * 64 + (1u << 20);
+  size_t bytes = size_t(max_tokens + 1) * per_token * 5 / 4 + size_t(c.num_experts + 64) * 4 * 64 + (1u << 20);
+  if (device_ != Device::kCPU) {
+    // The fused MoE's grouping scratch and activations, and the lm_head chunk (rows + logits).
+    bytes += ops::moe_experts_workspace_bytes(device_, max_tokens, int(k), c.num_experts, c.hidden_size,
+                                              c.moe_intermediate_size);
+    bytes += size_t(kLogitChunkRows) * (h * s + size_t(c.vocab_size) * 4) + (1u << 16);
+  }
+  return bytes;
 }
 
-void CausalLM::embed(const ForwardBatch& batch, const Tensor& residual) const {
+void CausalLM::embed(const ForwardBatch& batch, const int32_t* ids, const Tensor& residual) const {
   const int64_t t = batch.num_tokens(), h = config_.hidden_size;
   if (rank_.mesh.attn_tp == 1) {
-    ops::embedding(embed_, batch.input_ids.data(), residual);
+    ops::embedding(embed_, ids, residual);
     return;
   }
   // This rank's vocabulary rows; -0.0 elsewhere, so the tree sum over ranks is exact.
@@ -96,29 +113,32 @@ void CausalLM::embed(const ForwardBatch& batch, const Tensor& residual) const {
 
 void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPool& req_to_token,
                        Arena& ws, const Tensor& logits) const {
+  SPARROW_CHECK(device_ == Device::kCPU, "a GPU model takes its batch arrays uploaded");
+  forward(batch, BatchArrays::host(batch, req_to_token.table(), req_to_token.max_context()), kv, ws, logits);
+}
+
+void CausalLM::forward(const ForwardBatch& batch, const BatchArrays& arrays, KVPool& kv, Arena& ws,
+                       const Tensor& logits) const {
   const int64_t t = batch.num_tokens(), h = config_.hidden_size;
   const int64_t rows = int64_t(batch.logit_rows.size());
-  SPARROW_CHECK(logits.dtype() == DType::kF32 && logits.size(0) == rows && logits.size(1) == config_.vocab_size,
+  SPARROW_CHECK(logits.dtype() == DType::kF32 && (logits.device() == Device::kCPU || logits.device() == device_) &&
+                    logits.size(0) == rows &&
+                    logits.size(1) == config_.vocab_size,
                 "logits buffer {} for {} rows", logits.shape().str(), rows);
+  SPARROW_CHECK(ws.device() == device_, "workspace on the model's device");
   const bool single = rank_.mesh.world == 1;
   if (t == 0 && single) return;
+  for (int32_t src : batch.logit_rows) SPARROW_CHECK(src >= 0 && src < t, "logit row {} of {} tokens", src, t);
   const size_t mark = ws.used();
   comm_->begin_step(t);
-  StepContext ctx{batch, kv, {}, ws, act_dtype_, *comm_};
-  ctx.attention.batch = batch.batch_size();
-  ctx.attention.req_slots = batch.req_slots.data();
-  ctx.attention.seq_lens = batch.seq_lens.data();
-  ctx.attention.extend_lens = batch.extend_lens.data();
-  ctx.attention.q_offsets = batch.token_offsets.data();
-  ctx.attention.req_to_token = req_to_token.table();
-  ctx.attention.max_context = req_to_token.max_context();
+  StepContext ctx{batch, kv, arrays, ws, act_dtype_, *comm_};
 
   // The residual stream stays fp32 whatever the compute dtype: it carries the sum of every
   // layer's output, and rounding it to bf16 each layer is the largest error source.
   const Tensor residual = ws.alloc(DType::kF32, {t, h});
   const Tensor normed = ws.alloc(act_dtype_, {t, h});
   const Tensor branch = ws.alloc(DType::kF32, {t, h});  // output of attention / MLP, complete
-  embed(batch, residual);
+  embed(batch, arrays.ids, residual);
   const float eps = float(config_.rms_norm_eps);
   ops::rms_norm(residual, layers_[0].input_norm, eps, normed);
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -137,13 +157,35 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
     ops::add_rms_norm(branch, residual, next_norm, eps, normed);
     ws.rewind(layer_mark);
   }
-  const Tensor picked = ws.alloc(act_dtype_, {rows, h});
-  const size_t row_bytes = size_t(h) * dtype_size(act_dtype_);
-  for (int64_t r = 0; r < rows; ++r) {
-    const int32_t src = batch.logit_rows[size_t(r)];
-    SPARROW_CHECK(src >= 0 && src < t, "logit row {} of {} tokens", src, t);
-    std::memcpy(picked.row_ptr(r), normed.row_ptr(src), row_bytes);
+  lm_head(normed, arrays.logit_rows, ws, logits);
+  ws.rewind(mark);
+}
+
+void CausalLM::lm_head(const Tensor& normed, const int32_t* logit_rows, Arena& ws, const Tensor& logits) const {
+  const int64_t rows = logits.size(0), h = config_.hidden_size;
+  if (logits.device() != Device::kCPU) {  // device logits (a graph replay): one GEMM, no copy
+    const Tensor picked = ws.alloc(act_dtype_, {rows, h});
+    ops::embedding(normed, logit_rows, picked);
+    ops::linear(picked, lm_head_, nullptr, logits);
+    return;
   }
+  if (device_ != Device::kCPU) {
+    // In chunks: a step that wants every token's logits (input logprobs of a long prompt)
+    // would otherwise need [T, V] floats of device scratch.
+    const size_t mark = ws.used();
+    for (int64_t r0 = 0; r0 < rows; r0 += kLogitChunkRows) {
+      const int64_t n = std::min(kLogitChunkRows, rows - r0);
+      const Tensor picked = ws.alloc(act_dtype_, {n, h});
+      const Tensor out = ws.alloc(DType::kF32, {n, config_.vocab_size});
+      ops::embedding(normed, logit_rows + r0, picked);  // gathers rows of normed
+      ops::linear(picked, lm_head_, nullptr, out);
+      ops::copy(logits.slice_rows(r0, r0 + n), out);
+      ws.rewind(mark);
+    }
+    return;
+  }
+  const Tensor picked = ws.alloc(act_dtype_, {rows, h});
+  ops::embedding(normed, logit_rows, picked);  // gathers rows of normed
   if (rank_.mesh.attn_tp == 1) {
     ops::linear(picked, lm_head_, nullptr, logits);
   } else {
@@ -151,7 +193,6 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
     ops::linear(picked, lm_head_, nullptr, mine);
     comm_->all_gather_cols_attn_tp(mine, logits, ws);
   }
-  ws.rewind(mark);
 }
 
 LoadedModel load_model(const std::string& model_path, const std::string& load_format, DType dtype, uint64_t seed) {

@@ -22,8 +22,10 @@ namespace sparrow {
 class CausalLM {
  public:
   // Builds one rank's shard of the model; weights come from `source` (which must outlive the
-  // model) and `rank` (its communicators too).
-  CausalLM(const ModelConfig& config, const WeightSource& source, DType dtype, const RankContext& rank);
+  // model) and `rank` (its communicators too). `placement`: host (default) or a device
+  // region for the weights, or a dry run that only measures that region's bytes.
+  CausalLM(const ModelConfig& config, const WeightSource& source, DType dtype, const RankContext& rank,
+           WeightPlacement placement = {});
   // A single-rank model (owns a trivial one-rank world).
   CausalLM(const ModelConfig& config, const WeightSource& source, DType dtype);
   ~CausalLM();
@@ -32,7 +34,8 @@ class CausalLM {
   // Weights and KV cache are stored in dtype(); activations are computed in act_dtype().
   // On CPU that is always fp32: decode is bound by reading weights, so fp32 activations cost
   // nothing there and keep bf16 models within a few hundredths of a nat of the fp32
-  // reference (docs/numerics.md).
+  // reference (docs/numerics.md). On a GPU activations are in dtype() (the tensor cores'
+  // input type); the residual stream is fp32 on both.
   DType dtype() const { return dtype_; }
   DType act_dtype() const { return act_dtype_; }
 
@@ -41,6 +44,13 @@ class CausalLM {
   // for every step, a rank with no tokens with an empty (idle) batch.
   void forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPool& req_to_token,
                Arena& ws, const Tensor& logits) const;
+  // The same with the batch's arrays given where the model's device reads them (a GPU
+  // model: uploaded; kv and ws on the device). `logits` is host memory (a GPU model then
+  // computes the lm_head in chunks of kLogitChunkRows rows and copies each back) or, for a
+  // GPU model, device memory (one GEMM, nothing waits: what CUDA graph capture needs).
+  void forward(const ForwardBatch& batch, const BatchArrays& arrays, KVPool& kv, Arena& ws, const Tensor& logits) const;
+  static constexpr int64_t kLogitChunkRows = 256;
+  Device device() const { return device_; }
 
   // Workspace bytes a step of up to `max_tokens` tokens (of the whole world: MoE layers see
   // every DP group's tokens) needs.
@@ -57,12 +67,15 @@ class CausalLM {
     std::unique_ptr<Mlp> mlp;
   };
 
-  void build(const WeightSource& source);
-  void embed(const ForwardBatch& batch, const Tensor& residual) const;
+  void build(const WeightSource& source, WeightPlacement placement);
+  void embed(const ForwardBatch& batch, const int32_t* ids, const Tensor& residual) const;
+  // logits[r] = lm_head(normed[logit_rows[r]]) (host logits; see forward).
+  void lm_head(const Tensor& normed, const int32_t* logit_rows, Arena& ws, const Tensor& logits) const;
 
   ModelConfig config_;
   DType dtype_;
   DType act_dtype_ = DType::kF32;
+  Device device_ = Device::kCPU;
   std::unique_ptr<InProcessWorld> own_world_;  // single-rank models only
   std::unique_ptr<RankComms> own_comms_;
   RankContext rank_;

@@ -31,7 +31,8 @@ EngineOptions engine_options(const ServerOptions& o) {
   SPARROW_REQUIRE(o.mem_fraction_static >= 0 && o.mem_fraction_static < 1, "--mem-fraction-static must be in [0, 1)");
   SPARROW_REQUIRE(o.context_length >= 0, "--context-length must be >= 0");
   e.max_total_tokens = o.max_total_tokens;
-  if (o.max_total_tokens == 0 && o.mem_fraction_static > 0) {
+  apply_device_flags(o.device, o.mem_fraction_static, o.disable_cuda_graph, o.cuda_graph_max_bs, e.device, e.gpu);
+  if (o.max_total_tokens == 0 && o.mem_fraction_static > 0 && e.device == Device::kCPU) {
     const int64_t avail = available_memory_bytes();
     SPARROW_REQUIRE(avail > 0, "--mem-fraction-static: cannot read MemAvailable from /proc/meminfo");
     e.kv_memory_bytes = int64_t(double(avail) * o.mem_fraction_static);

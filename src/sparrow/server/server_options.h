@@ -21,7 +21,11 @@ struct ServerOptions {
   std::string api_key;
   std::string served_model_name;  // "": the model path
   int64_t max_total_tokens = 0;   // 0: from mem_fraction_static, else the engine default
-  double mem_fraction_static = 0;  // > 0: KV pool = this fraction of available memory
+  double mem_fraction_static = 0;  // > 0: CPU: KV pool = this fraction of available memory;
+                                   // GPU: weights + KV + workspace (default 0.88)
+  std::string device = "auto";     // auto | cuda | cpu
+  bool disable_cuda_graph = false;
+  int64_t cuda_graph_max_bs = 160;
   int32_t max_running_requests = 256;
   int64_t chunked_prefill_size = 8192;
   int64_t context_length = 0;

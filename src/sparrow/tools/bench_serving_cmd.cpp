@@ -38,6 +38,7 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 struct BenchArgs {
+  std::string device = "auto";  // --offline
   std::string host = "127.0.0.1";
   int port = 30000;
   std::string backend = "sglang";
@@ -423,6 +424,7 @@ void run_offline(const BenchArgs& a) {
   opts.max_running_requests = 256;
   opts.chunked_prefill_size = 8192;
   opts.log_interval_s = 0;
+  apply_device_flags(a.device, 0, false, opts.gpu.cuda_graph_max_bs, opts.device, opts.gpu);
   Engine engine(std::move(m), nullptr, opts);
   auto make = [&](size_t n, int max_out) {
     std::vector<Request> out;
@@ -503,6 +505,7 @@ void register_bench_serving_command(CLI::App& app) {
   cmd->add_option("--model-path", a->model_path, "--offline: model directory or config.json");
   cmd->add_option("--load-format", a->load_format, "--offline: auto | safetensors | dummy")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "--offline: bfloat16 | float32")->capture_default_str();
+  cmd->add_option("--device", a->device, "--offline: auto | cuda | cpu")->capture_default_str();
   cmd->callback([a] { a->offline ? run_offline(*a) : run_online(*a); });
 }
 

@@ -39,6 +39,10 @@ struct GenerateArgs {
   uint64_t seed = 0;
   int64_t chunked_prefill_size = 8192;
   std::string kv_cache_dtype = "auto";
+  std::string device = "auto";
+  double mem_fraction_static = 0;
+  bool disable_cuda_graph = false;
+  int64_t cuda_graph_max_bs = 160;
   ParallelFlags parallel;
 };
 
@@ -90,6 +94,7 @@ void run_generate(const GenerateArgs& a) {
   opts.log_interval_s = 0;
   if (a.kv_cache_dtype != "auto") opts.kv_cache_dtype = parse_dtype(a.kv_cache_dtype);
   a.parallel.apply(opts);
+  apply_device_flags(a.device, a.mem_fraction_static, a.disable_cuda_graph, a.cuda_graph_max_bs, opts.device, opts.gpu);
   Engine engine(std::move(m), tok.get(), opts);
   for (const SyncOutput& o : generate_sync(engine, std::move(reqs))) {
     SPARROW_CHECK(!o.error, "generation failed: {}", o.error.value_or(""));
@@ -125,6 +130,10 @@ void register_generate_command(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "Sampling seed, and the seed of --load-format dummy");
   cmd->add_option("--chunked-prefill-size", a->chunked_prefill_size, "Max tokens per prefill step");
   cmd->add_option("--kv-cache-dtype", a->kv_cache_dtype, "auto (the model dtype) | bfloat16 | float32");
+  cmd->add_option("--device", a->device, "auto (cuda when a GPU is present) | cuda | cpu");
+  cmd->add_option("--mem-fraction-static", a->mem_fraction_static, "GPU: share of device memory for weights + KV + workspace");
+  cmd->add_option("--cuda-graph-max-bs", a->cuda_graph_max_bs, "Largest decode batch replayed from a CUDA graph");
+  cmd->add_flag("--disable-cuda-graph", a->disable_cuda_graph, "Run decode without CUDA graphs");
   add_parallel_flags(*cmd, a->parallel);
   cmd->callback([a] { run_generate(*a); });
 }

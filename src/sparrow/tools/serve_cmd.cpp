@@ -32,7 +32,11 @@ void register_serve_command(CLI::App& app) {
   cmd->add_option("--api-key", o->api_key, "Require Authorization: Bearer <key> on every route but /health and /metrics");
   cmd->add_option("--served-model-name", o->served_model_name, "Model name in OpenAI responses (default: the model path)");
   cmd->add_option("--max-total-tokens", o->max_total_tokens, "KV pool size in tokens (0: from --mem-fraction-static or 1 GiB)");
-  cmd->add_option("--mem-fraction-static", o->mem_fraction_static, "KV pool = this fraction of available memory");
+  cmd->add_option("--mem-fraction-static", o->mem_fraction_static,
+                  "GPU: share of device memory for weights + KV + workspace (default 0.88); CPU: KV pool = this share of available memory");
+  cmd->add_option("--device", o->device, "auto (cuda when a GPU is present) | cuda | cpu")->capture_default_str();
+  cmd->add_option("--cuda-graph-max-bs", o->cuda_graph_max_bs, "Largest decode batch replayed from a CUDA graph")->capture_default_str();
+  cmd->add_flag("--disable-cuda-graph", o->disable_cuda_graph, "Run decode without CUDA graphs");
   cmd->add_option("--max-running-requests", o->max_running_requests, "Max requests decoding at once")->capture_default_str();
   cmd->add_option("--chunked-prefill-size", o->chunked_prefill_size, "Max tokens per prefill step (<= 0: unlimited)")->capture_default_str();
   cmd->add_option("--context-length", o->context_length, "Context length (0: the model's)");

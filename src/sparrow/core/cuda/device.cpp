@@ -120,17 +120,6 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   return *this;
 }
 
-void* DeviceRegion::alloc_bytes(size_t nbytes) {
-  const size_t aligned = (nbytes + 255) / 256 * 256;
-  if (used_ + aligned > capacity_)
-    throw_error("device region '{}' exhausted: needs {} more bytes, capacity {} (used {}, high water {})",
-                name_, aligned, capacity_, used_, high_water_);
-  void* p = base_ + used_;
-  used_ += aligned;
-  high_water_ = std::max(high_water_, used_);
-  return p;
-}
-
 MemoryPlan plan_memory(size_t weights_bytes, size_t workspace_bytes, double mem_fraction_static) {
   SPARROW_REQUIRE(mem_fraction_static > 0 && mem_fraction_static <= 1,
                   "--mem-fraction-static must be in (0, 1], got {}", mem_fraction_static);
@@ -153,9 +142,9 @@ MemoryPlan plan_memory(size_t weights_bytes, size_t workspace_bytes, double mem_
 
 DeviceArena::DeviceArena(const MemoryPlan& plan) : plan_(plan), block_(plan.total()) {
   char* base = static_cast<char*>(block_.data());
-  weights_ = DeviceRegion("weights", base, plan.weights_bytes);
-  kv_ = DeviceRegion("kv", base + plan.weights_bytes, plan.kv_bytes);
-  workspace_ = DeviceRegion("workspace", base + plan.weights_bytes + plan.kv_bytes, plan.workspace_bytes);
+  weights_ = Arena("device weights", base, plan.weights_bytes, Device::kCUDA);
+  kv_ = Arena("device KV", base + plan.weights_bytes, plan.kv_bytes, Device::kCUDA);
+  workspace_ = Arena("device workspace", base + plan.weights_bytes + plan.kv_bytes, plan.workspace_bytes, Device::kCUDA);
 }
 
 }  // namespace sparrow::cuda

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <string>
 
+#include "sparrow/core/arena.h"
 #include "sparrow/core/error.h"
 #include "sparrow/core/tensor.h"
 
@@ -103,28 +104,6 @@ class DeviceBuffer {
   Tensor tensor_;
 };
 
-// Bump allocator over a device region (non-owning). Like sparrow::Arena: alloc() slices,
-// reset()/rewind() give back; overflow throws naming the high-water mark.
-class DeviceRegion {
- public:
-  DeviceRegion() = default;
-  DeviceRegion(std::string name, void* base, size_t capacity) : name_(std::move(name)), base_(static_cast<char*>(base)), capacity_(capacity) {}
-  void* alloc_bytes(size_t nbytes);  // 256-byte aligned
-  Tensor alloc(DType dtype, Shape shape) { return Tensor(alloc_bytes(size_t(shape.numel()) * dtype_size(dtype)), dtype, shape, Device::kCUDA); }
-  template <typename T> T* alloc_array(size_t n) { return static_cast<T*>(alloc_bytes(n * sizeof(T))); }
-  void reset() { used_ = 0; }
-  void rewind(size_t mark) { used_ = mark; }
-  size_t used() const { return used_; }
-  size_t capacity() const { return capacity_; }
-  size_t high_water() const { return high_water_; }
-  void* base() const { return base_; }
-
- private:
-  std::string name_;
-  char* base_ = nullptr;
-  size_t capacity_ = 0, used_ = 0, high_water_ = 0;
-};
-
 // How the one device allocation is split. kv_bytes is what is left of
 // mem_fraction_static * total memory after weights and workspace (SGLang's
 // --mem-fraction-static semantics).
@@ -137,15 +116,15 @@ MemoryPlan plan_memory(size_t weights_bytes, size_t workspace_bytes, double mem_
 class DeviceArena {
  public:
   explicit DeviceArena(const MemoryPlan& plan);
-  DeviceRegion& weights() { return weights_; }
-  DeviceRegion& kv() { return kv_; }
-  DeviceRegion& workspace() { return workspace_; }
+  Arena& weights() { return weights_; }
+  Arena& kv() { return kv_; }
+  Arena& workspace() { return workspace_; }
   const MemoryPlan& plan() const { return plan_; }
 
  private:
   MemoryPlan plan_;
   DeviceBuffer block_;
-  DeviceRegion weights_, kv_, workspace_;
+  Arena weights_, kv_, workspace_;
 };
 
 }  // namespace sparrow::cuda

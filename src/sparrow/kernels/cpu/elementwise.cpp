@@ -5,6 +5,7 @@
 // length alone.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "sparrow/core/thread_pool.h"
@@ -73,6 +74,35 @@ void embedding(const Tensor& table, const int32_t* ids, const Tensor& out) {
   ThreadPool::global().parallel_for(out.size(0), [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) convert(table.row_ptr(ids[t]), table.dtype(), out.row_ptr(t), out.dtype(), size_t(h));
   }, 8);
+}
+
+void copy(const Tensor& dst, const Tensor& src) {
+  SPARROW_CHECK(dst.dtype() == src.dtype() && dst.numel() == src.numel() && dst.is_contiguous() && src.is_contiguous(),
+                "copy: {} {} -> {} {} (same dtype and size, contiguous)", dtype_name(src.dtype()), src.shape().str(),
+                dtype_name(dst.dtype()), dst.shape().str());
+#ifdef SPARROW_HAVE_CUDA
+  if (dst.device() == Device::kCUDA || src.device() == Device::kCUDA) {
+    if (dst.device() == src.device()) ::sparrow::cuda::copy_async(dst, src);
+    else ::sparrow::cuda::copy(dst, src);
+    return;
+  }
+#endif
+  SPARROW_CHECK(dst.device() == Device::kCPU && src.device() == Device::kCPU, "copy: built without CUDA");
+  if (src.nbytes()) std::memcpy(dst.data(), src.data(), src.nbytes());
+}
+
+void scatter_rows(const Tensor& src, const int32_t* rows, const Tensor& dst) {
+#ifdef SPARROW_HAVE_CUDA
+  if (src.device() == Device::kCUDA) return cuda::scatter_rows(src, rows, dst);
+#endif
+  SPARROW_CHECK(src.device() == Device::kCPU && dst.device() == Device::kCPU, "scatter_rows: CPU tensors expected");
+  const int64_t t = src.size(0), w = t ? src.numel() / t : 0, slots = dst.size(0);
+  SPARROW_CHECK(slots > 0 && dst.numel() / slots == w, "scatter_rows: row widths differ ({} vs {})", src.shape().str(),
+                dst.shape().str());
+  for (int64_t i = 0; i < t; ++i) {
+    SPARROW_CHECK(rows[i] >= 0 && rows[i] < slots, "scatter_rows: row {} outside [0, {})", rows[i], slots);
+    convert(src.row_ptr(i), src.dtype(), dst.row_ptr(rows[i]), dst.dtype(), size_t(w));
+  }
 }
 
 void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) {

@@ -21,6 +21,12 @@ __global__ void embedding_kernel(EmbeddingParams p) {
     store_f(p.out, p.out_t, t * p.H + i, ok ? load_f(p.table, p.table_t, int64_t(id) * p.H + i) : 0.f);
 }
 
+__global__ void scatter_rows_kernel(ScatterRowsParams p) {
+  const int64_t t = blockIdx.x, dst = p.rows[t];
+  for (int64_t i = threadIdx.x; i < p.W; i += blockDim.x)
+    store_f(p.dst, p.dst_t, dst * p.W + i, load_f(p.src, p.src_t, t * p.W + i));
+}
+
 // One block per row; thread i handles columns i, i + blockDim, ... in order; the sum of
 // squares is each thread's sequential sum then the fixed block tree.
 __global__ void rms_norm_kernel(RmsNormParams p) {
@@ -169,6 +175,10 @@ int row_threads(int64_t h) { return h >= 1024 ? 256 : h >= 256 ? 128 : 64; }
 void embedding(const EmbeddingParams& p, cudaStream_t s) {
   if (p.T == 0) return;
   embedding_kernel<<<unsigned(p.T), row_threads(p.H), 0, s>>>(p);
+}
+void scatter_rows(const ScatterRowsParams& p, cudaStream_t s) {
+  if (p.T == 0) return;
+  scatter_rows_kernel<<<unsigned(p.T), row_threads(p.W), 0, s>>>(p);
 }
 void rms_norm(const RmsNormParams& p, cudaStream_t s) {
   if (p.rows == 0) return;

@@ -22,6 +22,15 @@ struct EmbeddingParams {
 };
 void embedding(const EmbeddingParams& p, cudaStream_t stream);
 
+// dst[rows[t], :] = src[t, :] (dtype-converted): K/V rows into their cache slots.
+struct ScatterRowsParams {
+  const void* src; DType src_t;  // [T, W]
+  const int32_t* rows;           // [T]
+  void* dst; DType dst_t;        // [slots, W]
+  int64_t T, W;
+};
+void scatter_rows(const ScatterRowsParams& p, cudaStream_t stream);
+
 // y = rmsnorm(x) * w; with residual: residual += x (in residual_t), y = rmsnorm(residual).
 struct RmsNormParams {
   const void* x; DType x_t;          // [rows, H]

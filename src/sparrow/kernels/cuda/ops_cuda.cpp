@@ -219,6 +219,16 @@ void embedding(const Tensor& table, const int32_t* ids, const Tensor& out) {
   SPARROW_CUDA_CHECK_LAUNCH("embedding");
 }
 
+void scatter_rows(const Tensor& src, const int32_t* rows, const Tensor& dst) {
+  check_dev(src, "scatter_rows src");
+  SPARROW_REQUIRE(dst.device() == Device::kCUDA && dst.is_contiguous(), "scatter_rows: contiguous CUDA dst expected");
+  const int64_t t = src.size(0), w = t ? src.numel() / t : 0;
+  SPARROW_REQUIRE(dst.rank() >= 1 && dst.size(0) > 0 && dst.numel() / dst.size(0) == w,
+                  "scatter_rows: row widths differ ({} vs {})", src.shape().str(), dst.shape().str());
+  kn::scatter_rows({src.data(), src.dtype(), rows, dst.data(), dst.dtype(), t, w}, current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("scatter_rows");
+}
+
 void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y) {
   check_dev(x, "rms_norm x");
   check_dev(y, "rms_norm y");
@@ -296,19 +306,19 @@ size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I) {
          r(P * I * 2) + r(T * E * 4) + r(P * 4) + r(P * 4) + r(P * H * 4);
 }
 
-void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const MoeWeights& w,
-                 ::sparrow::cuda::DeviceRegion& ws, const Tensor& slot_out) {
+void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
+                 const Tensor& w2, Arena& ws, const Tensor& slot_out) {
   check_dev(x, "moe x");
-  check_dev(w.w13, "moe w13");
-  check_dev(w.w2, "moe w2");
+  check_dev(w13, "moe w13");
+  check_dev(w2, "moe w2");
   check_dev(slot_out, "moe slot_out");
-  SPARROW_REQUIRE(x.dtype() == DType::kBF16 && w.w13.dtype() == DType::kBF16 && w.w2.dtype() == DType::kBF16,
+  SPARROW_REQUIRE(x.dtype() == DType::kBF16 && w13.dtype() == DType::kBF16 && w2.dtype() == DType::kBF16,
                   "moe: x and expert weights must be bf16");
-  SPARROW_REQUIRE(w.w13.rank() == 3 && w.w2.rank() == 3, "moe: w13 [E, 2I, H], w2 [E, H, I]");
-  const int64_t T = x.size(0), H = x.size(1), E = w.w13.size(0), I = w.w13.size(1) / 2;
-  SPARROW_REQUIRE(w.w13.size(1) == 2 * I && w.w13.size(2) == H && w.w2.size(0) == E && w.w2.size(1) == H &&
-                      w.w2.size(2) == I,
-                  "moe: w13 {} / w2 {} do not match H {}", w.w13.shape().str(), w.w2.shape().str(), H);
+  SPARROW_REQUIRE(w13.rank() == 3 && w2.rank() == 3, "moe: w13 [E, 2I, H], w2 [E, H, I]");
+  const int64_t T = x.size(0), H = x.size(1), E = w13.size(0), I = w13.size(1) / 2;
+  SPARROW_REQUIRE(w13.size(1) == 2 * I && w13.size(2) == H && w2.size(0) == E && w2.size(1) == H &&
+                      w2.size(2) == I,
+                  "moe: w13 {} / w2 {} do not match H {}", w13.shape().str(), w2.shape().str(), H);
   SPARROW_REQUIRE(H % 8 == 0 && I % 8 == 0, "moe: H and I must be multiples of 8");
   SPARROW_REQUIRE(slot_out.dtype() == DType::kF32 && slot_out.size(0) == T * k && slot_out.size(1) == H,
                   "moe: slot_out must be f32 [T*k, H]");
@@ -331,7 +341,7 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
   g.lda = H;
   g.a_gather = pair_of_row;
   g.a_gather_div = k;
-  g.b = w.w13.data_as<uint16_t>();
+  g.b = w13.data_as<uint16_t>();
   g.ldb = H;
   g.b_expert_stride = 2 * I * H;
   g.M = P;
@@ -351,7 +361,7 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
   d.a = act;
   d.lda = I;
   d.a_gather = nullptr;
-  d.b = w.w2.data_as<uint16_t>();
+  d.b = w2.data_as<uint16_t>();
   d.ldb = I;
   d.b_expert_stride = H * I;
   d.N = H;
@@ -384,8 +394,8 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
   SPARROW_CUDA_CHECK_LAUNCH("moe_combine");
 }
 
-void moe_forward(const Tensor& x, const Tensor& router_w, const MoeWeights& w, int k, bool renormalize,
-                 ::sparrow::cuda::DeviceRegion& ws, const Tensor& out) {
+void moe_forward(const Tensor& x, const Tensor& router_w, const Tensor& w13, const Tensor& w2, int k, bool renormalize,
+                 Arena& ws, const Tensor& out) {
   const int64_t T = x.size(0), H = x.size(1), E = router_w.size(0);
   const size_t mark = ws.used();
   const Tensor logits = ws.alloc(DType::kF32, {T, E});
@@ -394,7 +404,7 @@ void moe_forward(const Tensor& x, const Tensor& router_w, const MoeWeights& w, i
   const Tensor slot_out = ws.alloc(DType::kF32, {T * k, H});
   linear(x, router_w, nullptr, logits);
   route_topk_softmax(logits, k, renormalize, ids, weights);
-  moe_experts(x, ids, weights, k, w, ws, slot_out);
+  moe_experts(x, ids, weights, k, w13, w2, ws, slot_out);
   moe_combine(slot_out, k, nullptr, nullptr, out);
   ws.rewind(mark);
 }

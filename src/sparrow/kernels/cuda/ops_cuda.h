@@ -18,6 +18,7 @@ void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, float scale, const Tensor& out);
 void embedding(const Tensor& table, const int32_t* ids, const Tensor& out);
+void scatter_rows(const Tensor& src, const int32_t* rows, const Tensor& dst);
 void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y);
 void add_rms_norm(const Tensor& x, const Tensor& residual, const Tensor& w, float eps, const Tensor& y);
 void head_rms_norm(const Tensor& x, const Tensor& w, float eps);
@@ -32,30 +33,18 @@ enum class GemmBackend { kAuto, kCublasLt, kFixed };
 void linear_with(GemmBackend backend, const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
 
 // ---- MoE ---------------------------------------------------------------------------
-// Expert weights stacked per layer: w13 [E, 2I, H] (rows [0, I) gate_proj, [I, 2I)
-// up_proj), w2 [E, H, I] (down_proj), all bf16.
-struct MoeWeights {
-  Tensor w13, w2;
-};
-
 // Device scratch the expert pipeline takes from `ws` for T tokens (bytes, upper bound).
 size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I);
 
-// Routed experts: ids/weights [T, k] (device; route_topk_softmax's output) -> slot_out
-// [T*k, H] fp32, row token*k+slot = routing weight * expert MLP(x[token]). Groups the
-// pairs by expert on the device, then the gate+up GEMM (SiLU-and-mul in its epilogue) and
-// the down GEMM (weight in its epilogue, rows scattered back to slot order).
-void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k,
-                 const MoeWeights& w, ::sparrow::cuda::DeviceRegion& ws, const Tensor& slot_out);
-
-// out[t] = sum over slots in order (fp32) of slot_out[t*k + s], plus
-// sigmoid(shared_logit[t]) * shared_out[t] when given (Qwen2-MoE shared expert).
+// The ops.h MoE pair on the GPU (same contracts).
+void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
+                 const Tensor& w2, Arena& ws, const Tensor& slot_out);
 void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
                  const Tensor& out);
 
 // The whole routed MoE block (router GEMM, top-k, experts, combine; no shared expert):
 // x [T, H] bf16 -> out [T, H]. Scratch from ws (rewound on return).
-void moe_forward(const Tensor& x, const Tensor& router_w, const MoeWeights& w, int k, bool renormalize,
-                 ::sparrow::cuda::DeviceRegion& ws, const Tensor& out);
+void moe_forward(const Tensor& x, const Tensor& router_w, const Tensor& w13, const Tensor& w2, int k, bool renormalize,
+                 Arena& ws, const Tensor& out);
 
 }  // namespace sparrow::ops::cuda

@@ -8,13 +8,6 @@
 namespace sparrow {
 namespace {
 
-// Stores token rows of k/v [T, Hkv, D] into their KV slots, in the cache's dtype.
-void write_kv(const Tensor& src, const Tensor& cache, const std::vector<int32_t>& slots) {
-  const size_t n = size_t(src.size(1) * src.size(2));
-  for (size_t t = 0; t < slots.size(); ++t)
-    convert(src.row_ptr(int64_t(t)), src.dtype(), cache.row_ptr(slots[t]), cache.dtype(), n);
-}
-
 // Columns [c0, c0 + n) of every row of src into dst (contiguous [T, n]).
 void copy_cols(const Tensor& src, int64_t c0, const Tensor& dst) {
   const size_t es = dtype_size(src.dtype()), n = size_t(dst.size(1));
@@ -71,8 +64,10 @@ Attention::Attention(const ModelConfig& c, int64_t layer, WeightStore& w, const 
       break;
   }
   // inv_freq[i] = theta^(-2i/D), computed in double and rounded once to fp32.
-  for (int64_t i = 0; i < d / 2; ++i)
-    inv_freq_.push_back(float(1.0 / std::pow(c.rope_theta, double(2 * i) / double(d))));
+  std::vector<float> inv_freq;
+  for (int64_t i = 0; i < d / 2; ++i) inv_freq.push_back(float(1.0 / std::pow(c.rope_theta, double(2 * i) / double(d))));
+  inv_freq_ = w.constant_f32(inv_freq);
+  SPARROW_REQUIRE(w.device() == Device::kCPU || !full_qk_, "OLMoE-style q/k norm under attention TP runs on the CPU only");
 }
 
 void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
@@ -109,14 +104,19 @@ void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& o
       }
       break;
   }
-  const int32_t* pos = ctx.batch.positions.data();
-  ops::rope(q, pos, inv_freq_.data());
-  ops::rope(k, pos, inv_freq_.data());
+  ops::rope(q, ctx.arrays.positions, inv_freq_.data_as<float>());
+  ops::rope(k, ctx.arrays.positions, inv_freq_.data_as<float>());
   const Tensor k_cache = ctx.kv.k(layer_), v_cache = ctx.kv.v(layer_);
-  write_kv(k, k_cache, ctx.batch.out_cache_loc);
-  write_kv(v, v_cache, ctx.batch.out_cache_loc);
+  ops::scatter_rows(k, ctx.arrays.cache_loc, k_cache);
+  ops::scatter_rows(v, ctx.arrays.cache_loc, v_cache);
   const Tensor attn = ws.alloc(dt, {t, heads_, head_dim_});
-  ops::paged_attention(q, k_cache, v_cache, ctx.attention, scale_, attn);
+  ops::paged_attention(q, k_cache, v_cache, ctx.arrays.attention, scale_, attn);
+  if (out.device() != Device::kCPU) {
+    // One GPU rank: o_proj with its bias in the GEMM epilogue (no host loops on device data).
+    SPARROW_CHECK(tp_ == 1 && leaves_ == 1, "attention on the GPU runs on one rank");
+    ops::linear(attn.view({t, heads_ * head_dim_}), wo_, bo_.data() ? &bo_ : nullptr, out);
+    return;
+  }
   row_parallel_linear(attn.view({t, heads_ * head_dim_}), wo_, leaves_, ws, out);
   Hidden h{out, Layout::kAttnTPFull, tp_ > 1 ? PartialOver::kAttnTP : PartialOver::kNone};
   if (tp_ > 1) h = ctx.comm.reduce_attn_tp(h);

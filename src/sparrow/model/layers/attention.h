@@ -33,7 +33,7 @@ class Attention {
   Tensor wq_, wk_, wv_, wo_;            // HF Linear layout, this rank's rows (wo: columns)
   Tensor bq_, bk_, bv_, bo_;            // f32, undefined when the architecture has none
   Tensor q_norm_, k_norm_;              // f32
-  std::vector<float> inv_freq_;         // [D/2]
+  Tensor inv_freq_;                     // f32 [D/2], on the model's device
 };
 
 }  // namespace sparrow

@@ -20,10 +20,26 @@ SparseMoe::SparseMoe(const ModelConfig& c, WeightStore& w, const std::string& p,
   expert_leaves_ = local_leaves(rank, moe_tp_);
   shared_leaves_ = local_leaves(rank, attn_tp_);
   const Range slice = shard_range(c.moe_intermediate_size, moe_tp_, rank.moe_tp_rank());
-  experts_.reserve(size_t(experts_local_));
-  for (int64_t e = expert0_; e < expert0_ + experts_local_; ++e)
-    experts_.emplace_back(w, p + "." + n.experts + "." + std::to_string(e), c.hidden_size, c.moe_intermediate_size,
-                          n.expert_proj, slice);
+  if (w.device() == Device::kCUDA) {
+    SPARROW_REQUIRE(m.world == 1, "MoE on the GPU runs on one rank for now (the NCCL layouts are not wired yet)");
+    SPARROW_REQUIRE(w.compute_dtype() == DType::kBF16, "the GPU MoE kernels are bf16: use --dtype bfloat16");
+    const int64_t h = c.hidden_size, inter = slice.size();
+    w13_ = w.alloc(DType::kBF16, {experts_local_, 2 * inter, h});
+    w2_ = w.alloc(DType::kBF16, {experts_local_, h, inter});
+    for (int64_t e = 0; e < experts_local_; ++e) {
+      const std::string q = p + "." + n.experts + "." + std::to_string(expert0_ + e) + ".";
+      const Tensor w13e = w13_.slice_rows(e, e + 1).view({2 * inter, h});
+      w.matrix_into(q + n.expert_proj.gate + ".weight", {c.moe_intermediate_size, h}, slice, Range::all(), w13e.slice_rows(0, inter));
+      w.matrix_into(q + n.expert_proj.up + ".weight", {c.moe_intermediate_size, h}, slice, Range::all(), w13e.slice_rows(inter, 2 * inter));
+      w.matrix_into(q + n.expert_proj.down + ".weight", {h, c.moe_intermediate_size}, Range::all(), slice,
+                    w2_.slice_rows(e, e + 1).view({h, inter}));
+    }
+  } else {
+    experts_.reserve(size_t(experts_local_));
+    for (int64_t e = expert0_; e < expert0_ + experts_local_; ++e)
+      experts_.emplace_back(w, p + "." + n.experts + "." + std::to_string(e), c.hidden_size, c.moe_intermediate_size,
+                            n.expert_proj, slice);
+  }
   if (c.shared_expert_intermediate_size > 0) {
     shared_.emplace(w, p + "." + n.shared_expert, c.hidden_size, c.shared_expert_intermediate_size, Mlp::Names{},
                     shard_range(c.shared_expert_intermediate_size, attn_tp_, rank.attn_tp_rank()));
@@ -80,7 +96,28 @@ void SparseMoe::combine(const float* values, const float* weights, int64_t token
   }
 }
 
+void SparseMoe::forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  Arena& ws = ctx.workspace;
+  const int64_t t = x.size(0), h = hidden_, k = top_k_;
+  const Tensor logits = ws.alloc(DType::kF32, {t, num_experts_});
+  auto* ids = ws.alloc_array<int32_t>(size_t(t * k));
+  auto* weights = ws.alloc_array<float>(size_t(t * k));
+  const Tensor slots = ws.alloc(DType::kF32, {t * k, h});
+  ops::linear(x, router_, nullptr, logits);
+  ops::route_topk_softmax(logits, int(k), renormalize_, ids, weights);
+  ops::moe_experts(x, ids, weights, int(k), w13_, w2_, ws, slots);
+  if (!shared_) {
+    ops::moe_combine(slots, int(k), nullptr, nullptr, out);
+    return;
+  }
+  const Tensor s = ws.alloc(DType::kF32, {t, h}), logit = ws.alloc(DType::kF32, {t, 1});
+  shared_->forward(x, ws, s, 1);
+  ops::linear(x, shared_gate_, nullptr, logit);
+  ops::moe_combine(slots, int(k), &s, &logit, out);
+}
+
 void SparseMoe::forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  if (x.device() == Device::kCUDA) return forward_fused(x, ctx, out);
   Arena& ws = ctx.workspace;
   const int64_t t = x.size(0), h = hidden_;
   // Shared expert on this DP group's tokens (split over attention TP), complete and gated.

@@ -13,6 +13,12 @@
 // mode per-slot values are reduced instead, so the slot-order sum is layout-invariant.
 // `alltoall`: each rank routes its share of tokens, sends each (token, slot) to the ranks
 // owning the expert, gets their partial values back and finishes the sum at home.
+//
+// On a GPU the experts are stacked per layer (w13 [E, 2I, H], w2 [E, H, I]) and the block
+// runs as fused device ops: router GEMM, top-k, grouped expert GEMMs with the routing weight
+// in the epilogue, slot-ordered combine with the gated shared expert (ops::moe_experts /
+// moe_combine). One rank only, for now: multi-GPU layouts need the NCCL backend wired into
+// LayerCommunicator.
 #pragma once
 
 #include <memory>
@@ -56,6 +62,7 @@ class SparseMoe {
   void forward_alltoall(const Tensor& x, const StepContext& ctx, const Tensor& out, const float* shared) const;
   // out[t] = sum_s weights[t, s] * values[t, s] (slot order) + shared[t].
   void combine(const float* values, const float* weights, int64_t tokens, const float* shared, float* out) const;
+  void forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
 
   int64_t hidden_, top_k_, num_experts_;
   bool renormalize_;
@@ -63,7 +70,8 @@ class SparseMoe {
   int moe_tp_ = 1, attn_tp_ = 1;
   int expert_leaves_ = 1, shared_leaves_ = 1;
   Tensor router_;                     // [E, H], replicated
-  std::vector<Mlp> experts_;          // owned experts, this rank's intermediate slice
+  std::vector<Mlp> experts_;          // owned experts, this rank's intermediate slice (host)
+  Tensor w13_, w2_;                   // the same, stacked (device): [E_local, 2I, H], [E_local, H, I]
   std::optional<Mlp> shared_;
   Tensor shared_gate_;                // [1, H], replicated
 };

@@ -1,0 +1,238 @@
+#include "sparrow/engine/cuda/device_runner.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "sparrow/core/cuda/device.h"
+#include "sparrow/core/log.h"
+#include "sparrow/model/layers/step_context.h"
+
+namespace sparrow {
+namespace {
+
+// Pinned host memory: uploads from it are true asynchronous DMA.
+class PinnedInts {
+ public:
+  explicit PinnedInts(size_t n) : n_(n) { SPARROW_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * 4)); }
+  ~PinnedInts() { (void)cudaFreeHost(p_); }
+  PinnedInts(const PinnedInts&) = delete;
+  PinnedInts& operator=(const PinnedInts&) = delete;
+  int32_t* data() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  int32_t* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Decode batch sizes that get a graph: every size up to 8, then steps that grow with the
+// size (the padding a batch pays is at most ~1/8 of it).
+std::vector<int64_t> graph_buckets(int64_t max_bs) {
+  std::vector<int64_t> b;
+  for (int64_t s = 1; s <= max_bs;) {
+    b.push_back(s);
+    s += s < 8 ? 1 : s < 32 ? 4 : s < 64 ? 8 : s < 128 ? 16 : 32;
+  }
+  if (!b.empty() && b.back() != max_bs) b.push_back(max_bs);
+  return b;
+}
+
+}  // namespace
+
+struct DeviceRunner::Impl {
+  ModelConfig config;
+  DeviceOptions opts;
+  cuda::Stream stream;
+  std::unique_ptr<cuda::DeviceArena> arena;
+  std::unique_ptr<CausalLM> model;
+  std::unique_ptr<KVPool> kv;
+  int64_t kv_slots = 0;  // usable slots; slot `kv_slots` is the padding sequences' scratch slot
+  int64_t t_max = 0, b_max = 0, ctx = 0;
+  // Device copies of the step arrays at fixed addresses (graphs bake them in):
+  // ids | positions | cache_loc | logit_rows [t_max each], seq_lens | extend_lens | q_offsets [b_max each].
+  int32_t* d_small = nullptr;
+  int32_t* d_req_slots = nullptr;  // 0, 1, ..., b_max-1: sequence b reads table row b
+  int32_t* d_table = nullptr;      // [b_max, ctx]: the batch's req_to_token rows, compacted
+  Tensor d_logits;                 // [graph max bs, V] f32: graph replays write here
+  std::unique_ptr<PinnedInts> h_small, h_table;
+  std::vector<int64_t> buckets;
+  std::map<int64_t, cudaGraphExec_t> graphs;
+
+  size_t small_count() const { return size_t(4 * t_max + 3 * b_max); }
+  int32_t* small(int i) const { return d_small + (i < 4 ? i * t_max : 4 * t_max + (i - 4) * b_max); }
+  int32_t* h_at(int i) const { return h_small->data() + (i < 4 ? i * t_max : 4 * t_max + (i - 4) * b_max); }
+
+  BatchArrays arrays(int32_t batch) const {
+    BatchArrays a;
+    a.ids = small(0);
+    a.positions = small(1);
+    a.cache_loc = small(2);
+    a.logit_rows = small(3);
+    a.attention.batch = batch;
+    a.attention.req_slots = d_req_slots;
+    a.attention.seq_lens = small(4);
+    a.attention.extend_lens = small(5);
+    a.attention.q_offsets = small(6);
+    a.attention.req_to_token = d_table;
+    a.attention.max_context = ctx;
+    return a;
+  }
+
+  // Packs `b` (padded with `pad` one-token sequences on the scratch slot) and uploads it.
+  void upload(const ForwardBatch& b, const ReqToTokenPool* table, int64_t pad) {
+    const int64_t t = b.num_tokens(), n = b.batch_size(), rows = int64_t(b.logit_rows.size());
+    SPARROW_CHECK(t + pad <= t_max && n + pad <= b_max, "step of {} tokens / {} sequences exceeds the device runner's {} / {}",
+                  t + pad, n + pad, t_max, b_max);
+    std::memcpy(h_at(0), b.input_ids.data(), size_t(t) * 4);
+    std::memcpy(h_at(1), b.positions.data(), size_t(t) * 4);
+    std::memcpy(h_at(2), b.out_cache_loc.data(), size_t(t) * 4);
+    std::memcpy(h_at(3), b.logit_rows.data(), size_t(rows) * 4);
+    std::memcpy(h_at(4), b.seq_lens.data(), size_t(n) * 4);
+    std::memcpy(h_at(5), b.extend_lens.data(), size_t(n) * 4);
+    std::memcpy(h_at(6), b.token_offsets.data(), size_t(n) * 4);
+    int64_t width = pad > 0 ? 1 : 0;
+    for (int32_t len : b.seq_lens) width = std::max<int64_t>(width, len);
+    SPARROW_CHECK(width <= ctx, "sequence of {} tokens exceeds the context {}", width, ctx);
+    for (int64_t i = 0; i < n; ++i)
+      std::memcpy(h_table->data() + i * width, table->table() + int64_t(b.req_slots[size_t(i)]) * table->max_context(),
+                  size_t(b.seq_lens[size_t(i)]) * 4);
+    for (int64_t i = 0; i < pad; ++i) {
+      const int64_t row = t + i, seq = n + i;
+      h_at(0)[row] = 0;
+      h_at(1)[row] = 0;
+      h_at(2)[row] = int32_t(kv_slots);
+      h_at(3)[rows + i] = int32_t(row);
+      h_at(4)[seq] = 1;
+      h_at(5)[seq] = 1;
+      h_at(6)[seq] = int32_t(row);
+      h_table->data()[seq * width] = int32_t(kv_slots);
+    }
+    const cudaStream_t s = stream.get();
+    SPARROW_CUDA_CHECK(cudaMemcpyAsync(d_small, h_small->data(), small_count() * 4, cudaMemcpyHostToDevice, s));
+    if (width > 0)
+      SPARROW_CUDA_CHECK(cudaMemcpy2DAsync(d_table, size_t(ctx) * 4, h_table->data(), size_t(width) * 4, size_t(width) * 4,
+                                           size_t(n + pad), cudaMemcpyHostToDevice, s));
+  }
+
+  void capture_graphs() {
+    for (int64_t bs : buckets) {
+      const ForwardBatch empty;  // upload() makes it bs padding sequences
+      ForwardBatch shape;  // the host view forward() sizes itself by: bs one-token sequences
+      shape.mode = ForwardMode::kDecode;
+      for (int64_t i = 0; i < bs; ++i) {
+        const int32_t id = 0, slot = int32_t(kv_slots);
+        shape.add_sequence(int32_t(i), 0, &id, &slot, 1);
+        shape.logit_rows.push_back(int32_t(i));
+      }
+      upload(empty, nullptr, bs);
+      const Tensor out = d_logits.slice_rows(0, bs);
+      // Warm-up outside the capture: cuBLASLt plans, kernel attributes.
+      model->forward(shape, arrays(int32_t(bs)), *kv, arena->workspace(), out);
+      cudaGraph_t graph = nullptr;
+      SPARROW_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+      try {
+        model->forward(shape, arrays(int32_t(bs)), *kv, arena->workspace(), out);
+      } catch (...) {
+        (void)cudaStreamEndCapture(stream.get(), &graph);
+        throw;
+      }
+      SPARROW_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
+      cudaGraphExec_t exec = nullptr;
+      SPARROW_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+      SPARROW_CUDA_CHECK(cudaGraphDestroy(graph));
+      graphs[bs] = exec;
+      stream.synchronize();  // the pinned staging is rewritten for the next bucket
+    }
+  }
+};
+
+DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype,
+                           const RankContext& rank, const DeviceOptions& opts)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.config = c;
+  m.opts = opts;
+  cuda::StreamGuard guard(m.stream.get());
+  cuda::set_deterministic(rank.deterministic);
+  m.ctx = opts.max_context;
+  m.b_max = std::max<int64_t>(opts.max_batch, opts.cuda_graphs ? opts.cuda_graph_max_bs : 1);
+  m.t_max = std::max(opts.max_step_tokens, m.b_max);
+  if (opts.cuda_graphs) m.buckets = graph_buckets(opts.cuda_graph_max_bs);
+  const int64_t graph_rows = m.buckets.empty() ? 0 : m.buckets.back();
+
+  // Measure the weights with a dry run (fake addresses, nothing read), then plan memory.
+  Arena dry("dry run", reinterpret_cast<void*>(uintptr_t(1) << 44), size_t(1) << 43, Device::kCUDA);
+  const auto probe = std::make_unique<CausalLM>(c, source, dtype, rank, WeightPlacement{&dry, true});
+  const size_t weights = dry.used();
+  const size_t inputs = (m.small_count() + size_t(m.b_max) + size_t(m.b_max * m.ctx)) * 4 + 4 * 256;
+  const size_t workspace = probe->workspace_bytes(m.t_max) + inputs + size_t(graph_rows * c.vocab_size) * 4 + 256;
+  cuda::MemoryPlan plan = cuda::plan_memory(weights, workspace, opts.mem_fraction_static);
+  const int64_t kv_heads = probe->local_kv_heads();
+  const size_t per_token = KVPool::bytes_per_token(c.num_layers, kv_heads, c.head_dim, kv_dtype);
+  const int64_t fit = int64_t(plan.kv_bytes / per_token);
+  const int64_t want = opts.kv_slots > 0 ? opts.kv_slots + 1 : fit;
+  SPARROW_REQUIRE(want <= fit && want >= 2, "KV pool: {} slots wanted, {} fit in the memory left after weights ({:.2f} GiB) "
+                  "and workspace ({:.2f} GiB) under --mem-fraction-static {}", want, fit, double(weights) / (1 << 30),
+                  double(workspace) / (1 << 30), opts.mem_fraction_static);
+  m.kv_slots = want - 1;  // the extra slot is the padding sequences' scratch
+  // A pool of a given size (--max-total-tokens) takes only what it needs.
+  if (opts.kv_slots > 0) plan.kv_bytes = (size_t(want) * per_token + 255) / 256 * 256;
+
+  m.arena = std::make_unique<cuda::DeviceArena>(plan);
+  m.model = std::make_unique<CausalLM>(c, source, dtype, rank, WeightPlacement{&m.arena->weights(), false});
+  m.kv = std::make_unique<KVPool>(c.num_layers, want, kv_heads, c.head_dim, kv_dtype, m.arena->kv());
+  Arena& ws = m.arena->workspace();
+  m.d_small = ws.alloc_array<int32_t>(m.small_count());
+  m.d_req_slots = ws.alloc_array<int32_t>(size_t(m.b_max));
+  m.d_table = ws.alloc_array<int32_t>(size_t(m.b_max * m.ctx));
+  if (graph_rows > 0) m.d_logits = ws.alloc(DType::kF32, {graph_rows, c.vocab_size});
+  m.h_small = std::make_unique<PinnedInts>(m.small_count());
+  m.h_table = std::make_unique<PinnedInts>(size_t(m.b_max * m.ctx));
+  {
+    std::vector<int32_t> iota(static_cast<size_t>(m.b_max));
+    for (size_t i = 0; i < iota.size(); ++i) iota[i] = int32_t(i);
+    cuda::copy_bytes(m.d_req_slots, iota.data(), iota.size() * 4, cudaMemcpyHostToDevice);
+  }
+  const cuda::DeviceInfo info = cuda::device_info();
+  log(LogLevel::kInfo, "device: {} ({} SMs, {:.1f} GiB): weights {:.2f} GiB, KV {:.2f} GiB ({} slots), workspace {:.2f} GiB",
+      info.name, info.sm_count, double(info.total_mem) / (1 << 30), double(plan.weights_bytes) / (1 << 30),
+      double(plan.kv_bytes) / (1 << 30), m.kv_slots, double(plan.workspace_bytes) / (1 << 30));
+  if (!m.buckets.empty()) {
+    m.capture_graphs();
+    log(LogLevel::kInfo, "device: {} decode CUDA graphs captured (batch 1..{})", m.graphs.size(), graph_rows);
+  }
+}
+
+DeviceRunner::~DeviceRunner() {
+  for (auto& [bs, exec] : impl_->graphs) (void)cudaGraphExecDestroy(exec);
+}
+
+int64_t DeviceRunner::kv_slots() const { return impl_->kv_slots; }
+size_t DeviceRunner::kv_bytes_per_token() const { return impl_->kv->bytes_per_token(); }
+
+void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits) {
+  Impl& m = *impl_;
+  cuda::StreamGuard guard(m.stream.get());
+  SPARROW_CHECK(table.max_context() <= m.ctx, "req_to_token rows of {} exceed the device table's {}", table.max_context(), m.ctx);
+  const int64_t n = batch.batch_size();
+  if (batch.num_tokens() == 0) return;
+  // A decode batch whose logits are its sequences' rows in order replays a graph.
+  bool plain_decode = batch.mode == ForwardMode::kDecode && int64_t(batch.logit_rows.size()) == n &&
+                      batch.num_tokens() == n;
+  for (int64_t i = 0; plain_decode && i < n; ++i) plain_decode = batch.logit_rows[size_t(i)] == i;
+  const auto it = plain_decode ? m.graphs.lower_bound(n) : m.graphs.end();
+  if (it != m.graphs.end()) {
+    m.upload(batch, &table, it->first - n);
+    SPARROW_CUDA_CHECK(cudaGraphLaunch(it->second, m.stream.get()));
+    ops::copy(logits, m.d_logits.slice_rows(0, n));  // waits for the replay
+    return;
+  }
+  m.upload(batch, &table, 0);
+  m.model->forward(batch, m.arrays(int32_t(n)), *m.kv, m.arena->workspace(), logits);
+  m.stream.synchronize();
+}
+
+}  // namespace sparrow

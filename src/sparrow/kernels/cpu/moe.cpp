@@ -1,0 +1,43 @@
+// ops::moe_experts / ops::moe_combine: the GPU kernels when the tensors are on the device,
+// else the plain reference loops (kernels/reference/moe_ref.h). The CPU model does not
+// come here: layers/moe.cpp groups pairs per expert and runs the optimized linear kernels,
+// which also serves every parallel layout.
+#include "sparrow/kernels/ops.h"
+#include "sparrow/kernels/reference/moe_ref.h"
+#ifdef SPARROW_HAVE_CUDA
+#include "sparrow/kernels/cuda/ops_cuda.h"
+#endif
+
+namespace sparrow::ops {
+
+void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
+                 const Tensor& w2, Arena& ws, const Tensor& slot_out) {
+#ifdef SPARROW_HAVE_CUDA
+  if (x.device() == Device::kCUDA) return cuda::moe_experts(x, ids, weights, k, w13, w2, ws, slot_out);
+#endif
+  SPARROW_CHECK(x.device() == Device::kCPU && w13.device() == Device::kCPU && w2.device() == Device::kCPU &&
+                    slot_out.device() == Device::kCPU,
+                "moe_experts: tensors on different devices");
+  SPARROW_CHECK(w13.rank() == 3 && w2.rank() == 3 && x.rank() == 2, "moe_experts: x [T, H], w13 [E, 2I, H], w2 [E, H, I]");
+  ref::moe_experts(x, ids, weights, k, w13, w2, slot_out);
+}
+
+size_t moe_experts_workspace_bytes(Device device, int64_t T, int k, int64_t E, int64_t H, int64_t I) {
+#ifdef SPARROW_HAVE_CUDA
+  if (device == Device::kCUDA) return cuda::moe_workspace_bytes(T, k, E, H, I);
+#endif
+  return 0;
+}
+
+void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
+                 const Tensor& out) {
+#ifdef SPARROW_HAVE_CUDA
+  if (out.device() == Device::kCUDA) return cuda::moe_combine(slot_out, k, shared_out, shared_logit, out);
+#endif
+  SPARROW_CHECK(slot_out.dtype() == DType::kF32 && slot_out.size(0) == out.size(0) * k && slot_out.size(1) == out.size(1),
+                "moe_combine: slot_out must be f32 [T*k, H]");
+  SPARROW_CHECK(!shared_out == !shared_logit, "moe_combine: shared_out and shared_logit go together");
+  ref::moe_combine(slot_out, k, shared_out, shared_logit, out);
+}
+
+}  // namespace sparrow::ops

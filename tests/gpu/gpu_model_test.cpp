@@ -1,0 +1,226 @@
+// The whole model on one GPU (--device cuda): the HF goldens of tests/model/golden_test.cpp
+// in bf16, GPU against CPU on the trained default model, CUDA-graph decode against eager,
+// deterministic mode's batch invariance, and the HTTP server end to end.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "sparrow/core/cuda/device.h"
+#include "sparrow/engine/sync_generate.h"
+#include "sparrow/model/model.h"
+#include "sparrow/server/server.h"
+#include "sparrow/tokenizer/tokenizer.h"
+
+namespace sparrow {
+namespace {
+
+using nlohmann::json;
+
+std::string model_dir(const std::string& name) { return std::string(SPARROW_TESTDATA_DIR) + "/models/" + name; }
+const std::string kAusten = SPARROW_DEFAULT_MODEL_DIR;
+
+json read_golden(const std::string& name) {
+  std::ifstream f(model_dir(name) + "/golden.json");
+  EXPECT_TRUE(f.good()) << "missing golden for " << name;
+  return json::parse(f);
+}
+
+Request greedy(const std::vector<int32_t>& ids, int32_t max_new, bool logprobs) {
+  Request r;
+  r.input_ids = ids;
+  r.sampling.max_new_tokens = max_new;
+  r.sampling.temperature = 0;
+  r.sampling.ignore_eos = true;
+  r.return_logprob = logprobs;
+  r.logprob_start_len = logprobs ? 0 : -1;
+  return r;
+}
+
+struct Opts {
+  Device device = Device::kCUDA;
+  bool graphs = true;
+  bool deterministic = false;
+  int64_t chunked_prefill = 8192;
+};
+
+std::unique_ptr<Engine> make_engine(const std::string& dir, const Opts& p) {
+  EngineOptions o;
+  o.max_total_tokens = 4096;
+  o.max_running_requests = 16;
+  o.chunked_prefill_size = p.chunked_prefill;
+  o.log_interval_s = 0;
+  o.device = p.device;
+  o.gpu.cuda_graphs = p.graphs;
+  o.gpu.cuda_graph_max_bs = 16;
+  o.parallel.deterministic = p.deterministic;
+  return std::make_unique<Engine>(load_model_source(dir, "auto", DType::kBF16), nullptr, o);
+}
+
+std::vector<GenerateResult> run(Engine& e, std::vector<Request> rs) {
+  std::vector<GenerateResult> out;
+  for (auto& o : generate_sync(e, std::move(rs))) {
+    EXPECT_FALSE(o.error) << *o.error;
+    out.push_back(o.result);
+  }
+  return out;
+}
+
+void expect_same_bits(const GenerateResult& a, const GenerateResult& b, const std::string& what) {
+  EXPECT_EQ(a.output_ids, b.output_ids) << what;
+  ASSERT_EQ(a.input_token_logprobs.size(), b.input_token_logprobs.size()) << what;
+  for (size_t j = 1; j < a.input_token_logprobs.size(); ++j)
+    EXPECT_EQ(*a.input_token_logprobs[j].logprob, *b.input_token_logprobs[j].logprob) << what << " input " << j;
+  ASSERT_EQ(a.output_token_logprobs.size(), b.output_token_logprobs.size()) << what;
+  for (size_t j = 0; j < a.output_token_logprobs.size(); ++j)
+    EXPECT_EQ(*a.output_token_logprobs[j].logprob, *b.output_token_logprobs[j].logprob) << what << " output " << j;
+}
+
+class GpuModel : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+// Teacher-forced logprobs at every position of the golden prompts against HF transformers
+// (fp32 reference over the bf16 weights). The GPU computes activations and the KV cache in
+// bf16 (the CPU keeps fp32 activations), so the bound is wider than the CPU's bf16 one.
+TEST_P(GpuModel, TeacherForcedLogprobsMatchTransformers) {
+  const json golden = read_golden(GetParam());
+  auto e = make_engine(model_dir(GetParam()), {});
+  double sum = 0, worst = 0;
+  int64_t count = 0;
+  for (const json& p : golden["prompts"]) {
+    const GenerateResult res = run(*e, {greedy(p["input_ids"].get<std::vector<int32_t>>(), 1, true)})[0];
+    const json& want = p["input_logprobs"];
+    ASSERT_EQ(res.input_token_logprobs.size(), want.size());
+    for (size_t i = 1; i < want.size(); ++i) {
+      const double d = std::fabs(double(*res.input_token_logprobs[i].logprob) - want[i].get<double>());
+      sum += d;
+      worst = std::max(worst, d);
+      ++count;
+    }
+  }
+  ASSERT_GT(count, 0);
+  const double mean = sum / double(count);
+  std::printf("[gpu %s bf16] mean |dlogprob| %.3g, max %.3g over %lld positions\n", GetParam().c_str(), mean, worst,
+              (long long)count);
+  RecordProperty("mean_abs_dlogprob", std::to_string(mean));
+  RecordProperty("max_abs_dlogprob", std::to_string(worst));
+  EXPECT_LE(mean, 0.05);
+  EXPECT_LE(worst, 0.4);
+}
+
+// Deterministic mode on the GPU: a prompt's results do not depend on what else is in the
+// batch, on chunked prefill, or on whether decode replays a CUDA graph (padded to a bucket).
+TEST_P(GpuModel, DeterministicIsBatchChunkAndGraphInvariant) {
+  const json golden = read_golden(GetParam());
+  std::vector<Request> reqs;
+  for (const json& p : golden["prompts"]) reqs.push_back(greedy(p["input_ids"].get<std::vector<int32_t>>(), 8, true));
+  std::vector<GenerateResult> batched, alone, chunked, eager;
+  {
+    auto e = make_engine(model_dir(GetParam()), {Device::kCUDA, true, true});
+    batched = run(*e, reqs);
+    for (const Request& r : reqs) alone.push_back(run(*e, {r})[0]);
+  }
+  {
+    auto e = make_engine(model_dir(GetParam()), {Device::kCUDA, true, true, 7});
+    chunked = run(*e, reqs);
+  }
+  {
+    auto e = make_engine(model_dir(GetParam()), {Device::kCUDA, false, true});
+    eager = run(*e, reqs);
+  }
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    expect_same_bits(alone[i], batched[i], "alone vs batched " + std::to_string(i));
+    expect_same_bits(chunked[i], batched[i], "chunked vs whole " + std::to_string(i));
+    expect_same_bits(eager[i], batched[i], "eager vs graph " + std::to_string(i));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, GpuModel, ::testing::Values("qwen3_moe", "qwen2_moe", "mixtral", "olmoe"));
+
+// The trained default model: greedy continuations and their logprobs on the GPU against
+// the CPU (which keeps fp32 activations): same tokens until the first near-tie, logprobs
+// of the common tokens close.
+TEST(GpuVsCpu, AustenGenerationsAgree) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  const auto tok = Tokenizer::from_dir(kAusten);
+  std::vector<Request> reqs;
+  for (const char* text : {"It is a truth universally acknowledged", "Emma Woodhouse, handsome, clever, and rich,",
+                           "The family of Dashwood had long been settled in Sussex.", "Sir Walter Elliot, of Kellynch Hall,"}) {
+    reqs.push_back(greedy(tok->encode(text), 32, true));
+    reqs.back().top_logprobs_num = 2;
+  }
+  auto gpu = make_engine(kAusten, {});
+  const std::vector<GenerateResult> g = run(*gpu, reqs);
+  gpu.reset();
+  auto cpu = make_engine(kAusten, {Device::kCPU});
+  const std::vector<GenerateResult> c = run(*cpu, reqs);
+  double sum = 0, worst = 0;
+  int64_t count = 0, agreed = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    for (size_t j = 1; j < c[i].input_token_logprobs.size(); ++j) {
+      const double d = std::fabs(double(*g[i].input_token_logprobs[j].logprob) - double(*c[i].input_token_logprobs[j].logprob));
+      sum += d, worst = std::max(worst, d), ++count;
+    }
+    for (size_t j = 0; j < c[i].output_ids.size(); ++j) {
+      const auto& top = c[i].output_top_logprobs[j];
+      const double margin = top[0].logprob - top[1].logprob;
+      if (g[i].output_ids[j] != c[i].output_ids[j]) {
+        EXPECT_LT(margin, 0.1) << "prompt " << i << " step " << j << ": the GPU left a clear greedy choice";
+        break;
+      }
+      ++agreed;
+      const double d = std::fabs(double(*g[i].output_token_logprobs[j].logprob) - double(*c[i].output_token_logprobs[j].logprob));
+      sum += d, worst = std::max(worst, d), ++count;
+    }
+  }
+  std::printf("[gpu vs cpu austen] mean |dlogprob| %.3g, max %.3g over %lld positions; %lld greedy tokens agreed\n",
+              sum / double(count), worst, (long long)count, (long long)agreed);
+  EXPECT_LE(sum / double(count), 0.03);
+  EXPECT_LE(worst, 0.3);
+  EXPECT_GE(agreed, 64);
+}
+
+// `sparrow serve` on the GPU: the native and OpenAI routes answer.
+TEST(GpuServer, GenerateAndChatCompletions) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  ServerOptions o;
+  o.model_path = kAusten;
+  o.port = 0;
+  o.device = "cuda";
+  o.max_total_tokens = 8192;
+  o.max_running_requests = 16;
+  o.cuda_graph_max_bs = 16;
+  o.log_interval = 0;
+  o.shutdown_grace_s = 1;
+  server::Server s(o);
+  s.start();
+  httplib::Client cli("127.0.0.1", s.port());
+  cli.set_read_timeout(60);
+  auto r = cli.Post("/generate", R"({"text": "Emma Woodhouse", "sampling_params": {"max_new_tokens": 16, "temperature": 0}})",
+                    "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json g = json::parse(r->body);
+  EXPECT_EQ(g["meta_info"]["completion_tokens"].get<int>(), 16);
+  EXPECT_FALSE(g["text"].get<std::string>().empty());
+  r = cli.Post("/v1/chat/completions",
+               R"({"model": "x", "messages": [{"role": "user", "content": "Who is Mr. Knightley?"}], "max_tokens": 12})",
+               "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json c = json::parse(r->body);
+  EXPECT_EQ(c["choices"][0]["message"]["role"].get<std::string>(), "assistant");
+  EXPECT_GT(c["usage"]["completion_tokens"].get<int>(), 0);
+  s.stop();
+}
+
+}  // namespace
+}  // namespace sparrow
