@@ -1,0 +1,197 @@
+// Decode (and prefill) throughput of a whole model on one GPU at a real shape with dummy
+// weights, through the same executor `sparrow serve --device cuda` uses (DeviceRunner:
+// uploads, decode CUDA graphs, logits back to the host), next to the bandwidth roofline
+// measured in the same run: weight bytes one decode step must read (attention, the expected
+// distinct experts touched by `batch` tokens, router, lm_head) / device-to-device copy
+// bandwidth (bytes read + written).
+//
+//   gpu_decode_bench --config tests/testdata/configs/qwen3-30b-a3b.json \
+//       [--batches 1,8,32,128] [--prompt 256] [--steps 64] [--out result.json]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_common.h"
+#include "sparrow/core/cuda/device.h"
+#include "sparrow/engine/model_executor.h"
+
+using namespace sparrow;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+namespace {
+
+double decode_bytes_per_step(const ModelConfig& c, int64_t batch, size_t elem) {
+  const double h = double(c.hidden_size);
+  const double attn = h * double((c.num_heads + 2 * c.num_kv_heads) * c.head_dim) + double(c.num_heads * c.head_dim) * h;
+  double total = 0;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    total += attn;
+    if (c.is_moe_layer(l)) {
+      const double e = double(c.num_experts), k = double(c.top_k);
+      const double touched = e * (1.0 - std::pow(1.0 - k / e, double(batch)));
+      total += touched * 3.0 * h * double(c.moe_intermediate_size) + e * h;
+      if (c.shared_expert_intermediate_size) total += 3.0 * h * double(c.shared_expert_intermediate_size) + h;
+    } else {
+      total += 3.0 * h * double(c.intermediate_size);
+    }
+  }
+  total += double(c.vocab_size) * h;  // lm_head
+  return total * double(elem);
+}
+
+double d2d_bandwidth_tbs() {
+  const size_t bytes = size_t(2) << 30;
+  cuda::DeviceBuffer a(bytes), b(bytes);
+  SPARROW_CUDA_CHECK(cudaMemset(a.data(), 1, bytes));
+  cudaEvent_t e0, e1;
+  SPARROW_CUDA_CHECK(cudaEventCreate(&e0));
+  SPARROW_CUDA_CHECK(cudaEventCreate(&e1));
+  std::vector<double> bw;
+  for (int i = 0; i < 10; ++i) {
+    SPARROW_CUDA_CHECK(cudaEventRecord(e0));
+    SPARROW_CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice));
+    SPARROW_CUDA_CHECK(cudaEventRecord(e1));
+    SPARROW_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    SPARROW_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    if (i >= 2) bw.push_back(2.0 * double(bytes) / (double(ms) * 1e-3) / 1e12);
+  }
+  return bench::median(bw);
+}
+
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> v;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) v.push_back(std::stoll(item));
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = std::string(SPARROW_SOURCE_DIR) + "/tests/testdata/configs/qwen3-30b-a3b.json", out_path;
+  std::vector<int64_t> batches = {1, 8, 32, 128};
+  int64_t prompt = 256, steps = 64;
+  bool graphs = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (k == "--disable-cuda-graph") { graphs = false; continue; }
+    if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", k.c_str()); return 2; }
+    const std::string v = argv[++i];
+    if (k == "--config") config_path = v;
+    else if (k == "--batches") batches = parse_list(v);
+    else if (k == "--prompt") prompt = std::stoll(v);
+    else if (k == "--steps") steps = std::stoll(v);
+    else if (k == "--out") out_path = v;
+    else { std::fprintf(stderr, "unknown flag %s\n", k.c_str()); return 2; }
+  }
+  const auto info = cuda::device_info();
+  const double bw = d2d_bandwidth_tbs();
+  const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
+
+  const auto t_load = Clock::now();
+  LoadedModel m = load_model_source(config_path, "dummy", DType::kBF16, 1234);
+  const ModelConfig& c = m.config;
+  const int64_t ctx = prompt + steps + 8, slots = max_batch * ctx;
+  DeviceOptions d;
+  d.cuda_graphs = graphs;
+  d.cuda_graph_max_bs = max_batch;
+  d.max_batch = max_batch;
+  d.max_context = ctx;
+  ModelExecutor ex(c, *m.source, DType::kBF16, DType::kBF16, ParallelOptions{}, slots,
+                   std::max<int64_t>(prompt * std::min<int64_t>(max_batch, 16), max_batch), Device::kCUDA, d);
+  const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
+
+  json rows = json::array();
+  for (int64_t batch : batches) {
+    SlotAllocator alloc(slots);
+    ReqToTokenPool rtt(int32_t(max_batch), ctx);
+    std::vector<int32_t> req;
+    std::vector<int32_t> got;
+    Buffer logits(DType::kF32, {batch, c.vocab_size});
+    const ForwardBatch* bp[1];
+    const ReqToTokenPool* tp[1] = {&rtt};
+    const Tensor lt[1] = {logits.tensor()};
+    // Prefill in extend batches of at most 16 sequences (the workspace's size).
+    double prefill_s = 0;
+    for (int64_t b0 = 0; b0 < batch; b0 += 16) {
+      ForwardBatch fb;
+      for (int64_t b = b0; b < std::min(batch, b0 + 16); ++b) {
+        req.push_back(rtt.alloc());
+        std::vector<int32_t> toks;
+        for (int64_t i = 0; i < prompt; ++i) toks.push_back(int32_t((b * 7919 + i * 104729) % c.vocab_size));
+        got.clear();
+        alloc.alloc(prompt, got);
+        std::copy(got.begin(), got.end(), rtt.row(req.back()));
+        fb.add_sequence(req.back(), 0, toks.data(), got.data(), int32_t(prompt));
+        fb.logit_rows.push_back(fb.num_tokens() - 1);
+      }
+      Buffer pl(DType::kF32, {int64_t(fb.logit_rows.size()), c.vocab_size});
+      const Tensor plt[1] = {pl.tensor()};
+      bp[0] = &fb;
+      const auto t = Clock::now();
+      ex.step(bp, tp, plt);
+      prefill_s += std::chrono::duration<double>(Clock::now() - t).count();
+    }
+    std::vector<double> step_s;
+    for (int64_t s = 0; s < steps; ++s) {
+      ForwardBatch dbatch;
+      dbatch.mode = ForwardMode::kDecode;
+      for (int64_t b = 0; b < batch; ++b) {
+        const int32_t tok = int32_t((s * 31 + b) % c.vocab_size), pos = int32_t(prompt + s);
+        got.clear();
+        alloc.alloc(1, got);
+        rtt.row(req[size_t(b)])[pos] = got[0];
+        dbatch.add_sequence(req[size_t(b)], pos, &tok, got.data(), 1);
+        dbatch.logit_rows.push_back(dbatch.num_tokens() - 1);
+      }
+      bp[0] = &dbatch;
+      const auto t = Clock::now();
+      ex.step(bp, tp, lt);
+      if (s >= 3) step_s.push_back(std::chrono::duration<double>(Clock::now() - t).count());
+    }
+    const double med = bench::median(step_s);
+    const double bytes = decode_bytes_per_step(c, batch, 2);
+    const double roof = double(batch) * bw * 1e12 / bytes;
+    rows.push_back({{"batch", batch},
+                    {"prefill_tokens_per_s", double(prompt * batch) / prefill_s},
+                    {"decode_step_median_ms", med * 1e3},
+                    {"decode_tokens_per_s", double(batch) / med},
+                    {"decode_bytes_per_step_gb", bytes / 1e9},
+                    {"roofline_tokens_per_s", roof},
+                    {"fraction_of_roofline", double(batch) / med / roof}});
+    std::fprintf(stderr, "batch %lld: %.1f tok/s (%.1f%% of roofline %.0f)\n", (long long)batch, double(batch) / med,
+                 100.0 * double(batch) / med / roof, roof);
+  }
+  json j;
+  j["benchmark"] = "gpu_decode";
+  j["config"] = config_path;
+  j["model_type"] = c.model_type;
+  j["dtype"] = "bfloat16";
+  j["load_format"] = "dummy";
+  j["cuda_graphs"] = graphs;
+  j["prompt_tokens"] = prompt;
+  j["decode_steps"] = steps;
+  j["gpu"] = {{"name", info.name}, {"sm_count", info.sm_count}, {"max_sm_clock_mhz", info.sm_clock_mhz},
+              {"max_mem_clock_mhz", info.mem_clock_mhz}, {"mem_bus_bits", info.mem_bus_bits}};
+  j["measured_d2d_bandwidth_tbs"] = bw;
+  j["load_s"] = load_s;
+  j["method"] = "median wall time of executor steps (upload + graph replay or eager forward + logits to host), "
+                "after 3 warm-up steps; tok/s = batch / step";
+  const char* env_commit = std::getenv("SPARROW_COMMIT");
+  j["commit"] = env_commit ? std::string(env_commit) : bench::git_commit();
+  j["results"] = rows;
+  const std::string text = j.dump(2);
+  std::printf("%s\n", text.c_str());
+  if (!out_path.empty()) std::ofstream(out_path) << text << "\n";
+  return 0;
+}
