@@ -179,7 +179,9 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
                   double(workspace) / (1 << 30), opts.mem_fraction_static);
   m.kv_slots = want - 1;  // the extra slot is the padding sequences' scratch
   // A pool of a given size (--max-total-tokens) takes only what it needs.
-  if (opts.kv_slots > 0) plan.kv_bytes = (size_t(want) * per_token + 255) / 256 * 256;
+  // (Each layer's K and V are separate 256-aligned tensors of the region.)
+  if (opts.kv_slots > 0)
+    plan.kv_bytes = size_t(2 * c.num_layers) * ((size_t(want) * per_token / size_t(2 * c.num_layers) + 255) / 256 * 256);
 
   m.arena = std::make_unique<cuda::DeviceArena>(plan);
   m.model = std::make_unique<CausalLM>(c, source, dtype, rank, WeightPlacement{&m.arena->weights(), false});
