@@ -5,8 +5,8 @@
 // distinct experts touched by `batch` tokens, router, lm_head) / device-to-device copy
 // bandwidth (bytes read + written).
 //
-//   gpu_decode_bench --config tests/testdata/configs/qwen3-30b-a3b.json \
-//       [--batches 1,8,32,128] [--prompt 256] [--steps 64] [--out result.json]
+//   gpu_decode_bench --config tests/testdata/configs/qwen3-30b-a3b.json
+//       [--batches 1,8,32,128] [--prompt 256] [--steps 64] [--out result.json]  (one line)
 #include <cuda_runtime.h>
 
 #include <algorithm>

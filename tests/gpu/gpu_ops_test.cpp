@@ -297,6 +297,48 @@ TEST_F(Gpu, PagedAttentionExtendAndDecode) {
     }
 }
 
+// Decode steps (one query per sequence) may run the decode-split shape: each context's
+// fixed splits in parallel, merged in split order. Same arithmetic as the extend shape:
+// bit-identical, and close to the CPU reference; contexts cross split boundaries.
+TEST_F(Gpu, PagedAttentionDecodeSplitsEqualExtendShape) {
+  std::mt19937 rng(11);
+  const std::vector<int32_t> lens = {1, 63, 64, 65, 300, 1000, 2049};
+  const std::vector<int32_t> exts(lens.size(), 1);
+  for (int64_t max_ctx : {int64_t(4096), int64_t(20000)})
+    for (auto [Hq, Hkv, D] : {std::tuple<int64_t, int64_t, int64_t>{32, 4, 128}, {16, 16, 64}, {64, 4, 128}, {8, 1, 256}}) {
+      const DType dt = DType::kBF16;
+      const int64_t slots = 4000;
+      Buffer kc(dt, {slots, Hkv, D}), vc(dt, {slots, Hkv, D});
+      fill_uniform(kc.tensor(), rng, -2, 2);
+      fill_uniform(vc.tensor(), rng);
+      const int32_t nreq = int32_t(lens.size());
+      std::vector<int32_t> r2t(size_t(nreq * max_ctx), 0), rows;
+      for (int32_t i = 0; i < nreq; ++i) {
+        rows.push_back(i);
+        for (int32_t j = 0; j < lens[size_t(i)]; ++j) r2t[size_t(i * max_ctx + j)] = int32_t(rng() % slots);
+      }
+      const int64_t T = nreq;
+      Buffer q(dt, {T, Hq, D}), ref(dt, {T, Hq, D});
+      fill_uniform(q.tensor(), rng);
+      auto dk = upload(kc.tensor()), dv = upload(vc.tensor()), dq = upload(q.tensor()), dr2t = upload_vec(r2t);
+      DevBatch b = make_batch(rows, lens, exts, r2t.data(), dr2t.data(), max_ctx);
+      const float scale = 1.0f / std::sqrt(float(D));
+      auto whole = poisoned(dt, {T, Hq, D}), split = poisoned(dt, {T, Hq, D});
+      ops::paged_attention(dq.tensor(), dk.tensor(), dv.tensor(), b.dev, scale, whole.tensor());
+      const size_t n = ops::paged_attention_scratch_floats(Device::kCUDA, T, Hq, D, max_ctx);
+      ASSERT_GT(n, 0u);
+      DeviceBuffer scratch(n * 4);
+      ops::AttentionBatch with = b.dev;
+      with.scratch = static_cast<float*>(scratch.data());
+      ops::paged_attention(dq.tensor(), dk.tensor(), dv.tensor(), with, scale, split.tensor());
+      const auto a = to_f32(download(whole.tensor()).tensor()), c = to_f32(download(split.tensor()).tensor());
+      for (size_t j = 0; j < a.size(); ++j)
+        ASSERT_EQ(f32_bits(a[j]), f32_bits(c[j])) << "ctx " << max_ctx << " heads " << Hq << "/" << Hkv << " D " << D << " at " << j;
+      ref::paged_attention(q.tensor(), kc.tensor(), vc.tensor(), b.host, scale, ref.tensor());
+      EXPECT_LT(rel_err(c, to_f32(ref.tensor())), 8e-3) << Hq << " " << Hkv << " " << D;
+    }
+}
+
 // ---- MoE -------------------------------------------------------------------------------
 
 TEST_F(Gpu, MoeLayerMatchesCpuComposition) {

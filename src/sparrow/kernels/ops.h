@@ -43,6 +43,9 @@ struct AttentionBatch {
   const int32_t* q_offsets = nullptr;     // [B]
   const int32_t* req_to_token = nullptr;  // [max_reqs, max_context]: position -> kv slot
   int64_t max_context = 0;
+  // GPU only: paged_attention_scratch_floats() floats of device scratch. When given, a step
+  // of one query per sequence computes the KV splits of each query in parallel (same results).
+  float* scratch = nullptr;
 };
 
 // Causal GQA attention through the paged KV pool: the query at absolute position p of a
@@ -54,6 +57,10 @@ struct AttentionBatch {
 // queries are in the step.
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, float scale, const Tensor& out);
+
+// Scratch floats the decode-split path of paged_attention wants for T queries of Hq heads
+// (0: none; always 0 on the CPU).
+size_t paged_attention_scratch_floats(Device device, int64_t T, int64_t Hq, int64_t D, int64_t max_context);
 
 // out[t, :] = table[ids[t], :]
 void embedding(const Tensor& table, const int32_t* ids, const Tensor& out);

@@ -73,7 +73,7 @@ void CausalLM::build(const WeightSource& source, WeightPlacement placement) {
 
 int64_t CausalLM::local_kv_heads() const { return layers_[0].attention->local_kv_heads(); }
 
-size_t CausalLM::workspace_bytes(int64_t max_tokens) const {
+size_t CausalLM::workspace_bytes(int64_t max_tokens, int64_t max_context) const {
   const ModelConfig& c = config_;
   const size_t s = dtype_size(act_dtype_), h = size_t(c.hidden_size), k = size_t(std::max<int64_t>(c.top_k, 1));
   const size_t qkv = size_t((2 * c.num_heads + 2 * c.num_kv_heads) * c.head_dim);
@@ -89,6 +89,13 @@ size_t CausalLM::workspace_bytes(int64_t max_tokens) const {
     bytes += ops::moe_experts_workspace_bytes(device_, max_tokens, int(k), c.num_experts, c.hidden_size,
                                               c.moe_intermediate_size);
     bytes += size_t(kLogitChunkRows) * (h * s + size_t(c.vocab_size) * 4) + (1u << 16);
+    // Decode-split attention partials (steps of one token per sequence).
+    const int64_t ctx = max_context > 0 ? max_context : std::max<int64_t>(c.max_position_embeddings, 1);
+    const int64_t heads = c.num_heads / rank_.mesh.attn_tp;
+    size_t most = 0;
+    for (int64_t t : {std::min<int64_t>(max_tokens, 256), int64_t(1)})
+      most = std::max(most, ops::paged_attention_scratch_floats(device_, t, heads, c.head_dim, ctx));
+    bytes += most * 4 + 256;
   }
   return bytes;
 }

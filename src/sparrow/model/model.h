@@ -53,8 +53,9 @@ class CausalLM {
   Device device() const { return device_; }
 
   // Workspace bytes a step of up to `max_tokens` tokens (of the whole world: MoE layers see
-  // every DP group's tokens) needs.
-  size_t workspace_bytes(int64_t max_tokens) const;
+  // every DP group's tokens) needs, with req_to_token rows of `max_context` positions (0: the
+  // model's max_position_embeddings).
+  size_t workspace_bytes(int64_t max_tokens, int64_t max_context = 0) const;
   // KV heads this rank stores per layer.
   int64_t local_kv_heads() const;
   const RankContext& rank() const { return rank_; }

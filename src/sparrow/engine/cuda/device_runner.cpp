@@ -168,7 +168,7 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   const auto probe = std::make_unique<CausalLM>(c, source, dtype, rank, WeightPlacement{&dry, true});
   const size_t weights = dry.used();
   const size_t inputs = (m.small_count() + size_t(m.b_max) + size_t(m.b_max * m.ctx)) * 4 + 4 * 256;
-  const size_t workspace = probe->workspace_bytes(m.t_max) + inputs + size_t(graph_rows * c.vocab_size) * 4 + 256;
+  const size_t workspace = probe->workspace_bytes(m.t_max, m.ctx) + inputs + size_t(graph_rows * c.vocab_size) * 4 + 256;
   cuda::MemoryPlan plan = cuda::plan_memory(weights, workspace, opts.mem_fraction_static);
   const int64_t kv_heads = probe->local_kv_heads();
   const size_t per_token = KVPool::bytes_per_token(c.num_layers, kv_heads, c.head_dim, kv_dtype);

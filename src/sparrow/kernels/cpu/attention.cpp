@@ -15,6 +15,13 @@
 
 namespace sparrow::ops {
 
+size_t paged_attention_scratch_floats(Device device, int64_t T, int64_t Hq, int64_t D, int64_t max_context) {
+#ifdef SPARROW_HAVE_CUDA
+  if (device == Device::kCUDA) return cuda::paged_attention_scratch_floats(T, Hq, D, max_context);
+#endif
+  return 0;
+}
+
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, float scale, const Tensor& out) {
 #ifdef SPARROW_HAVE_CUDA

@@ -88,8 +88,10 @@ struct LinearSimtParams {
 void linear_simt(const LinearSimtParams& p, cudaStream_t stream);
 
 // ---- attention (attention.cu) -----------------------------------------------------------
-constexpr int kAttnTile = 64;      // KV positions per tile (fixed: batch invariance)
+constexpr int kAttnTile = 64;          // KV positions per tile (fixed: batch invariance)
 constexpr int kAttnMaxHeadDim = 256;
+constexpr int kAttnMaxSplits = 32;     // a context is cut into at most this many splits
+constexpr int kAttnSplitMaxRows = 256; // decode-split shape for steps of at most this many rows
 struct AttentionParams {
   const void* q; const void* k; const void* v; void* out; DType t;  // q/out [T, Hq, D]; k/v [slots, Hkv, D]
   int64_t T, Hq, Hkv, D;
@@ -98,7 +100,14 @@ struct AttentionParams {
   const int32_t* q_offsets; const int32_t* req_to_token;  // [B] x4, [max_reqs, max_context]
   int64_t max_context;
   float scale;
+  int64_t split;       // positions per split: attention_split_size(max_context)
+  int32_t n_splits;    // ceil(max_context / split)
+  float* partials;     // null: extend shape; else [T, Hq, n_splits, D + 2] (decode-split shape, T == batch)
 };
+// Split size for a context of max_context positions (a multiple of kAttnTile).
+int64_t attention_split_size(int64_t max_context);
+// Whether the kernels take this head layout (group size, head dim, shared memory).
+bool attention_shape_ok(int64_t Hq, int64_t Hkv, int64_t D);
 void paged_attention(const AttentionParams& p, cudaStream_t stream);
 
 // ---- bf16 tensor-core GEMM (gemm.cu) --------------------------------------------------

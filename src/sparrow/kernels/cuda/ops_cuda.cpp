@@ -195,17 +195,25 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
                       v_cache.dtype() == dt && out.dtype() == dt,
                   "paged_attention: q, caches and out must share a dtype (bf16 or f32)");
   const int64_t D = q.size(2), Hq = q.size(1), Hkv = k_cache.size(1);
-  SPARROW_REQUIRE(k_cache.size(2) == D && v_cache.shape() == k_cache.shape() && D > 0 &&
-                      D <= kn::kAttnMaxHeadDim,
-                  "paged_attention: head dim {} (max {})", D, kn::kAttnMaxHeadDim);
-  SPARROW_REQUIRE(Hkv > 0 && Hq % Hkv == 0, "paged_attention: Hq {} not a multiple of Hkv {}", Hq, Hkv);
-  SPARROW_REQUIRE(batch.batch >= 0, "paged_attention: negative batch");
+  SPARROW_REQUIRE(k_cache.size(2) == D && v_cache.shape() == k_cache.shape() && kn::attention_shape_ok(Hq, Hkv, D),
+                  "paged_attention: {} query heads over {} KV heads of dim {} (max dim {}, group {})", Hq, Hkv, D,
+                  kn::kAttnMaxHeadDim, Hkv ? Hq / Hkv : 0);
+  SPARROW_REQUIRE(batch.batch >= 0 && batch.max_context > 0, "paged_attention: negative batch or empty context");
   if (batch.batch == 0 || q.size(0) == 0) return;
+  const int64_t split = kn::attention_split_size(batch.max_context);
+  const bool split_shape = batch.scratch && q.size(0) == batch.batch && q.size(0) <= kn::kAttnSplitMaxRows;
   kn::AttentionParams p{q.data(), k_cache.data(), v_cache.data(), out.data(), dt, q.size(0), Hq, Hkv, D,
                        batch.batch, batch.req_slots, batch.seq_lens, batch.extend_lens, batch.q_offsets,
-                       batch.req_to_token, batch.max_context, scale};
+                       batch.req_to_token, batch.max_context, scale, split,
+                       int32_t((batch.max_context + split - 1) / split), split_shape ? batch.scratch : nullptr};
   kn::paged_attention(p, current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("paged_attention");
+}
+
+size_t paged_attention_scratch_floats(int64_t T, int64_t Hq, int64_t D, int64_t max_context) {
+  if (T > kn::kAttnSplitMaxRows || max_context <= 0) return 0;
+  const int64_t split = kn::attention_split_size(max_context);
+  return size_t(T * Hq * ((max_context + split - 1) / split) * (D + 2));
 }
 
 void embedding(const Tensor& table, const int32_t* ids, const Tensor& out) {

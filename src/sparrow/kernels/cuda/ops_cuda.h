@@ -17,6 +17,7 @@ namespace sparrow::ops::cuda {
 void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
 void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                      const AttentionBatch& batch, float scale, const Tensor& out);
+size_t paged_attention_scratch_floats(int64_t T, int64_t Hq, int64_t D, int64_t max_context);
 void embedding(const Tensor& table, const int32_t* ids, const Tensor& out);
 void scatter_rows(const Tensor& src, const int32_t* rows, const Tensor& dst);
 void rms_norm(const Tensor& x, const Tensor& w, float eps, const Tensor& y);

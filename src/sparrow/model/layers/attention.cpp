@@ -110,7 +110,12 @@ void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& o
   ops::scatter_rows(k, ctx.arrays.cache_loc, k_cache);
   ops::scatter_rows(v, ctx.arrays.cache_loc, v_cache);
   const Tensor attn = ws.alloc(dt, {t, heads_, head_dim_});
-  ops::paged_attention(q, k_cache, v_cache, ctx.arrays.attention, scale_, attn);
+  ops::AttentionBatch geometry = ctx.arrays.attention;
+  if (t == geometry.batch) {  // one query per sequence (decode): the GPU may split each context
+    const size_t n = ops::paged_attention_scratch_floats(x.device(), t, heads_, head_dim_, geometry.max_context);
+    if (n > 0) geometry.scratch = ws.alloc_array<float>(n);
+  }
+  ops::paged_attention(q, k_cache, v_cache, geometry, scale_, attn);
   if (out.device() != Device::kCPU) {
     // One GPU rank: o_proj with its bias in the GEMM epilogue (no host loops on device data).
     SPARROW_CHECK(tp_ == 1 && leaves_ == 1, "attention on the GPU runs on one rank");
