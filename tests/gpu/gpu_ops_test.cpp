@@ -204,6 +204,37 @@ TEST_F(Gpu, LinearMatchesReference) {
         }
 }
 
+// The skinny decode GEMM (default mode, T <= 8): against the reference on awkward N / K
+// (N not a multiple of the rows per block, K not a multiple of the lanes' chunk stride),
+// with and without bias, and batch invariant among T <= 8.
+TEST_F(Gpu, GemvMatchesReferenceAndIsBatchInvariant) {
+  std::mt19937 rng(12);
+  for (auto [N, K] : {std::pair<int64_t, int64_t>{1, 8}, {17, 264}, {2049, 2048}, {100, 4104}})
+    for (DType y_t : {DType::kF32, DType::kBF16}) {
+      const int64_t T = 8;
+      Buffer x(DType::kBF16, {T, K}), w(DType::kBF16, {N, K}), bias(DType::kF32, {N}), ref(y_t, {T, N});
+      fill_uniform(x.tensor(), rng);
+      fill_uniform(w.tensor(), rng);
+      fill_uniform(bias.tensor(), rng);
+      auto dx = upload(x.tensor()), dw = upload(w.tensor()), db = upload(bias.tensor());
+      for (bool with_bias : {false, true}) {
+        const Tensor* dbp = with_bias ? &db.tensor() : nullptr;
+        ref::linear(x.tensor(), w.tensor(), with_bias ? &bias.tensor() : nullptr, ref.tensor());
+        auto y = poisoned(y_t, {T, N});
+        ops::cuda::linear_with(ops::cuda::GemmBackend::kGemv, dx.tensor(), dw.tensor(), dbp, y.tensor());
+        const auto all = to_f32(download(y.tensor()).tensor());
+        EXPECT_LT(rel_err(all, to_f32(ref.tensor())), y_t == DType::kF32 ? 1e-5 : 6e-3) << N << " " << K;
+        for (int64_t t0 : {int64_t(0), int64_t(3), int64_t(7)}) {
+          auto one = poisoned(y_t, {1, N});
+          ops::cuda::linear_with(ops::cuda::GemmBackend::kGemv, dx.tensor().slice_rows(t0, t0 + 1), dw.tensor(), dbp,
+                                 one.tensor());
+          const auto got = to_f32(download(one.tensor()).tensor());
+          for (int64_t n = 0; n < N; ++n) ASSERT_EQ(f32_bits(got[size_t(n)]), f32_bits(all[size_t(t0 * N + n)])) << N << " " << K;
+        }
+      }
+    }
+}
+
 TEST_F(Gpu, FixedLinearIsBatchInvariant) {
   std::mt19937 rng(7);
   const int64_t K = 2048, N = 777, T = 257;

@@ -107,9 +107,9 @@ __device__ void split_partial(const AttentionParams& p, const Smem& sm, const Qu
     __syncthreads();
     // Stage K and V rows of this KV head (fp32).
     if (p.t == DType::kBF16 && D % 8 == 0) {
-      const int64_t chunks = D / 8;
-      for (int64_t c = threadIdx.x; c < int64_t(n) * chunks; c += blockDim.x) {
-        const int j = int(c / chunks), d0 = int(c % chunks) * 8;
+      const int chunks = int(D / 8);
+      for (int c = threadIdx.x; c < n * chunks; c += blockDim.x) {
+        const int j = c / chunks, d0 = (c - j * chunks) * 8;
         const int64_t off = int64_t(sm.slot[j]) * kv_stride + g * D + d0;
         const uint4 ku = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.k) + off);
         const uint4 vu = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p.v) + off);
@@ -123,8 +123,8 @@ __device__ void split_partial(const AttentionParams& p, const Smem& sm, const Qu
         }
       }
     } else {
-      for (int64_t c = threadIdx.x; c < int64_t(n) * D; c += blockDim.x) {
-        const int j = int(c / D), d = int(c % D);
+      for (int c = threadIdx.x; c < n * int(D); c += blockDim.x) {
+        const int j = c / int(D), d = c - j * int(D);
         const int64_t off = int64_t(sm.slot[j]) * kv_stride + g * D + d;
         sm.k[j * (D + 1) + d] = load_f(p.k, p.t, off);
         sm.v[j * D + d] = load_f(p.v, p.t, off);
@@ -140,8 +140,16 @@ __device__ void split_partial(const AttentionParams& p, const Smem& sm, const Qu
         s[half] = -INFINITY;
         if (j < n) {
           const float* kr = sm.k + j * (D + 1);
-          float dot = 0.f;
-          for (int64_t d = 0; d < D; ++d) dot = fmaf(q[d], kr[d], dot);
+          // Four interleaved partial sums (d mod 4) combined pairwise: a fixed order that
+          // gives the FMA chains room to overlap.
+          float d4[4] = {0.f, 0.f, 0.f, 0.f};
+          int d = 0;
+          for (; d + 4 <= int(D); d += 4) {
+#pragma unroll
+            for (int u = 0; u < 4; ++u) d4[u] = fmaf(q[d + u], kr[d + u], d4[u]);
+          }
+          for (; d < int(D); ++d) d4[d & 3] = fmaf(q[d], kr[d], d4[d & 3]);
+          const float dot = __fadd_rn(__fadd_rn(d4[0], d4[1]), __fadd_rn(d4[2], d4[3]));
           s[half] = __fmul_rn(dot, p.scale);
         }
       }
@@ -158,14 +166,20 @@ __device__ void split_partial(const AttentionParams& p, const Smem& sm, const Qu
       pw[lane] = pj[0];
       pw[lane + 32] = pj[1];
       __syncwarp();
+      // Lane dims as independent chains, each adding p_j * v_j in increasing j.
+      const int nd = (int(D) - lane + 31) / 32;  // dims this lane owns
+      float a[kDPerLane];
 #pragma unroll
-      for (int i = 0; i < kDPerLane; ++i) {
-        const int64_t d = lane + 32 * i;
-        if (d >= D) break;
-        float a = __fmul_rn(ps.acc[i], alpha);
-        for (int j = 0; j < n; ++j) a = fmaf(pw[j], sm.v[j * D + d], a);
-        ps.acc[i] = a;
+      for (int i = 0; i < kDPerLane; ++i) a[i] = __fmul_rn(ps.acc[i], alpha);
+      for (int j = 0; j < n; ++j) {
+        const float pv = pw[j];
+        const float* vr = sm.v + j * int(D) + lane;
+#pragma unroll
+        for (int i = 0; i < kDPerLane; ++i)
+          if (i < nd) a[i] = fmaf(pv, vr[32 * i], a[i]);
       }
+#pragma unroll
+      for (int i = 0; i < kDPerLane; ++i) ps.acc[i] = a[i];
     }
   }
 }
@@ -259,9 +273,10 @@ __global__ void attention_merge_kernel(AttentionParams p) {
 }  // namespace
 
 int64_t attention_split_size(int64_t max_context) {
-  // At most kAttnMaxSplits splits of the longest context, and at least 4 tiles each.
+  // At most kAttnMaxSplits splits of the longest context (one tile each for contexts up to
+  // kAttnTile * kAttnMaxSplits): short decode steps spread over many blocks.
   const int64_t tiles = (max_context + kAttnTile * kAttnMaxSplits - 1) / (kAttnTile * kAttnMaxSplits);
-  return kAttnTile * (tiles > 4 ? tiles : 4);
+  return kAttnTile * (tiles > 1 ? tiles : 1);
 }
 
 bool attention_shape_ok(int64_t Hq, int64_t Hkv, int64_t D) {

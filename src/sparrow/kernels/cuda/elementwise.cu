@@ -28,10 +28,43 @@ __global__ void scatter_rows_kernel(ScatterRowsParams p) {
 }
 
 // One block per row; thread i handles columns i, i + blockDim, ... in order; the sum of
-// squares is each thread's sequential sum then the fixed block tree.
+// squares is each thread's sequential sum then the fixed block tree. Rows of up to
+// kNormMaxPer columns per thread keep their values in registers: every load is issued up
+// front (a latency-bound single-row decode step otherwise waits on each in turn) and the
+// second pass reads nothing again.
+constexpr int kNormMaxPer = 16;
+
 __global__ void rms_norm_kernel(RmsNormParams p) {
   __shared__ float red[32];
   const int64_t row = blockIdx.x, base = row * p.H;
+  const int per = int((p.H + blockDim.x - 1) / blockDim.x);
+  if (per <= kNormMaxPer) {
+    float v[kNormMaxPer];
+#pragma unroll
+    for (int u = 0; u < kNormMaxPer; ++u) {
+      const int64_t i = threadIdx.x + int64_t(u) * blockDim.x;
+      v[u] = 0.f;
+      if (u < per && i < p.H) {
+        v[u] = load_f(p.x, p.x_t, base + i);
+        if (p.residual) v[u] = round_to(p.residual_t, load_f(p.residual, p.residual_t, base + i) + v[u]);
+      }
+    }
+    float ss = 0.f;
+#pragma unroll
+    for (int u = 0; u < kNormMaxPer; ++u)
+      if (u < per && threadIdx.x + int64_t(u) * blockDim.x < p.H) ss += v[u] * v[u];
+    // Every read of x is done before the barriers inside block_reduce: x may alias y.
+    const float inv = 1.0f / sqrtf(block_reduce(ss, Sum{}, red) / float(p.H) + p.eps);
+#pragma unroll
+    for (int u = 0; u < kNormMaxPer; ++u) {
+      const int64_t i = threadIdx.x + int64_t(u) * blockDim.x;
+      if (u < per && i < p.H) {
+        if (p.residual) store_f(p.residual, p.residual_t, base + i, v[u]);
+        store_f(p.y, p.y_t, base + i, v[u] * inv * load_f(p.w, p.w_t, i));
+      }
+    }
+    return;
+  }
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < p.H; i += blockDim.x) {
     float v = load_f(p.x, p.x_t, base + i);

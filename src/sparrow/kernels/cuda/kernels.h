@@ -136,6 +136,17 @@ struct GemmParams {
 };
 void gemm_bf16(const GemmParams& p, cudaStream_t stream);
 
+// ---- skinny bf16 GEMM for decode batches (gemv.cu) --------------------------------------
+constexpr int kGemvMaxRows = 8;
+struct GemvParams {
+  const uint16_t* x; int64_t ldx;   // [T, K] bf16, rows 16-byte aligned, K % 8 == 0
+  const uint16_t* w; int64_t ldw;   // [N, K] bf16
+  const void* bias; DType bias_t;   // [N] or null
+  void* y; DType y_t; int64_t ldy;  // [T, N]
+  int64_t T, N, K;                  // T <= kGemvMaxRows
+};
+void gemv_bf16(const GemvParams& p, cudaStream_t stream);
+
 // ---- MoE routing glue (moe.cu) ----------------------------------------------------------
 // Groups the P = T*k (token, slot) pairs by expert with a stable counting sort (within an
 // expert, pairs keep index order). Outputs expert_start [E+1], pair_of_row [P] (grouped

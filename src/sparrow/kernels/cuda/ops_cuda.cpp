@@ -156,8 +156,23 @@ void linear_with(GemmBackend backend, const Tensor& x_in, const Tensor& w, const
     SPARROW_CUDA_CHECK_LAUNCH("linear_simt");
     return;
   }
-  if (backend == GemmBackend::kAuto)
-    backend = (::sparrow::cuda::deterministic() || bias) ? GemmBackend::kFixed : GemmBackend::kCublasLt;
+  if (backend == GemmBackend::kAuto) {
+    if (::sparrow::cuda::deterministic()) {
+      backend = GemmBackend::kFixed;
+    } else if (T <= kn::kGemvMaxRows) {
+      backend = GemmBackend::kGemv;  // decode-sized: a streaming pass over the weights
+    } else {
+      backend = bias ? GemmBackend::kFixed : GemmBackend::kCublasLt;
+    }
+  }
+  if (backend == GemmBackend::kGemv) {
+    SPARROW_REQUIRE(T <= kn::kGemvMaxRows, "linear: the skinny kernel takes at most {} rows, got {}", kn::kGemvMaxRows, T);
+    kn::gemv_bf16({x.data_as<uint16_t>(), ldx, w.data_as<uint16_t>(), ldw, bias ? bias->data() : nullptr,
+                   bias ? bias->dtype() : DType::kF32, y.data(), y.dtype(), ldy, T, N, K},
+                  current_stream());
+    SPARROW_CUDA_CHECK_LAUNCH("gemv_bf16");
+    return;
+  }
   if (backend == GemmBackend::kCublasLt) {
     SPARROW_REQUIRE(!bias, "linear: the cuBLASLt path takes no bias");
     lt_matmul(x, w, y, ldx, ldw, ldy);

@@ -28,9 +28,10 @@ void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y);
 void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* ids, float* weights);
 void log_softmax(const Tensor& logits, const Tensor& out);
 
-// Which kernel a bf16 linear takes: cuBLASLt (default), or the fixed-configuration
-// batch-invariant tensor-core kernel (deterministic mode, bias, or forced here).
-enum class GemmBackend { kAuto, kCublasLt, kFixed };
+// Which kernel a bf16 linear takes. kAuto: deterministic mode -> kFixed (batch-invariant
+// tensor-core kernel, every T); else T <= kGemvMaxRows -> kGemv (skinny streaming kernel);
+// else cuBLASLt (kFixed when there is a bias).
+enum class GemmBackend { kAuto, kCublasLt, kFixed, kGemv };
 void linear_with(GemmBackend backend, const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
 
 // ---- MoE ---------------------------------------------------------------------------

@@ -1,0 +1,108 @@
+// Skinny bf16 GEMM for decode-sized batches (T <= kGemvMaxRows): y[T, N] = x[T, K] w[N, K]^T
+// (+ bias), fp32 accumulation. At these sizes a linear is a pass over the weights; this
+// kernel streams them with 16-byte loads, several in flight per lane, and does the T dot
+// products of each weight row while it holds it.
+//
+// Warp per kRowsPerWarp weight rows; lane l takes the 8-element chunks c = l, l + 32, ...
+// of K in increasing order (each chunk's 8 products summed in order), then the lanes'
+// partials meet in a fixed butterfly. The order depends on K alone, not on T: batch
+// invariant among T <= kGemvMaxRows (but not equal to the tensor-core kernels' order, so
+// deterministic mode keeps the fixed GEMM for every T; see ops_cuda.cpp).
+#include "sparrow/kernels/cuda/common.cuh"
+#include "sparrow/kernels/cuda/kernels.h"
+
+namespace sparrow::cuda::k {
+namespace {
+
+constexpr int kWarps = 8, kRowsPerWarp = 2, kUnroll = 4;
+
+__device__ __forceinline__ void unpack8(const uint4& u, float* f) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    f[2 * e] = __uint_as_float(w[e] << 16);
+    f[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
+  }
+}
+
+template <int T>
+__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t n0 = (int64_t(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
+  if (n0 >= p.N) return;
+  const int chunks = int(p.K / 8);
+  float acc[kRowsPerWarp][T];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+    for (int t = 0; t < T; ++t) acc[r][t] = 0.f;
+  const uint4* wrow[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int64_t n = n0 + r < p.N ? n0 + r : p.N - 1;  // a missing last row re-reads a valid one
+    wrow[r] = reinterpret_cast<const uint4*>(p.w + n * p.ldw);
+  }
+  for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
+    uint4 wv[kUnroll][kRowsPerWarp];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r)
+        if (c0 + 32 * u < chunks) wv[u][r] = __ldg(wrow[r] + c0 + 32 * u);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int c = c0 + 32 * u;
+      if (c >= chunks) break;
+#pragma unroll
+      for (int t = 0; t < T; ++t) {
+        float xf[8];
+        unpack8(__ldg(reinterpret_cast<const uint4*>(p.x + t * p.ldx) + c), xf);
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) {
+          float wf[8];
+          unpack8(wv[u][r], wf);
+          float d = 0.f;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) d = fmaf(xf[e], wf[e], d);
+          acc[r][t] += d;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int64_t n = n0 + r;
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      const float v = warp_sum(acc[r][t]);
+      if (lane == 0 && n < p.N) {
+        const float b = p.bias ? load_f(p.bias, p.bias_t, n) : 0.f;
+        store_f(p.y, p.y_t, int64_t(t) * p.ldy + n, v + b);
+      }
+    }
+  }
+}
+
+template <int T>
+void launch(const GemvParams& p, cudaStream_t s) {
+  const int64_t rows_per_block = int64_t(kWarps) * kRowsPerWarp;
+  gemv_kernel<T><<<unsigned((p.N + rows_per_block - 1) / rows_per_block), kWarps * 32, 0, s>>>(p);
+}
+
+}  // namespace
+
+void gemv_bf16(const GemvParams& p, cudaStream_t s) {
+  if (p.T == 0 || p.N == 0) return;
+  switch (p.T) {
+    case 1: return launch<1>(p, s);
+    case 2: return launch<2>(p, s);
+    case 3: return launch<3>(p, s);
+    case 4: return launch<4>(p, s);
+    case 5: return launch<5>(p, s);
+    case 6: return launch<6>(p, s);
+    case 7: return launch<7>(p, s);
+    default: return launch<8>(p, s);
+  }
+}
+
+}  // namespace sparrow::cuda::k
