@@ -83,6 +83,20 @@ void head_rms_norm(const Tensor& x, const Tensor& w, float eps);
 // x [T, heads, D], token t at positions[t]; inv_freq [D/2] in fp32.
 void rope(const Tensor& x, const int32_t* positions, const float* inv_freq);
 
+// What attention_prep normalizes before RoPE: nothing, each head over its D features
+// (Qwen3: weights [D]), or the whole q / k projection (OLMoE: weights [Hq*D] / [Hkv*D]).
+enum class HeadNorm : uint8_t { kNone, kPerHead, kProjection };
+
+// The step from a fused q|k|v projection to attention, in one pass per token (the GPU
+// model's decode path; the CPU model runs the separate ops): qkv [T, (Hq + 2 Hkv) * D]
+// (q heads, then k heads, then v heads) -> RMSNorm of q and k (`norm`, fp32 weights) ->
+// RoPE of q and k at positions[t] -> q_out [T, Hq, D] (qkv's dtype); k and v rows stored
+// in the caches [slots, Hkv, D] at cache_loc[t] in the caches' dtype. Computed in fp32,
+// rounded once on store.
+void attention_prep(const Tensor& qkv, int64_t heads, int64_t kv_heads, HeadNorm norm, const Tensor* q_norm,
+                    const Tensor* k_norm, float eps, const int32_t* positions, const float* inv_freq,
+                    const int32_t* cache_loc, const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache);
+
 // y[T, I] = silu(gate[T, I]) * up[T, I]
 void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y);
 

@@ -10,6 +10,7 @@
 
 #include "sparrow/core/thread_pool.h"
 #include "sparrow/kernels/ops.h"
+#include "sparrow/kernels/reference/elementwise_ref.h"
 #ifdef SPARROW_HAVE_CUDA
 #include "sparrow/kernels/cuda/ops_cuda.h"
 #endif
@@ -176,6 +177,24 @@ void rope(const Tensor& x, const int32_t* positions, const float* inv_freq) {
       }
     }
   }, 4);
+}
+
+void attention_prep(const Tensor& qkv, int64_t heads, int64_t kv_heads, HeadNorm norm, const Tensor* q_norm,
+                    const Tensor* k_norm, float eps, const int32_t* positions, const float* inv_freq,
+                    const int32_t* cache_loc, const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
+#ifdef SPARROW_HAVE_CUDA
+  if (qkv.device() == Device::kCUDA)
+    return cuda::attention_prep(qkv, heads, kv_heads, norm, q_norm, k_norm, eps, positions, inv_freq, cache_loc, q_out,
+                                k_cache, v_cache);
+#endif
+  // The CPU model runs the separate ops; this is the plain reference the GPU kernel is held to.
+  check_cpu(qkv, "attention_prep qkv");
+  check_cpu(q_out, "attention_prep q_out");
+  for (int64_t t = 0; t < qkv.size(0); ++t)
+    SPARROW_CHECK(cache_loc[t] >= 0 && cache_loc[t] < k_cache.size(0), "attention_prep: slot {} outside [0, {})", cache_loc[t],
+                  k_cache.size(0));
+  ref::attention_prep(qkv, heads, kv_heads, norm, q_norm, k_norm, eps, positions, inv_freq, cache_loc, q_out, k_cache,
+                      v_cache);
 }
 
 void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y) {

@@ -28,43 +28,10 @@ __global__ void scatter_rows_kernel(ScatterRowsParams p) {
 }
 
 // One block per row; thread i handles columns i, i + blockDim, ... in order; the sum of
-// squares is each thread's sequential sum then the fixed block tree. Rows of up to
-// kNormMaxPer columns per thread keep their values in registers: every load is issued up
-// front (a latency-bound single-row decode step otherwise waits on each in turn) and the
-// second pass reads nothing again.
-constexpr int kNormMaxPer = 16;
-
+// squares is each thread's sequential sum then the fixed block tree.
 __global__ void rms_norm_kernel(RmsNormParams p) {
   __shared__ float red[32];
   const int64_t row = blockIdx.x, base = row * p.H;
-  const int per = int((p.H + blockDim.x - 1) / blockDim.x);
-  if (per <= kNormMaxPer) {
-    float v[kNormMaxPer];
-#pragma unroll
-    for (int u = 0; u < kNormMaxPer; ++u) {
-      const int64_t i = threadIdx.x + int64_t(u) * blockDim.x;
-      v[u] = 0.f;
-      if (u < per && i < p.H) {
-        v[u] = load_f(p.x, p.x_t, base + i);
-        if (p.residual) v[u] = round_to(p.residual_t, load_f(p.residual, p.residual_t, base + i) + v[u]);
-      }
-    }
-    float ss = 0.f;
-#pragma unroll
-    for (int u = 0; u < kNormMaxPer; ++u)
-      if (u < per && threadIdx.x + int64_t(u) * blockDim.x < p.H) ss += v[u] * v[u];
-    // Every read of x is done before the barriers inside block_reduce: x may alias y.
-    const float inv = 1.0f / sqrtf(block_reduce(ss, Sum{}, red) / float(p.H) + p.eps);
-#pragma unroll
-    for (int u = 0; u < kNormMaxPer; ++u) {
-      const int64_t i = threadIdx.x + int64_t(u) * blockDim.x;
-      if (u < per && i < p.H) {
-        if (p.residual) store_f(p.residual, p.residual_t, base + i, v[u]);
-        store_f(p.y, p.y_t, base + i, v[u] * inv * load_f(p.w, p.w_t, i));
-      }
-    }
-    return;
-  }
   float ss = 0.f;
   for (int64_t i = threadIdx.x; i < p.H; i += blockDim.x) {
     float v = load_f(p.x, p.x_t, base + i);
@@ -98,6 +65,57 @@ __global__ void rope_kernel(RopeParams p) {
     const float a = load_f(p.x, p.x_t, o + i), b = load_f(p.x, p.x_t, o + i + half);
     store_f(p.x, p.x_t, o + i, a * c - b * s);
     store_f(p.x, p.x_t, o + i + half, b * c + a * s);
+  }
+}
+
+// One block per token: the row in shared memory as fp32; per-head norms one warp per head
+// (lane-strided sum of squares, then the warp butterfly), projection norms one block
+// reduction each for q and k; RoPE as rope_kernel computes it; one rounding on store.
+__global__ void attention_prep_kernel(AttentionPrepParams p) {
+  extern __shared__ float row[];
+  __shared__ float red[32];
+  const int64_t t = blockIdx.x, D = p.D, nq = p.Hq * D, nk = p.Hkv * D, n = nq + 2 * nk;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) row[i] = load_f(p.qkv, p.t, t * p.ld + i);
+  __syncthreads();
+  if (p.norm == 1) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int64_t h = warp; h < p.Hq + p.Hkv; h += nw) {
+      float* x = row + h * D;
+      float ss = 0.f;
+      for (int64_t d = lane; d < D; d += 32) ss += x[d] * x[d];
+      const float inv = 1.0f / sqrtf(warp_sum(ss) / float(D) + p.eps);
+      const float* w = h < p.Hq ? p.q_w : p.k_w;
+      __syncwarp();
+      for (int64_t d = lane; d < D; d += 32) x[d] = x[d] * inv * w[d];
+    }
+  } else if (p.norm == 2) {
+    for (int part = 0; part < 2; ++part) {
+      float* x = row + (part ? nq : 0);
+      const int64_t len = part ? nk : nq;
+      float ss = 0.f;
+      for (int64_t i = threadIdx.x; i < len; i += blockDim.x) ss += x[i] * x[i];
+      const float inv = 1.0f / sqrtf(block_reduce(ss, Sum{}, red) / float(len) + p.eps);
+      const float* w = part ? p.k_w : p.q_w;
+      for (int64_t i = threadIdx.x; i < len; i += blockDim.x) x[i] = x[i] * inv * w[i];
+    }
+  }
+  __syncthreads();
+  const int64_t half = D / 2;
+  for (int64_t idx = threadIdx.x; idx < (p.Hq + p.Hkv) * half; idx += blockDim.x) {
+    const int64_t h = idx / half, i = idx % half;
+    const float angle = float(p.positions[t]) * p.inv_freq[i];
+    const float c = float(cos(double(angle))), s = float(sin(double(angle)));
+    float* x = row + h * D;
+    const float a = x[i], b = x[i + half];
+    x[i] = a * c - b * s;
+    x[i + half] = b * c + a * s;
+  }
+  __syncthreads();
+  const int64_t slot = p.cache_loc[t];
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    if (i < nq) store_f(p.q_out, p.t, t * nq + i, row[i]);
+    else if (i < nq + nk) store_f(p.k_cache, p.cache_t, slot * nk + (i - nq), row[i]);
+    else store_f(p.v_cache, p.cache_t, slot * nk + (i - nq - nk), row[i]);
   }
 }
 
@@ -221,6 +239,16 @@ void rope(const RopeParams& p, cudaStream_t s) {
   const int64_t n = p.T * p.heads * (p.D / 2);
   if (n == 0) return;
   rope_kernel<<<blocks_for(n, 256) < 65535 ? blocks_for(n, 256) : 65535, 256, 0, s>>>(p);
+}
+void attention_prep(const AttentionPrepParams& p, cudaStream_t s) {
+  if (p.T == 0) return;
+  const size_t smem = size_t((p.Hq + 2 * p.Hkv) * p.D) * sizeof(float);
+  static bool configured = false;  // before any graph capture (the first call is a warm-up)
+  if (!configured) {
+    cudaFuncSetAttribute(attention_prep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+    configured = true;
+  }
+  attention_prep_kernel<<<unsigned(p.T), 256, smem, s>>>(p);
 }
 void silu_mul(const SiluMulParams& p, cudaStream_t s) {
   const int64_t n = p.T * p.I;

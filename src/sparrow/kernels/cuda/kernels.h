@@ -50,6 +50,19 @@ struct RopeParams {
 };
 void rope(const RopeParams& p, cudaStream_t stream);
 
+// Fused q|k|v post-processing (ops::attention_prep): one block per token.
+struct AttentionPrepParams {
+  const void* qkv; DType t; int64_t ld;  // [T, (Hq + 2 Hkv) D]
+  int64_t T, Hq, Hkv, D;
+  int norm;                              // 0 none, 1 per head ([D] weights), 2 whole projection
+  const float* q_w; const float* k_w; float eps;
+  const int32_t* positions; const float* inv_freq;
+  const int32_t* cache_loc;
+  void* q_out;                           // [T, Hq, D], dtype t
+  void* k_cache; void* v_cache; DType cache_t;  // [slots, Hkv, D]
+};
+void attention_prep(const AttentionPrepParams& p, cudaStream_t stream);
+
 struct SiluMulParams {
   const void* gate; DType gate_t;  // [T, I]
   const void* up; DType up_t;      // [T, I]

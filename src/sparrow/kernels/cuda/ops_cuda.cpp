@@ -291,6 +291,34 @@ void rope(const Tensor& x, const int32_t* positions, const float* inv_freq) {
   SPARROW_CUDA_CHECK_LAUNCH("rope");
 }
 
+void attention_prep(const Tensor& qkv, int64_t heads, int64_t kv_heads, HeadNorm norm, const Tensor* q_norm,
+                    const Tensor* k_norm, float eps, const int32_t* positions, const float* inv_freq,
+                    const int32_t* cache_loc, const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
+  check_dev(qkv, "attention_prep qkv");
+  check_dev(q_out, "attention_prep q_out");
+  check_dev(k_cache, "attention_prep k_cache");
+  check_dev(v_cache, "attention_prep v_cache");
+  const int64_t D = q_out.size(-1), T = qkv.size(0);
+  SPARROW_REQUIRE(qkv.rank() == 2 && qkv.size(1) == (heads + 2 * kv_heads) * D && q_out.numel() == T * heads * D &&
+                      k_cache.size(-1) == D && k_cache.numel() / k_cache.size(0) == kv_heads * D &&
+                      v_cache.shape() == k_cache.shape() && D % 2 == 0 && q_out.dtype() == qkv.dtype(),
+                  "attention_prep: qkv {} for {} + 2 x {} heads of {}, q_out {}, caches {}", qkv.shape().str(), heads,
+                  kv_heads, D, q_out.shape().str(), k_cache.shape().str());
+  SPARROW_REQUIRE(size_t((heads + 2 * kv_heads) * D) * 4 <= 200 * 1024, "attention_prep: row of {} floats too long",
+                  (heads + 2 * kv_heads) * D);
+  const int mode = norm == HeadNorm::kNone ? 0 : norm == HeadNorm::kPerHead ? 1 : 2;
+  if (mode) {
+    SPARROW_REQUIRE(q_norm && k_norm && q_norm->dtype() == DType::kF32 && k_norm->dtype() == DType::kF32 &&
+                        q_norm->numel() == (mode == 1 ? D : heads * D) && k_norm->numel() == (mode == 1 ? D : kv_heads * D),
+                    "attention_prep: q/k norm weights must be f32 of the norm's size");
+  }
+  kn::attention_prep({qkv.data(), qkv.dtype(), qkv.size(1), T, heads, kv_heads, D, mode,
+                      mode ? q_norm->data_as<float>() : nullptr, mode ? k_norm->data_as<float>() : nullptr, eps, positions,
+                      inv_freq, cache_loc, q_out.data(), k_cache.data(), v_cache.data(), k_cache.dtype()},
+                     current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("attention_prep");
+}
+
 void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y) {
   check_dev(gate, "silu_mul gate");
   check_dev(up, "silu_mul up");

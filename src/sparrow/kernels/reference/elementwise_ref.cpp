@@ -52,6 +52,44 @@ void rope(const Tensor& x, const int32_t* positions, const float* inv_freq) {
   }
 }
 
+void attention_prep(const Tensor& qkv, int64_t heads, int64_t kv_heads, ops::HeadNorm norm, const Tensor* q_norm,
+                    const Tensor* k_norm, float eps, const int32_t* positions, const float* inv_freq,
+                    const int32_t* cache_loc, const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
+  const int64_t d = q_out.size(-1), nq = heads * d, nk = kv_heads * d, n = nq + 2 * nk, half = d / 2;
+  std::vector<double> row(static_cast<size_t>(n));
+  auto normalize = [&](int64_t begin, int64_t len, const float* w) {
+    double ss = 0;
+    for (int64_t i = 0; i < len; ++i) ss += row[size_t(begin + i)] * row[size_t(begin + i)];
+    const double inv = 1.0 / std::sqrt(ss / double(len) + double(eps));
+    for (int64_t i = 0; i < len; ++i) row[size_t(begin + i)] *= inv * double(w[i]);
+  };
+  for (int64_t t = 0; t < qkv.size(0); ++t) {
+    for (int64_t i = 0; i < n; ++i) row[size_t(i)] = load_as_f32(qkv.row_ptr(t), qkv.dtype(), size_t(i));
+    if (norm == ops::HeadNorm::kPerHead) {
+      for (int64_t h = 0; h < heads + kv_heads; ++h)
+        normalize(h * d, d, (h < heads ? q_norm : k_norm)->data_as<float>());
+    } else if (norm == ops::HeadNorm::kProjection) {
+      normalize(0, nq, q_norm->data_as<float>());
+      normalize(nq, nk, k_norm->data_as<float>());
+    }
+    for (int64_t h = 0; h < heads + kv_heads; ++h)
+      for (int64_t i = 0; i < half; ++i) {
+        const float angle = float(positions[t]) * inv_freq[i];
+        const double c = std::cos(double(angle)), s = std::sin(double(angle));
+        double& a = row[size_t(h * d + i)];
+        double& b = row[size_t(h * d + i + half)];
+        const double a0 = a, b0 = b;
+        a = a0 * c - b0 * s;
+        b = b0 * c + a0 * s;
+      }
+    for (int64_t i = 0; i < nq; ++i) store_from_f32(q_out.data(), q_out.dtype(), size_t(t * nq + i), float(row[size_t(i)]));
+    for (int64_t i = 0; i < nk; ++i) {
+      store_from_f32(k_cache.row_ptr(cache_loc[t]), k_cache.dtype(), size_t(i), float(row[size_t(nq + i)]));
+      store_from_f32(v_cache.row_ptr(cache_loc[t]), v_cache.dtype(), size_t(i), float(row[size_t(nq + nk + i)]));
+    }
+  }
+}
+
 void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y) {
   const int64_t inter = y.size(1);
   for (int64_t t = 0; t < y.size(0); ++t)

@@ -42,15 +42,30 @@ Attention::Attention(const ModelConfig& c, int64_t layer, WeightStore& w, const 
   full_qk_ = qk_norm_ == QKNorm::kProjection && tp_ > 1;
   const Range wq_rows = full_qk_ ? Range::all() : q_rows, wk_rows = full_qk_ ? Range::all() : kv_rows;
   const int64_t q_dim = c.num_heads * d, kv_dim = c.num_kv_heads * d;
-  wq_ = w.matrix(p + ".q_proj.weight", {q_dim, h}, wq_rows);
-  wk_ = w.matrix(p + ".k_proj.weight", {kv_dim, h}, wk_rows);
-  wv_ = w.matrix(p + ".v_proj.weight", {kv_dim, h}, kv_rows);
-  wo_ = w.matrix(p + ".o_proj.weight", {h, q_dim}, Range::all(), q_rows);
-  if (c.attention_bias) {
-    bq_ = w.vector_f32(p + ".q_proj.bias", q_dim, wq_rows);
-    bk_ = w.vector_f32(p + ".k_proj.bias", kv_dim, wk_rows);
-    bv_ = w.vector_f32(p + ".v_proj.bias", kv_dim, kv_rows);
+  if (w.device() == Device::kCPU) {
+    wq_ = w.matrix(p + ".q_proj.weight", {q_dim, h}, wq_rows);
+    wk_ = w.matrix(p + ".k_proj.weight", {kv_dim, h}, wk_rows);
+    wv_ = w.matrix(p + ".v_proj.weight", {kv_dim, h}, kv_rows);
+    if (c.attention_bias) {
+      bq_ = w.vector_f32(p + ".q_proj.bias", q_dim, wq_rows);
+      bk_ = w.vector_f32(p + ".k_proj.bias", kv_dim, wk_rows);
+      bv_ = w.vector_f32(p + ".v_proj.bias", kv_dim, kv_rows);
+    }
+  } else {
+    SPARROW_REQUIRE(tp_ == 1, "attention on the GPU runs on one rank");
+    const int64_t nq = heads_ * d, nk = kv_heads_ * d;
+    wqkv_ = w.alloc(w.compute_dtype(), {nq + 2 * nk, h});
+    w.matrix_into(p + ".q_proj.weight", {q_dim, h}, q_rows, Range::all(), wqkv_.slice_rows(0, nq));
+    w.matrix_into(p + ".k_proj.weight", {kv_dim, h}, kv_rows, Range::all(), wqkv_.slice_rows(nq, nq + nk));
+    w.matrix_into(p + ".v_proj.weight", {kv_dim, h}, kv_rows, Range::all(), wqkv_.slice_rows(nq + nk, nq + 2 * nk));
+    if (c.attention_bias) {
+      bqkv_ = w.alloc(DType::kF32, {nq + 2 * nk});
+      w.matrix_into(p + ".q_proj.bias", {q_dim}, q_rows, Range::all(), bqkv_.slice_rows(0, nq));
+      w.matrix_into(p + ".k_proj.bias", {kv_dim}, kv_rows, Range::all(), bqkv_.slice_rows(nq, nq + nk));
+      w.matrix_into(p + ".v_proj.bias", {kv_dim}, kv_rows, Range::all(), bqkv_.slice_rows(nq + nk, nq + 2 * nk));
+    }
   }
+  wo_ = w.matrix(p + ".o_proj.weight", {h, q_dim}, Range::all(), q_rows);
   if (c.o_proj_bias) bo_ = w.vector_f32(p + ".o_proj.bias", h);
   switch (qk_norm_) {
     case QKNorm::kNone: break;
@@ -70,7 +85,31 @@ Attention::Attention(const ModelConfig& c, int64_t layer, WeightStore& w, const 
   SPARROW_REQUIRE(w.device() == Device::kCPU || !full_qk_, "OLMoE-style q/k norm under attention TP runs on the CPU only");
 }
 
+void Attention::forward_device(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  const int64_t t = x.size(0), nq = heads_ * head_dim_, nk = kv_heads_ * head_dim_;
+  Arena& ws = ctx.workspace;
+  const Tensor qkv = ws.alloc(x.dtype(), {t, nq + 2 * nk});
+  ops::linear(x, wqkv_, bqkv_.data() ? &bqkv_ : nullptr, qkv);
+  const Tensor q = ws.alloc(x.dtype(), {t, heads_, head_dim_});
+  const ops::HeadNorm norm = qk_norm_ == QKNorm::kPerHead      ? ops::HeadNorm::kPerHead
+                             : qk_norm_ == QKNorm::kProjection ? ops::HeadNorm::kProjection
+                                                               : ops::HeadNorm::kNone;
+  ops::attention_prep(qkv, heads_, kv_heads_, norm, q_norm_.data() ? &q_norm_ : nullptr,
+                      k_norm_.data() ? &k_norm_ : nullptr, eps_, ctx.arrays.positions, inv_freq_.data_as<float>(),
+                      ctx.arrays.cache_loc, q, ctx.kv.k(layer_), ctx.kv.v(layer_));
+  const Tensor attn = ws.alloc(x.dtype(), {t, heads_, head_dim_});
+  ops::AttentionBatch geometry = ctx.arrays.attention;
+  if (t == geometry.batch) {  // one query per sequence (decode): each context's splits run in parallel
+    const size_t n = ops::paged_attention_scratch_floats(x.device(), t, heads_, head_dim_, geometry.max_context);
+    if (n > 0) geometry.scratch = ws.alloc_array<float>(n);
+  }
+  ops::paged_attention(q, ctx.kv.k(layer_), ctx.kv.v(layer_), geometry, scale_, attn);
+  // One GPU rank: o_proj with its bias in the GEMM epilogue.
+  ops::linear(attn.view({t, nq}), wo_, bo_.data() ? &bo_ : nullptr, out);
+}
+
 void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  if (x.device() != Device::kCPU) return forward_device(x, ctx, out);
   const int64_t t = x.size(0);
   const DType dt = x.dtype();
   Arena& ws = ctx.workspace;
@@ -110,18 +149,7 @@ void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& o
   ops::scatter_rows(k, ctx.arrays.cache_loc, k_cache);
   ops::scatter_rows(v, ctx.arrays.cache_loc, v_cache);
   const Tensor attn = ws.alloc(dt, {t, heads_, head_dim_});
-  ops::AttentionBatch geometry = ctx.arrays.attention;
-  if (t == geometry.batch) {  // one query per sequence (decode): the GPU may split each context
-    const size_t n = ops::paged_attention_scratch_floats(x.device(), t, heads_, head_dim_, geometry.max_context);
-    if (n > 0) geometry.scratch = ws.alloc_array<float>(n);
-  }
-  ops::paged_attention(q, k_cache, v_cache, geometry, scale_, attn);
-  if (out.device() != Device::kCPU) {
-    // One GPU rank: o_proj with its bias in the GEMM epilogue (no host loops on device data).
-    SPARROW_CHECK(tp_ == 1 && leaves_ == 1, "attention on the GPU runs on one rank");
-    ops::linear(attn.view({t, heads_ * head_dim_}), wo_, bo_.data() ? &bo_ : nullptr, out);
-    return;
-  }
+  ops::paged_attention(q, k_cache, v_cache, ctx.arrays.attention, scale_, attn);
   row_parallel_linear(attn.view({t, heads_ * head_dim_}), wo_, leaves_, ws, out);
   Hidden h{out, Layout::kAttnTPFull, tp_ > 1 ? PartialOver::kAttnTP : PartialOver::kNone};
   if (tp_ > 1) h = ctx.comm.reduce_attn_tp(h);
