@@ -3,7 +3,8 @@
 // kernel streams them with 16-byte loads, several in flight per lane, and does the T dot
 // products of each weight row while it holds it.
 //
-// Warp per kRowsPerWarp weight rows; lane l takes the 8-element chunks c = l, l + 32, ...
+// Warp per R weight rows (1 for projections of up to kOneRowMaxN outputs, so that they still
+// spread over every SM; 2 for the vocabulary-sized ones); lane l takes the 8-element chunks c = l, l + 32, ...
 // of K in increasing order (each chunk's 8 products summed in order), then the lanes'
 // partials meet in a fixed butterfly. The order depends on K alone, not on T: batch
 // invariant among T <= kGemvMaxRows (but not equal to the tensor-core kernels' order, so
@@ -14,7 +15,8 @@
 namespace sparrow::cuda::k {
 namespace {
 
-constexpr int kWarps = 8, kRowsPerWarp = 2, kUnroll = 4;
+constexpr int kWarps = 8, kUnroll = 4;
+constexpr int64_t kOneRowMaxN = 16384;
 
 __device__ __forceinline__ void unpack8(const uint4& u, float* f) {
   const uint32_t w[4] = {u.x, u.y, u.z, u.w};
@@ -25,7 +27,7 @@ __device__ __forceinline__ void unpack8(const uint4& u, float* f) {
   }
 }
 
-template <int T>
+template <int T, int kRowsPerWarp>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t n0 = (int64_t(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
@@ -85,8 +87,11 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
 
 template <int T>
 void launch(const GemvParams& p, cudaStream_t s) {
-  const int64_t rows_per_block = int64_t(kWarps) * kRowsPerWarp;
-  gemv_kernel<T><<<unsigned((p.N + rows_per_block - 1) / rows_per_block), kWarps * 32, 0, s>>>(p);
+  if (p.N <= kOneRowMaxN) {
+    gemv_kernel<T, 1><<<unsigned((p.N + kWarps - 1) / kWarps), kWarps * 32, 0, s>>>(p);
+  } else {
+    gemv_kernel<T, 2><<<unsigned((p.N + 2 * kWarps - 1) / (2 * kWarps)), kWarps * 32, 0, s>>>(p);
+  }
 }
 
 }  // namespace
