@@ -98,6 +98,7 @@ void scatter_rows(const Tensor& src, const int32_t* rows, const Tensor& dst) {
 #endif
   SPARROW_CHECK(src.device() == Device::kCPU && dst.device() == Device::kCPU, "scatter_rows: CPU tensors expected");
   const int64_t t = src.size(0), w = t ? src.numel() / t : 0, slots = dst.size(0);
+  if (t == 0) return;  // a rank with no tokens (DP idle batch)
   SPARROW_CHECK(slots > 0 && dst.numel() / slots == w, "scatter_rows: row widths differ ({} vs {})", src.shape().str(),
                 dst.shape().str());
   for (int64_t i = 0; i < t; ++i) {

@@ -246,6 +246,7 @@ void scatter_rows(const Tensor& src, const int32_t* rows, const Tensor& dst) {
   check_dev(src, "scatter_rows src");
   SPARROW_REQUIRE(dst.device() == Device::kCUDA && dst.is_contiguous(), "scatter_rows: contiguous CUDA dst expected");
   const int64_t t = src.size(0), w = t ? src.numel() / t : 0;
+  if (t == 0) return;
   SPARROW_REQUIRE(dst.rank() >= 1 && dst.size(0) > 0 && dst.numel() / dst.size(0) == w,
                   "scatter_rows: row widths differ ({} vs {})", src.shape().str(), dst.shape().str());
   kn::scatter_rows({src.data(), src.dtype(), rows, dst.data(), dst.dtype(), t, w}, current_stream());
