@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "sparrow/parallel/communicator.h"
 #include "sparrow/parallel/mesh.h"
@@ -21,6 +22,11 @@ struct ParallelOptions {
   ParallelConfig layout;
   bool deterministic = false;  // --enable-deterministic-inference
   MoeA2ABackend a2a = MoeA2ABackend::kNone;
+  // Multi-node (--nnodes, --node-rank, --dist-init-addr): the world's tp_size ranks spread
+  // evenly over nnodes processes, this one holding ranks [node_rank * tp / nnodes, ...).
+  // Node 0 serves the NCCL id at dist_init_addr (parallel/rendezvous.h).
+  int nnodes = 1, node_rank = 0;
+  std::string dist_init_addr;
 };
 
 struct RankContext {
