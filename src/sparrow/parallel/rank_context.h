@@ -49,11 +49,14 @@ struct RankContext {
   int moe_ep_rank() const { return mesh.moe_ep_rank(rank); }
 };
 
-// Owns the communicators of one rank, built from an in-process world.
+// Owns the communicators of one rank, built from a world of either backend. create() asks
+// for the groups in a fixed order (world, attention TP, attention DP, MoE TP) and each round
+// partitions the world, which is what NCCL's split needs: with NcclWorld every rank calls
+// create() at the same time from its own thread.
 struct RankComms {
   std::unique_ptr<Communicator> world, attn_tp, attn_dp, moe_tp;
   RankContext context(const Mesh& mesh, int rank, bool deterministic, int leaves, MoeA2ABackend a2a) const;
-  static RankComms create(InProcessWorld& w, const Mesh& mesh, int rank);
+  static RankComms create(CommWorld& w, const Mesh& mesh, int rank);
 };
 
 // Leaves for deterministic mode, from the model's shape alone: the largest power of two up
