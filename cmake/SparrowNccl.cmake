@@ -43,6 +43,7 @@ foreach(_place IN LISTS _sparrow_nccl_places)
 endforeach()
 
 if(_sparrow_nccl_inc AND _sparrow_nccl_lib)
+  string(REGEX REPLACE "/+$" "" _sparrow_nccl_inc "${_sparrow_nccl_inc}")
   file(STRINGS "${_sparrow_nccl_inc}/nccl.h" _sparrow_nccl_defs REGEX "^#define NCCL_(MAJOR|MINOR|PATCH) +[0-9]+")
   string(REGEX REPLACE ".*NCCL_MAJOR +([0-9]+).*" "\\1" _major "${_sparrow_nccl_defs}")
   string(REGEX REPLACE ".*NCCL_MINOR +([0-9]+).*" "\\1" _minor "${_sparrow_nccl_defs}")

@@ -110,8 +110,8 @@ void NcclCommunicator::all_gather(std::span<const std::byte> send, std::byte* re
 
 void NcclCommunicator::all_gatherv(std::span<const std::byte> send, std::byte* recv, std::span<const size_t> counts) {
   SPARROW_CHECK(counts.size() == size_t(size_) && counts[size_t(rank_)] == send.size(),
-                "all_gatherv: {} counts for {} ranks, own count {} for {} bytes", counts.size(), size_,
-                counts.empty() ? 0 : counts[size_t(rank_) % counts.size()], send.size());
+                "all_gatherv: {} counts for {} ranks, or rank {}'s count is not its {} bytes", counts.size(), size_,
+                rank_, send.size());
   if (all_equal(counts)) return all_gather(send, recv);  // NCCL's collective beats p2p
   const cudaStream_t s = cuda::current_stream();
   const std::vector<size_t> off = offsets(counts);
