@@ -178,5 +178,21 @@ TEST(Engine, RejectsBadRequests) {
   EXPECT_THROW(e->submit(r, [](const OutputChunk&) {}), InputError);
 }
 
+TEST(Engine, MultiNodeNeedsTheDeviceBackend) {
+  EngineOptions o;
+  o.max_total_tokens = 256;
+  o.log_interval_s = 0;
+  o.parallel.layout.tp_size = 2;
+  o.parallel.nnodes = 2;
+  o.parallel.dist_init_addr = "127.0.0.1:29500";
+  try {
+    Engine e(load_model_source(kModel, "auto", DType::kF32), nullptr, o);
+    ADD_FAILURE() << "a two-node engine was built";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--nnodes 2: multi-node runs need the CUDA device backend"), std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace sparrow

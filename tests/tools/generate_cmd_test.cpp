@@ -89,6 +89,10 @@ TEST(GenerateCommand, BadArgumentsGiveClearErrors) {
       {"generate --model-path " + kModel + " --input-ids 1 --max-new-tokens 100000", "exceeds the context length"},
       {"generate --model-path " + kModel + " --input-ids 1 --max-new-tokens -3", "max_new_tokens must be >= 0"},
       {"generate --model-path " + kModel + " --input-ids 1,2 --logprob-start-len 5", "logprob_start_len"},
+      {"generate --model-path " + kModel + " --input-ids 1 --tp-size 2 --nnodes 2 --node-rank 2 --dist-init-addr h:1",
+       "--node-rank 2 must be in 0..1"},
+      {"generate --model-path " + kModel + " --input-ids 1 --tp-size 2 --nnodes 2 --dist-init-addr 127.0.0.1:29500",
+       "multi-node runs need the CUDA device backend"},
   };
   for (const Bad& b : cases) {
     const RunResult r = run_sparrow(b.args);

@@ -28,6 +28,14 @@ ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, D
                              const ParallelOptions& p, int64_t kv_slots, int64_t max_step_tokens, Device device,
                              DeviceOptions gpu)
     : mesh_(Mesh::build(p.layout, c)), device_(device), kv_slots_(kv_slots) {
+  // The one place that decides whether this engine can run a layout across nodes: CPU
+  // ranks are threads of this process, and a GPU executor drives one rank, so ranks on
+  // other nodes need NCCL GPU ranks (parallel/cuda/nccl_world.h) driven from here.
+  SPARROW_REQUIRE(p.nnodes == 1,
+                  "--nnodes {}: multi-node runs need the CUDA device backend with NCCL ranks, which the engine does not "
+                  "drive yet (--device cuda runs one GPU rank, --device cpu every rank as a thread of one process); use "
+                  "--nnodes 1",
+                  p.nnodes);
   const int leaves = deterministic_leaves(c);
   if (p.deterministic)
     SPARROW_REQUIRE(mesh_.attn_tp <= leaves && mesh_.moe_tp <= leaves && leaves % mesh_.attn_tp == 0 && leaves % mesh_.moe_tp == 0,

@@ -46,25 +46,38 @@ class Communicator {
   }
 };
 
+// A world of ranks that hands out communicators: what RankComms::create builds a rank's
+// groups from, whatever the backend (in-process threads here, NCCL in parallel/cuda/).
+class CommWorld {
+ public:
+  virtual ~CommWorld() = default;
+  virtual int size() const = 0;
+  // The communicator of `rank` over the whole world.
+  virtual std::unique_ptr<Communicator> communicator(int rank) = 0;
+  // A communicator over the sub-group `ranks` (world ranks, ascending), for the caller
+  // `rank` (a member). Backends differ in who must call (see each one).
+  virtual std::unique_ptr<Communicator> group(std::span<const int> ranks, int rank) = 0;
+  // Bytes the collectives moved so far, summed over the ranks of this process.
+  virtual uint64_t bytes_moved() const = 0;
+};
+
 // In-process backend: every rank is a thread of this process sharing one World. Collectives
 // exchange pointers and each rank reads its peers' buffers directly (no copies through a
 // transport), then all ranks meet at a barrier before any buffer is reused.
-class InProcessWorld {
+class InProcessWorld final : public CommWorld {
  public:
   explicit InProcessWorld(int size);
-  ~InProcessWorld();
-  int size() const;
-  // The communicator of `rank` over the whole world.
-  std::unique_ptr<Communicator> communicator(int rank);
-  // A communicator over the sub-group `ranks` (world ranks, ascending), for the caller
-  // `rank` (a member). Every member must call with the same `ranks`; groups with the same
-  // member list share their exchange state.
-  std::unique_ptr<Communicator> group(std::span<const int> ranks, int rank);
-  // Bytes the collectives moved so far, summed over ranks, counted as a bandwidth-optimal
-  // transport would move them: each rank's all-reduce / reduce-scatter traffic as a ring
-  // (2 (g-1)/g and (g-1)/g of the buffer), gathers and all-to-all as the bytes a rank
-  // receives from its peers. The basis of the bytes-per-token figures in bench/.
-  uint64_t bytes_moved() const;
+  ~InProcessWorld() override;
+  int size() const override;
+  std::unique_ptr<Communicator> communicator(int rank) override;
+  // Every member must call with the same `ranks`; groups with the same member list share
+  // their exchange state. Non-members do not call.
+  std::unique_ptr<Communicator> group(std::span<const int> ranks, int rank) override;
+  // Counted as a bandwidth-optimal transport would move them: each rank's all-reduce /
+  // reduce-scatter traffic as a ring (2 (g-1)/g and (g-1)/g of the buffer), gathers and
+  // all-to-all as the bytes a rank receives from its peers. The basis of the
+  // bytes-per-token figures in bench/.
+  uint64_t bytes_moved() const override;
 
   struct Group;
 

@@ -47,7 +47,7 @@ void tree_sum(const std::vector<const float*>& srcs, float* dst, size_t n) {
     if (dst != srcs[0]) std::memmove(dst, srcs[0], n * sizeof(float));
     return;
   }
-  float buf[64];
+  float buf[64] = {};  // (initialized only to quiet -Wmaybe-uninitialized: r >= 2 here)
   for (size_t i = 0; i < n; ++i) {
     for (size_t k = 0; k < r; ++k) buf[k] = srcs[k][i];
     for (size_t width = 1; width < r; width *= 2)

@@ -16,7 +16,7 @@ RankContext RankComms::context(const Mesh& mesh, int rank, bool deterministic, i
   return c;
 }
 
-RankComms RankComms::create(InProcessWorld& w, const Mesh& mesh, int rank) {
+RankComms RankComms::create(CommWorld& w, const Mesh& mesh, int rank) {
   RankComms rc;
   rc.world = w.communicator(rank);
   rc.attn_tp = w.group(mesh.attn_tp_group(rank), rank);

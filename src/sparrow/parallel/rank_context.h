@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "sparrow/parallel/communicator.h"
 #include "sparrow/parallel/mesh.h"
@@ -21,6 +22,11 @@ struct ParallelOptions {
   ParallelConfig layout;
   bool deterministic = false;  // --enable-deterministic-inference
   MoeA2ABackend a2a = MoeA2ABackend::kNone;
+  // Multi-node (--nnodes, --node-rank, --dist-init-addr): the world's tp_size ranks spread
+  // evenly over nnodes processes, this one holding ranks [node_rank * tp / nnodes, ...).
+  // Node 0 serves the NCCL id at dist_init_addr (parallel/rendezvous.h).
+  int nnodes = 1, node_rank = 0;
+  std::string dist_init_addr;
 };
 
 struct RankContext {
@@ -43,11 +49,14 @@ struct RankContext {
   int moe_ep_rank() const { return mesh.moe_ep_rank(rank); }
 };
 
-// Owns the communicators of one rank, built from an in-process world.
+// Owns the communicators of one rank, built from a world of either backend. create() asks
+// for the groups in a fixed order (world, attention TP, attention DP, MoE TP) and each round
+// partitions the world, which is what NCCL's split needs: with NcclWorld every rank calls
+// create() at the same time from its own thread.
 struct RankComms {
   std::unique_ptr<Communicator> world, attn_tp, attn_dp, moe_tp;
   RankContext context(const Mesh& mesh, int rank, bool deterministic, int leaves, MoeA2ABackend a2a) const;
-  static RankComms create(InProcessWorld& w, const Mesh& mesh, int rank);
+  static RankComms create(CommWorld& w, const Mesh& mesh, int rank);
 };
 
 // Leaves for deterministic mode, from the model's shape alone: the largest power of two up
