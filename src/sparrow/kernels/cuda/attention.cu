@@ -13,7 +13,8 @@
 //     (query, head) pair of the block; splits are walked in order and merged in the block.
 //   * decode-split shape (T == batch, scratch given): block = (row, KV head, split)
 //     writes its pairs' partials to scratch; merge_kernel folds them per (row, head).
-// Warp w owns pairs w*kPairsPerWarp .. +kPairsPerWarp-1 (pair = query * group + head).
+// Warp w owns pairs w, w + kWarps, w + 2 kWarps, ... (pair = query * group + head), so a
+// block with few pairs (a decode query's group) still spreads them over its warps.
 // Lane l scores positions l and l+32 of a tile (four interleaved fp32 partial dot products
 // over D, combined pairwise, * scale); tile max / sum are warp butterflies; lane l owns head
 // dims l, l+32, ... of acc and adds p_j * v_j in increasing j.
@@ -205,7 +206,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(AttentionParams 
   int64_t my_pos[kPairsPerWarp];
 #pragma unroll
   for (int u = 0; u < kPairsPerWarp; ++u) {
-    const int pr = warp * kPairsPerWarp + u;
+    const int pr = u * kWarps + warp;
     my_pos[u] = pr < pairs ? pos0 + pr / group : -1;  // -1: no pair here
     partial_init(run[u]);
   }
@@ -222,7 +223,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(AttentionParams 
         if (my_pos[u] < t0) continue;  // no pair, or all of this tile lies past the query
         const int64_t j1 = min(j0 + p.split, my_pos[u] + 1);
         const int n = int(min(int64_t(kAttnTile), j1 - t0));
-        tile_update(part[u], sm.q + (warp * kPairsPerWarp + u) * D, sm.k, sm.v, n, D, p.scale, lane);
+        tile_update(part[u], sm.q + (u * kWarps + warp) * D, sm.k, sm.v, n, D, p.scale, lane);
       }
     }
     if constexpr (!kSplit) {
@@ -234,7 +235,7 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(AttentionParams 
 #pragma unroll
   for (int u = 0; u < kPairsPerWarp; ++u) {
     if (my_pos[u] < 0) continue;
-    const int pr = warp * kPairsPerWarp + u;
+    const int pr = u * kWarps + warp;
     const int64_t row = row0 + pr / group, h = g * group + pr % group;
     if (kSplit) {
       float* o = p.partials + ((row * p.Hq + h) * p.n_splits + s_begin) * (p.D + 2);
