@@ -26,8 +26,13 @@
 namespace sparrow::cuda::k {
 namespace {
 
-constexpr int kWarps = 16, kThreads = kWarps * 32, kPairsPerWarp = 4;
-constexpr int kMaxPairs = kWarps * kPairsPerWarp;  // (query, head) pairs of one block
+// Extend blocks: 16 warps; decode-split blocks: 8 (their pairs are one query's group, and
+// smaller blocks keep more of them resident per SM at large batches). The warp count only
+// maps pairs to warps: the arithmetic of a pair is the same.
+constexpr int kPairsPerWarp = 4;
+constexpr int kExtendWarps = 16, kSplitWarps = 8;
+constexpr int kMaxPairs = kExtendWarps * kPairsPerWarp;   // (query, head) pairs of an extend block
+constexpr int kMaxSplitGroup = kSplitWarps * kPairsPerWarp;  // heads per KV head a decode block takes
 static_assert(kAttnTile == 64, "two positions per lane");
 
 template <int DPL>  // head dims per lane: D <= 32 * DPL
@@ -166,8 +171,8 @@ __device__ __forceinline__ int find_seq(const AttentionParams& p, int64_t row, i
 
 // kSplit = false: extend shape, grid (query chunks, Hkv). kSplit = true: decode-split
 // shape, grid (T, Hkv, n_splits), one query per block, one split per block.
-template <int DPL, bool kSplit>
-__global__ void __launch_bounds__(kThreads, 1) attention_kernel(AttentionParams p, int64_t queries) {
+template <int DPL, bool kSplit, int kWarps = kSplit ? kSplitWarps : kExtendWarps>
+__global__ void __launch_bounds__(kWarps * 32, kSplit ? 2 : 1) attention_kernel(AttentionParams p, int64_t queries) {
   extern __shared__ float smem_raw[];
   const int64_t g = blockIdx.y, group = p.Hq / p.Hkv;
   const int D = int(p.D);
@@ -284,13 +289,13 @@ void launch(const AttentionParams& p, cudaStream_t s) {
   }
   const int64_t group = p.Hq / p.Hkv;
   if (p.partials) {
-    attention_kernel<DPL, true><<<dim3(unsigned(p.T), unsigned(p.Hkv), unsigned(p.n_splits)), kThreads,
+    attention_kernel<DPL, true><<<dim3(unsigned(p.T), unsigned(p.Hkv), unsigned(p.n_splits)), kSplitWarps * 32,
                                    smem_bytes(p.D, group), s>>>(p, 1);
     attention_merge_kernel<DPL><<<dim3(unsigned(p.T), unsigned(p.Hq)), 32, 0, s>>>(p);
   } else {
     const int64_t q = queries_per_block(group);
     // Chunks never straddle sequences: at most T / q + batch of them.
-    attention_kernel<DPL, false><<<dim3(unsigned(p.T / q + p.batch), unsigned(p.Hkv)), kThreads,
+    attention_kernel<DPL, false><<<dim3(unsigned(p.T / q + p.batch), unsigned(p.Hkv)), kExtendWarps * 32,
                                     smem_bytes(p.D, q * group), s>>>(p, q);
   }
 }
@@ -307,7 +312,7 @@ int64_t attention_split_size(int64_t max_context) {
 bool attention_shape_ok(int64_t Hq, int64_t Hkv, int64_t D) {
   if (Hkv <= 0 || Hq % Hkv != 0 || D <= 0 || D > kAttnMaxHeadDim) return false;
   const int64_t group = Hq / Hkv;
-  return group <= kMaxPairs && smem_bytes(D, queries_per_block(group) * group) <= 200 * 1024;
+  return group <= kMaxSplitGroup && smem_bytes(D, queries_per_block(group) * group) <= 200 * 1024;
 }
 
 void paged_attention(const AttentionParams& p, cudaStream_t s) {
