@@ -48,12 +48,13 @@ std::vector<Request> prompts() {
   return reqs;
 }
 
-std::vector<GenerateResult> run(const std::string& model, const Layout3& l, bool deterministic, DType dtype = DType::kF32) {
+std::vector<GenerateResult> run(const std::string& model, const Layout3& l, bool deterministic, DType dtype = DType::kF32,
+                                int moe_dense_tp = 0) {
   EngineOptions o;
   o.max_total_tokens = 2048;
   o.max_running_requests = 8;
   o.log_interval_s = 0;
-  o.parallel.layout = {l.tp, l.dp, l.ep, l.dp > 1, 0};
+  o.parallel.layout = {l.tp, l.dp, l.ep, l.dp > 1, moe_dense_tp};
   o.parallel.deterministic = deterministic;
   o.parallel.a2a = l.a2a;
   Engine e(load_model_source(std::string(SPARROW_TESTDATA_DIR) + "/models/" + model, "auto", dtype), nullptr, o);
@@ -122,6 +123,20 @@ TEST(LayoutMatrix, Bf16LayoutsStayWithinBound) {
   std::printf("[qwen2_moe bf16 default] max |dlogprob| vs TP1 over %zu layouts: %.3g\n", all_layouts().size() - 1, worst);
 }
 
+// --moe-dense-tp-size 1: qwen3_moe's dense layer (layer 1) held whole by every rank, no
+// collective for it; agrees with TP1 like every other layout (bit for bit when deterministic).
+TEST(LayoutMatrix, DenseLayersWholeOnEveryRank) {
+  for (bool deterministic : {false, true}) {
+    const auto base = run("qwen3_moe", {1, 1, 1, MoeA2ABackend::kNone}, deterministic);
+    for (const Layout3& l : {Layout3{2, 1, 1, MoeA2ABackend::kNone}, Layout3{4, 2, 2, MoeA2ABackend::kAllToAll},
+                             Layout3{4, 1, 4, MoeA2ABackend::kNone}}) {
+      const double d = max_delta(base, run("qwen3_moe", l, deterministic, DType::kF32, 1));
+      if (deterministic) EXPECT_EQ(d, 0.0) << l.name();
+      else EXPECT_LE(d, 1e-3) << l.name();
+    }
+  }
+}
+
 TEST(LayoutMatrix, RejectsImpossibleLayouts) {
   const std::string dir = std::string(SPARROW_TESTDATA_DIR) + "/models/qwen3_moe";
   auto attempt = [&](ParallelConfig p) {
@@ -135,6 +150,7 @@ TEST(LayoutMatrix, RejectsImpossibleLayouts) {
   EXPECT_THROW(attempt({2, 2, 1, false, 0}), InputError);   // dp without dp-attention
   EXPECT_THROW(attempt({4, 3, 1, true, 0}), InputError);    // tp not a multiple of dp
   EXPECT_THROW(attempt({8, 1, 1, false, 0}), InputError);   // 4 heads over 8 ranks
+  EXPECT_THROW(attempt({4, 1, 1, false, 2}), InputError);   // dense TP neither 1 nor attention TP
 }
 
 }  // namespace

@@ -50,7 +50,8 @@ void CausalLM::build(const WeightSource& source, WeightPlacement placement) {
   // Tied checkpoints usually omit lm_head.weight; if one carries it anyway, it is the same data.
   lm_head_ = c.tie_word_embeddings ? embed_ : w.matrix("lm_head.weight", {c.vocab_size, h}, vocab);
   final_norm_ = w.vector_f32("model.norm.weight", h);
-  dense_leaves_ = local_leaves(rank_, tp);
+  const int dense_tp = rank_.mesh.dense_tp;
+  dense_leaves_ = local_leaves(rank_, dense_tp);
   layers_.resize(size_t(c.num_layers));
   // One bar per process: rank 0 reports (the other ranks load their shards alongside); the
   // tiny test models load too fast to need one.
@@ -66,7 +67,7 @@ void CausalLM::build(const WeightSource& source, WeightPlacement placement) {
       L.moe = std::make_unique<SparseMoe>(c, w, p + "." + arch.moe_block, arch.moe, rank_);
     else
       L.mlp = std::make_unique<Mlp>(w, p + ".mlp", h, c.intermediate_size, Mlp::Names{},
-                                    shard_range(c.intermediate_size, tp, r));
+                                    shard_range(c.intermediate_size, dense_tp, dense_tp > 1 ? r : 0));
     progress.advance();
   }
 }
@@ -157,8 +158,9 @@ void CausalLM::forward(const ForwardBatch& batch, const BatchArrays& arrays, KVP
       L.moe->forward(normed, ctx, branch);
     } else {
       L.mlp->forward(normed, ws, branch, dense_leaves_);
-      Hidden hd{branch, Layout::kAttnTPFull, rank_.mesh.attn_tp > 1 ? PartialOver::kAttnTP : PartialOver::kNone};
-      if (rank_.mesh.attn_tp > 1) comm_->reduce_attn_tp(hd);
+      // Split over attention TP: a partial sum to complete; whole (dense_tp 1): complete.
+      Hidden hd{branch, Layout::kAttnTPFull, rank_.mesh.dense_tp > 1 ? PartialOver::kAttnTP : PartialOver::kNone};
+      if (rank_.mesh.dense_tp > 1) comm_->reduce_attn_tp(hd);
     }
     const Tensor& next_norm = i + 1 < layers_.size() ? layers_[i + 1].input_norm : final_norm_;
     ops::add_rms_norm(branch, residual, next_norm, eps, normed);

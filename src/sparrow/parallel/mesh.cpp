@@ -33,11 +33,15 @@ Mesh Mesh::build(const ParallelConfig& p, const ModelConfig& c) {
                       "shared expert intermediate size {} does not split over attention TP {}",
                       c.shared_expert_intermediate_size, m.attn_tp);
   }
+  SPARROW_REQUIRE(p.moe_dense_tp_size == 0 || p.moe_dense_tp_size == 1 || p.moe_dense_tp_size == m.attn_tp,
+                  "--moe-dense-tp-size {}: dense MLP layers run with attention TP ({}) or whole on every rank (1)",
+                  p.moe_dense_tp_size, m.attn_tp);
+  m.dense_tp = p.moe_dense_tp_size == 1 ? 1 : m.attn_tp;
   bool has_dense = false;
   for (int64_t l = 0; l < c.num_layers; ++l) has_dense |= !c.is_moe_layer(l);
   if (has_dense)
-    SPARROW_REQUIRE(c.intermediate_size % m.attn_tp == 0, "dense MLP intermediate size {} does not split over attention TP {}",
-                    c.intermediate_size, m.attn_tp);
+    SPARROW_REQUIRE(c.intermediate_size % m.dense_tp == 0, "dense MLP intermediate size {} does not split over TP {}",
+                    c.intermediate_size, m.dense_tp);
   return m;
 }
 
@@ -66,7 +70,8 @@ std::vector<int> Mesh::moe_ep_group(int r) const {
 }
 
 std::string Mesh::describe() const {
-  return fmt::format("world {} = attention dp {} x tp {} = MoE ep {} x tp {}", world, attn_dp, attn_tp, moe_ep, moe_tp);
+  return fmt::format("world {} = attention dp {} x tp {} = MoE ep {} x tp {}{}", world, attn_dp, attn_tp, moe_ep, moe_tp,
+                     dense_tp != attn_tp ? ", dense MLP whole on every rank" : "");
 }
 
 }  // namespace sparrow

@@ -36,9 +36,6 @@ void ParallelFlags::apply(EngineOptions& o) const {
   if (load_balance_method == "round_robin") o.dp_router = DpRouter::kRoundRobin;
   else if (load_balance_method == "least_load" || load_balance_method == "shortest_queue") o.dp_router = DpRouter::kLeastLoad;
   else throw_input_error("--load-balance-method '{}' is not supported (round_robin, least_load)", load_balance_method);
-  SPARROW_REQUIRE(moe_dense_tp_size == 0 || moe_dense_tp_size == tp_size / dp_size,
-                  "--moe-dense-tp-size {}: dense layers run with attention TP ({}) in this version", moe_dense_tp_size,
-                  tp_size / dp_size);
   apply_nodes(*this, o.parallel);
 }
 
@@ -55,7 +52,7 @@ void add_parallel_flags(CLI::App& app, ParallelFlags& f) {
   app.add_flag("--enable-dp-attention", f.enable_dp_attention, "Attention data-parallel over --dp-size groups");
   app.add_option("--moe-a2a-backend", f.moe_a2a_backend, "none (all-reduce partial sums) | alltoall (dispatch/combine)")
       ->capture_default_str();
-  app.add_option("--moe-dense-tp-size", f.moe_dense_tp_size, "TP of dense MLP layers (default: attention TP)");
+  app.add_option("--moe-dense-tp-size", f.moe_dense_tp_size, "TP of dense MLP layers: attention TP (default) or 1 (whole on every rank)");
   app.add_option("--load-balance-method", f.load_balance_method, "DP router: round_robin | least_load")->capture_default_str();
   app.add_flag("--enable-deterministic-inference", f.deterministic,
                "Bit-identical results whatever the batch, chunking, cache hits and parallel layout");
