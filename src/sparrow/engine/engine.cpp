@@ -125,11 +125,13 @@ struct Engine::Impl {
       flush = flush_requested;
       flush_requested = false;
     }
+    // A flush was accepted while nothing was queued, so every request in `fresh` came after
+    // it: flush first, or a new request could match (and pin) the prefix being flushed.
+    if (flush)
+      for (auto& s : schedulers) s->flush_cache();
     for (auto& q : fresh) route().add(std::move(q));
     for (const std::string& rid : aborts)
       for (auto& s : schedulers) s->abort(rid, "aborted");
-    if (flush)
-      for (auto& s : schedulers) s->flush_cache();
   }
 
   // Plans, runs and consumes one step. False when every group was idle (nothing ran).
