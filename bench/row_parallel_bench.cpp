@@ -17,7 +17,6 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
-#include "sparrow/core/arena.h"
 #include "sparrow/kernels/ops.h"
 #include "sparrow/model/layers/row_parallel.h"
 
@@ -71,7 +70,6 @@ int main(int argc, char** argv) {
                         {"expert_down_prefill", 64, 2048, 1024}, {"expert_down_decode", 1, 2048, 1024}};
   const std::string load_start = loadavg();
   nlohmann::json rows = nlohmann::json::array();
-  Arena ws(size_t(256) << 20);
   for (const Case& c : cases) {
     if (!only.empty() && only != c.name) continue;
     for (int leaves : {8, 4, 2}) {
@@ -87,10 +85,8 @@ int main(int argc, char** argv) {
       Buffer x(DType::kF32, {c.T, k}), y(DType::kF32, {c.T, c.N});
       for (int64_t j = 0; j < c.T * k; ++j) x.tensor().data_as<float>()[j] = float(j % 17) * 0.01f - 0.08f;
       const Timing plain = time_calls(reps, copies, [&](size_t i) { ops::linear(x.tensor(), w[i].tensor(), nullptr, y.tensor()); });
-      const Timing tree = time_calls(reps, copies, [&](size_t i) {
-        ws.reset();
-        row_parallel_linear(x.tensor(), w[i].tensor(), leaves, ws, y.tensor());
-      });
+      const Timing tree =
+          time_calls(reps, copies, [&](size_t i) { row_parallel_linear(x.tensor(), w[i].tensor(), leaves, y.tensor()); });
       rows.push_back({{"case", c.name}, {"T", c.T}, {"N", c.N}, {"K", k}, {"leaves", leaves},
                       {"linear_median_us", plain.median_us}, {"linear_min_us", plain.min_us},
                       {"leaves_median_us", tree.median_us}, {"leaves_min_us", tree.min_us},
