@@ -68,6 +68,9 @@ TEST(MoeOps, ScatterRowsWritesSlotsAndConverts) {
   for (int64_t i = 0; i < 8; ++i) EXPECT_EQ(load_as_f32(cache.data(), DType::kBF16, size_t(8 + i)), 0.f);  // untouched
   const std::vector<int32_t> bad = {6};
   EXPECT_THROW(ops::scatter_rows(src.tensor().slice_rows(0, 1), bad.data(), cache.tensor()), Error);
+  // No rows (an idle DP group's step): nothing written, no shape complaint.
+  const Buffer none(DType::kF32, {0, 2, 4});
+  EXPECT_NO_THROW(ops::scatter_rows(none.tensor(), nullptr, cache.tensor()));
 }
 
 }  // namespace

@@ -28,20 +28,24 @@ class CommTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(CommTest, AllReduceSumsInTreeOrderOnEveryRank) {
   const int n = GetParam();
-  const size_t len = 1000;
-  std::vector<std::vector<float>> out(static_cast<size_t>(n));
-  run_ranks(n, [&](int r, Communicator& c) {
-    std::vector<float> v(len);
-    for (size_t i = 0; i < len; ++i) v[i] = value(r, i);
-    c.all_reduce(v.data(), len);
-    out[size_t(r)] = v;
-  });
-  for (size_t i = 0; i < len; ++i) {
-    std::vector<float> t;
-    for (int r = 0; r < n; ++r) t.push_back(value(r, i));
-    for (size_t w = 1; w < t.size(); w *= 2)
-      for (size_t k = 0; k + w < t.size(); k += 2 * w) t[k] = t[k] + t[k + w];
-    for (int r = 0; r < n; ++r) ASSERT_EQ(out[size_t(r)][i], t[0]) << "rank " << r << " element " << i;
+  // Small (every rank sums everything) and large (each rank sums a slice; an odd length so
+  // the slices are uneven).
+  for (size_t len : {size_t(1000), size_t(70001)}) {
+    std::vector<std::vector<float>> out(static_cast<size_t>(n));
+    run_ranks(n, [&](int r, Communicator& c) {
+      std::vector<float> v(len);
+      for (size_t i = 0; i < len; ++i) v[i] = value(r, i);
+      c.all_reduce(v.data(), len);
+      out[size_t(r)] = v;
+    });
+    for (size_t i = 0; i < len; ++i) {
+      std::vector<float> t;
+      for (int r = 0; r < n; ++r) t.push_back(value(r, i));
+      for (size_t w = 1; w < t.size(); w *= 2)
+        for (size_t k = 0; k + w < t.size(); k += 2 * w) t[k] = t[k] + t[k + w];
+      for (int r = 0; r < n; ++r)
+        ASSERT_EQ(out[size_t(r)][i], t[0]) << "rank " << r << " element " << i << " of " << len;
+    }
   }
 }
 
@@ -119,7 +123,7 @@ TEST_P(CommTest, BroadcastAndBarrier) {
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(Ranks, CommTest, ::testing::Values(1, 2, 3, 4));
+INSTANTIATE_TEST_SUITE_P(Ranks, CommTest, ::testing::Values(1, 2, 3, 4, 5, 8));
 
 TEST(Comm, DisjointSubgroupsRunConcurrently) {
   InProcessWorld world(4);

@@ -31,6 +31,16 @@ void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
 // host memory has finished when this returns (the host buffer may be reused at once).
 void copy(const Tensor& dst, const Tensor& src);
 
+// The deterministic row-parallel reduction (docs/numerics.md): y = x . w^T with K cut into
+// `leaves` equal blocks (1 <= leaves <= 64, K % leaves == 0). Each block is reduced exactly
+// as ops::linear reduces a row of K / leaves values, and the block sums are combined by the
+// fixed pairwise tree ((b0 + b1) + (b2 + b3)) ... in fp32, then rounded once to y's dtype.
+// With an fp32 y this is bit-identical to `leaves` ops::linear calls on the column blocks
+// followed by that tree, but it is one pass over w with no scratch: the kernel keeps the
+// per-leaf sums of a register block on a small stack. CPU only; no bias (a row-parallel
+// bias is added once, after the ranks' partial sums are reduced).
+void linear_leaves(const Tensor& x, const Tensor& w, int leaves, const Tensor& y);
+
 // Per-sequence geometry of a paged attention batch. Sequence b owns req_to_token row
 // req_slots[b]; after this step it holds seq_lens[b] tokens, the last extend_lens[b] of
 // which are this step's queries (decode: extend_lens[b] == 1). Its queries sit at rows

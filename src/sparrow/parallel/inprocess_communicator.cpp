@@ -40,21 +40,41 @@ namespace {
 
 // Sum of `n` floats from each of `srcs` (rank order) into dst, combining ranks by a binary
 // tree: pairs (0,1), (2,3), ... then pairs of pairs. Elementwise, so any slicing of the
-// element range gives the same bits.
+// element range gives the same bits. Runs over blocks of elements, one tree level at a
+// time (the first level reads the ranks' buffers pairwise, later ones a small scratch), so
+// every loop is a plain vectorizable a[i] + b[i].
 void tree_sum(const std::vector<const float*>& srcs, float* dst, size_t n) {
   const size_t r = srcs.size();
   if (r == 1) {
     if (dst != srcs[0]) std::memmove(dst, srcs[0], n * sizeof(float));
     return;
   }
-  float buf[64] = {};  // (initialized only to quiet -Wmaybe-uninitialized: r >= 2 here)
-  for (size_t i = 0; i < n; ++i) {
-    for (size_t k = 0; k < r; ++k) buf[k] = srcs[k][i];
-    for (size_t width = 1; width < r; width *= 2)
-      for (size_t k = 0; k + width < r; k += 2 * width) buf[k] = buf[k] + buf[k + width];
-    dst[i] = buf[0];
+  constexpr size_t kBlock = 256;
+  float buf[32][kBlock];  // (r + 1) / 2 <= 32 pair sums (r <= 64)
+  const size_t pairs = (r + 1) / 2;
+  for (size_t i0 = 0; i0 < n; i0 += kBlock) {
+    const size_t m = std::min(kBlock, n - i0);
+    for (size_t k = 0; k < r; k += 2) {  // ranks (k, k + 1), or k alone when it is last
+      float* b = buf[k / 2];
+      const float* a = srcs[k] + i0;
+      if (k + 1 < r) {
+        const float* c = srcs[k + 1] + i0;
+        for (size_t i = 0; i < m; ++i) b[i] = a[i] + c[i];
+      } else {
+        std::memcpy(b, a, m * sizeof(float));
+      }
+    }
+    // Rank width 2w is pair width w: pair j absorbs pair j + w when rank 2 (j + w) exists.
+    for (size_t w = 1; w < pairs; w *= 2)
+      for (size_t j = 0; j + w < pairs; j += 2 * w)
+        for (size_t i = 0; i < m; ++i) buf[j][i] = buf[j][i] + buf[j + w][i];
+    std::memcpy(dst + i0, buf[0], m * sizeof(float));
   }
 }
+
+// All-reduces at least this many floats split the summing across the ranks (each sums a
+// slice, then copies everyone's): one more barrier, 1 / size of the adds per rank.
+constexpr size_t kSliceAllReduce = size_t(1) << 15;
 
 class InProcessCommunicator final : public Communicator {
  public:
@@ -68,14 +88,28 @@ class InProcessCommunicator final : public Communicator {
     count(2.0 * double(size_ - 1) / double(size_) * double(n * sizeof(float)));
     g_.send[size_t(rank_)] = data;
     g_.sync.arrive_and_wait();
-    // Each rank computes its own slice of the result into a private buffer first: peers may
-    // still be reading `data` until the second barrier.
+    // Results go to a private buffer first: peers may still be reading `data` until the
+    // second barrier. Small buffers: every rank sums all of it (two barriers). Large ones:
+    // each rank sums its slice, then copies every rank's slice from its peer's buffer (ranks
+    // are threads sharing cores, so this divides the adds by the group size).
     std::vector<const float*> srcs(static_cast<size_t>(size_));
-    for (int r = 0; r < size_; ++r) srcs[size_t(r)] = static_cast<const float*>(g_.send[size_t(r)]);
-    scratch_.resize(n);
-    tree_sum(srcs, scratch_.data(), n);
+    const bool sliced = size_ > 1 && n >= kSliceAllReduce;
+    const size_t b = sliced ? n * size_t(rank_) / size_t(size_) : 0;
+    const size_t e = sliced ? n * size_t(rank_ + 1) / size_t(size_) : n;
+    for (int r = 0; r < size_; ++r) srcs[size_t(r)] = static_cast<const float*>(g_.send[size_t(r)]) + b;
+    scratch_.resize(e - b);
+    tree_sum(srcs, scratch_.data(), e - b);
+    g_.recv[size_t(rank_)] = scratch_.data();
     g_.sync.arrive_and_wait();
-    std::memcpy(data, scratch_.data(), n * sizeof(float));
+    if (!sliced) {
+      std::memcpy(data, scratch_.data(), n * sizeof(float));
+      return;
+    }
+    for (int r = 0; r < size_; ++r) {
+      const size_t rb = n * size_t(r) / size_t(size_), re = n * size_t(r + 1) / size_t(size_);
+      std::memcpy(data + rb, g_.recv[size_t(r)], (re - rb) * sizeof(float));
+    }
+    g_.sync.arrive_and_wait();  // peers have copied my slice: scratch_ may be reused
   }
 
   void all_gather(std::span<const std::byte> send, std::byte* recv) override {

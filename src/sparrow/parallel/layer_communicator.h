@@ -49,10 +49,17 @@ class LayerCommunicator {
   // `none`: Partial(world) f32 Full -> AttnTPFull (all-reduce, then this DP group's rows).
   // `alltoall`: Scattered -> AttnTPFull (all-gather within the attention-TP group).
   Hidden from_moe_output(Hidden h, Arena& ws);
-  // Deterministic `none`: all-reduce of per-slot values [T_full * K, H] where every slot is
-  // owned by one aligned block of ranks and all others contribute -0.0, so the tree sum is
-  // exactly the owners' subtree. In place.
-  void reduce_slots_world(float* data, size_t n);
+  // Deterministic `none`, step 1: the MoE-TP all-reduce (tree order over the expert group's
+  // aligned block of ranks) of the partial per-slot values the group computed, in place.
+  void reduce_moe_tp(float* data, size_t n);
+  // Deterministic `none`, step 2: values [T_full * K, H] f32 holds the complete values of
+  // the (token, slot) pairs this rank's expert group owns (ids[pair] / experts_per_group ==
+  // its EP rank). Afterwards it also holds every other pair of this DP group's tokens, copied
+  // (never summed) from the owning group's rank with this rank's MoE-TP rank: one all-to-all
+  // over the world. Rows of other DP groups' tokens are left as they were. The result is the
+  // world all-reduce of [owners' values, -0.0 elsewhere] (x + -0.0 == x) without the K x
+  // larger reduction.
+  void gather_slots(const Tensor& values, const int32_t* ids, int64_t k, int64_t experts_per_group);
   // Attention-TP all-reduce of a plain fp32 buffer (vocab-parallel embedding, a replicated
   // sub-result such as a shared expert's partial).
   void all_reduce_attn_tp(float* data, size_t n);
@@ -63,9 +70,13 @@ class LayerCommunicator {
                     std::span<const size_t> recv_bytes);
 
  private:
+  // Pair range [begin, end) of world rank r's DP group in a [T_full * k] slot array.
+  std::pair<int64_t, int64_t> dp_pairs(int r, int64_t k) const;
+
   const RankContext& ctx_;
   std::vector<int64_t> dp_tokens_;
   int64_t full_tokens_ = 0;
+  std::vector<float> send_rows_, recv_rows_;  // gather_slots staging, kept across layers
 };
 
 }  // namespace sparrow

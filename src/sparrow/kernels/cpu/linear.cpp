@@ -1,6 +1,6 @@
-// ops::linear: argument validation, then dispatch to the kernel for the active ISA,
-// parallel over blocks of output features (each thread owns whole y columns, so no
-// reduction crosses threads).
+// ops::linear and ops::linear_leaves: argument validation, then dispatch to the kernel for
+// the active ISA, parallel over blocks of output features (each thread owns whole y
+// columns, so no reduction crosses threads).
 #include <algorithm>
 #include <vector>
 
@@ -31,7 +31,8 @@ Tensor as_matrix(const Tensor& t, const char* what) {
 }
 
 // Pair layout (see cpu::LinearArgs): per 32-column chunk, the 16 odd-index values, then
-// the 16 even-index values; zero beyond K.
+// the 16 even-index values; zero beyond K. (With leaves, each leaf's K block is packed on
+// its own, so a leaf's chunks start at its first column as in a separate call.)
 void pack_pairs_row(const float* x, int64_t K, float* dst) {
   for (int64_t c = 0; c < K; c += cpu::kPairChunk, dst += cpu::kPairChunk)
     for (int64_t i = 0; i < 16; ++i) {
@@ -43,12 +44,8 @@ void pack_pairs_row(const float* x, int64_t K, float* dst) {
 // Output features per work unit handed to the thread pool.
 constexpr int64_t kNUnit = 16;
 
-}  // namespace
-
-void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tensor& y_in) {
-#ifdef SPARROW_HAVE_CUDA
-  if (x_in.device() == Device::kCUDA) return cuda::linear(x_in, w, bias, y_in);
-#endif
+// Both ops: `leaves` == 1 is ops::linear.
+void linear_cpu(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tensor& y_in, int leaves) {
   SPARROW_REQUIRE(x_in.device() == Device::kCPU && w.device() == Device::kCPU &&
                       y_in.device() == Device::kCPU && (!bias || bias->device() == Device::kCPU),
                   "linear: CPU tensors expected");
@@ -74,15 +71,22 @@ void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tenso
     SPARROW_REQUIRE(bias->dtype() == DType::kF32 || bias->dtype() == DType::kBF16,
                     "linear: bias must be f32 or bf16, got {}", dtype_name(bias->dtype()));
   }
+  SPARROW_REQUIRE(leaves >= 1 && leaves <= cpu::kMaxLeaves && K % leaves == 0,
+                  "linear_leaves: K {} must split into 1..{} equal leaves, got {}", K, cpu::kMaxLeaves, leaves);
+  SPARROW_REQUIRE(leaves == 1 || !bias, "linear_leaves: no bias (add it after the reduction)");
   if (T == 0 || N == 0) return;
   SPARROW_REQUIRE(x.data() && w.data() && y.data() && (!bias || bias->data()),
                   "linear: null data pointer");
 
   const cpu::Isa isa = cpu::active_isa();
   if (isa == cpu::Isa::kReference) {
-    ref::linear(x, w, bias, y);
+    if (leaves > 1)
+      ref::linear_leaves(x, w, leaves, y);
+    else
+      ref::linear(x, w, bias, y);
     return;
   }
+  const int64_t kl = K / leaves;
   cpu::LinearArgs a;
   a.x = x.data();
   a.w = w.data();
@@ -99,17 +103,22 @@ void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tenso
   a.bias_t = bias ? bias->dtype() : DType::kF32;
   a.y_t = y.dtype();
   a.pf_end = N;
+  a.leaves = leaves;
+  a.kl = kl;
+  a.x_leaf = kl;
   if (mixed) {
     // fp32 activations against bf16 weights: x is packed once per call into the pair
-    // layout the kernels read (T * K floats; small next to w).
-    const int64_t kp = (K + cpu::kPairChunk - 1) / cpu::kPairChunk * cpu::kPairChunk;
+    // layout the kernels read (T * K floats; small next to w), leaf by leaf.
+    const int64_t kpl = (kl + cpu::kPairChunk - 1) / cpu::kPairChunk * cpu::kPairChunk;
+    const int64_t kp = kpl * leaves;
     thread_local std::vector<float> packed;
     packed.resize(size_t(T * kp));
     float* const dst = packed.data();  // (a thread_local is not captured: name it here)
     const float* const src = x.data_as<float>();
     const int64_t ldx = a.ldx;
     auto pack_rows = [=](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) pack_pairs_row(src + t * ldx, K, dst + t * kp);
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t l = 0; l < leaves; ++l) pack_pairs_row(src + t * ldx + l * kl, kl, dst + t * kp + l * kpl);
     };
     if (T * K >= (int64_t(1) << 18))
       ThreadPool::global().parallel_for(T, pack_rows, 16);
@@ -117,6 +126,7 @@ void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tenso
       pack_rows(0, T);
     a.x = dst;
     a.ldx = kp;
+    a.x_leaf = kpl;
   }
   auto* kernel = isa == cpu::Isa::kAvx512 ? &cpu::linear_avx512 : &cpu::linear_avx2;
 
@@ -127,6 +137,20 @@ void linear(const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tenso
   ThreadPool::global().parallel_for(
       units,
       [&](int64_t u0, int64_t u1) { kernel(a, u0 * kNUnit, std::min(N, u1 * kNUnit)); }, grain);
+}
+
+}  // namespace
+
+void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) {
+#ifdef SPARROW_HAVE_CUDA
+  if (x.device() == Device::kCUDA) return cuda::linear(x, w, bias, y);
+#endif
+  linear_cpu(x, w, bias, y, 1);
+}
+
+void linear_leaves(const Tensor& x, const Tensor& w, int leaves, const Tensor& y) {
+  SPARROW_REQUIRE(x.device() == Device::kCPU, "linear_leaves: CPU tensors only (the deterministic leaf tree is a CPU path)");
+  linear_cpu(x, w, nullptr, y, leaves);
 }
 
 }  // namespace sparrow::ops

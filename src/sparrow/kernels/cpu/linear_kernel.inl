@@ -4,6 +4,7 @@
 // together: every accumulator sees the same K loop, so a y element never depends on T,
 // the block shape, the tile sizes, the loop order or the thread split.
 #include <algorithm>
+#include <cstring>
 
 #include "sparrow/core/dtype.h"
 #include "sparrow/kernels/cpu/linear_kernels.h"
@@ -58,16 +59,17 @@ struct MixF32Bf16 {
   static V16 dot(V16 acc, X x, W w) { return vdot_f32_bf16(acc, x, w); }
 };
 
-// out[m * NT + j] = full K reduction of x row xr[m] with w row wr[j]. When PF != 0, pf[j]
-// are w rows further ahead in the stream: their cache lines are prefetched at the same
-// column into L2 (prefetcht1: on the 2-core EPYC this beat prefetcht0, which thrashes L1
-// with a whole block ahead, and no prefetch), which keeps more DRAM reads in flight than
-// the hardware prefetcher does on 4 KiB rows (it stops at page boundaries).
+// acc[m][j] = the 16 lanes of the K reduction of x row xr[m] with w row wr[j] (zeroed,
+// then accumulated in increasing k). When PF != 0, pf[j] are w rows further ahead in the
+// stream: their cache lines are prefetched at the same column into L2 (prefetcht1: on the
+// 2-core EPYC this beat prefetcht0, which thrashes L1 with a whole block ahead, and no
+// prefetch), which keeps more DRAM reads in flight than the hardware prefetcher does on
+// 4 KiB rows (it stops at page boundaries). Always inlined, so the accumulators stay in
+// registers.
 template <class P, int MT, int NT, bool PF>
-inline void block_dot(const typename P::XE* const* xr, const typename P::WE* const* wr,
-                      const typename P::WE* const* pf, int64_t K, float* out) {
+__attribute__((always_inline)) inline void block_acc(const typename P::XE* const* xr, const typename P::WE* const* wr,
+                                                     const typename P::WE* const* pf, int64_t K, V16 (&acc)[MT][NT]) {
   constexpr int kLinesPerStep = P::kStep * int(sizeof(typename P::WE)) / 64;
-  V16 acc[MT][NT];
 #pragma GCC unroll 8
   for (int m = 0; m < MT; ++m)
 #pragma GCC unroll 16
@@ -102,10 +104,85 @@ inline void block_dot(const typename P::XE* const* xr, const typename P::WE* con
       for (int m = 0; m < MT; ++m) acc[m][j] = P::dot(acc[m][j], xv[m], wv);
     }
   }
+}
+
+// out[m * NT + j] = full K reduction of x row xr[m] with w row wr[j].
+template <class P, int MT, int NT, bool PF>
+inline void block_dot(const typename P::XE* const* xr, const typename P::WE* const* wr,
+                      const typename P::WE* const* pf, int64_t K, float* out) {
+  V16 acc[MT][NT];
+  block_acc<P, MT, NT, PF>(xr, wr, pf, K, acc);
 #pragma GCC unroll 8
   for (int m = 0; m < MT; ++m)
 #pragma GCC unroll 16
     for (int j = 0; j < NT; ++j) out[m * NT + j] = vhsum(acc[m][j]);
+}
+
+// The pairwise tree over a call's leaf sums, built as the leaves arrive: a stack of
+// complete subtrees where two of equal size merge at once ((b0 + b1), then (b2 + b3) and
+// ((b0 + b1) + (b2 + b3)), ...), and what is left at the end merges from the top down.
+// That is exactly tree_combine's order (pairs, then pairs of pairs, a leftover block
+// joining at the level where it finds a partner) for any count, without keeping every
+// leaf. Each entry holds B sums (one register block); additions are elementwise in fp32.
+template <int B>
+struct LeafTree {
+  static constexpr int kDepth = 8;  // enough for kMaxLeaves = 64: at most log2(64) + 1 entries
+  alignas(64) float sum[kDepth][B];
+  int size[kDepth];
+  int depth = 0;
+
+  float* next() { return sum[depth]; }
+  void push() {
+    size[depth++] = 1;
+    while (depth >= 2 && size[depth - 1] == size[depth - 2]) merge();
+  }
+  void merge() {
+    float* a = sum[depth - 2];
+    const float* b = sum[depth - 1];
+    if constexpr (B == 16) {
+      vstore(a, vadd(vload(a), vload(b)));  // the compiler does not vectorize the loop below
+    } else {
+      for (int i = 0; i < B; ++i) a[i] = a[i] + b[i];
+    }
+    size[depth - 2] += size[depth - 1];
+    --depth;
+  }
+  void finish(float* out) {
+    while (depth > 1) merge();
+    std::memcpy(out, sum[0], sizeof(float) * B);
+  }
+};
+
+// out[m * NT + j] = pairwise tree over the a.leaves blocks of K of each block's reduction
+// (block_acc over a.kl columns, then the fixed horizontal sum). A full 4 x 4 block reduces
+// its 16 accumulators with vreduce16 (the same additions as 16 vhsum calls, transposed), so
+// a short leaf does not pay 16 separate horizontal sums.
+template <class P, int MT, int NT, bool PF>
+void block_dot_leaves(const LinearArgs& a, const typename P::XE* const* xr, const typename P::WE* const* wr,
+                      const typename P::WE* const* pf, float* out) {
+  constexpr int B = MT * NT;
+  LeafTree<B> tree;
+  const typename P::XE* xl[MT];
+  const typename P::WE* wl[NT];
+  const typename P::WE* pl[NT];
+  for (int l = 0; l < a.leaves; ++l) {
+    for (int m = 0; m < MT; ++m) xl[m] = xr[m] + l * a.x_leaf;
+    for (int j = 0; j < NT; ++j) {
+      wl[j] = wr[j] + l * a.kl;
+      pl[j] = pf[j] + l * a.kl;
+    }
+    V16 acc[MT][NT];
+    block_acc<P, MT, NT, PF>(xl, wl, pl, a.kl, acc);
+    float* part = tree.next();
+    if constexpr (B == 16) {
+      vstore(part, vreduce16(&acc[0][0]));
+    } else {
+      for (int m = 0; m < MT; ++m)
+        for (int j = 0; j < NT; ++j) part[m * NT + j] = vhsum(acc[m][j]);
+    }
+    tree.push();
+  }
+  tree.finish(out);
 }
 
 inline float bias_at(const LinearArgs& a, int64_t n) {
@@ -134,10 +211,16 @@ void do_block(const LinearArgs& a, int64_t t0, int64_t n, bool prefetch) {
     pf[j] = w + std::min(n + NT + j, a.pf_end - 1) * a.ldw;
   }
   float out[MT * NT];
-  if (prefetch)
+  if (a.leaves > 1) {
+    if (prefetch)
+      block_dot_leaves<P, MT, NT, true>(a, xr, wr, pf, out);
+    else
+      block_dot_leaves<P, MT, NT, false>(a, xr, wr, pf, out);
+  } else if (prefetch) {
     block_dot<P, MT, NT, true>(xr, wr, pf, a.K, out);
-  else
+  } else {
     block_dot<P, MT, NT, false>(xr, wr, pf, a.K, out);
+  }
   for (int m = 0; m < MT; ++m)
     for (int j = 0; j < NT; ++j) store_y(a, t0 + m, n + j, out[m * NT + j]);
 }

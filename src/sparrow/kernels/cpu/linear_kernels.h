@@ -25,7 +25,17 @@ struct LinearArgs {
   // w rows are prefetched one register block ahead, up to (not including) row pf_end (the
   // whole call's N, so a thread's range does not go cold at N-tile or range boundaries).
   int64_t pf_end = 0;
+  // Leaves (ops::linear_leaves): K is cut into `leaves` equal blocks of kl columns, each
+  // reduced exactly as a call with K = kl would reduce it, and the block sums are combined
+  // by the fixed pairwise tree. Block l of an x row starts x_leaf elements after block l-1
+  // (kl, or the padded width of a block when x was packed into the pair layout, each block
+  // packed on its own); block l of a w row starts at l * kl. leaves == 1: kl == K.
+  int leaves = 1;
+  int64_t kl = 0, x_leaf = 0;
 };
+
+// Largest `leaves` the kernels accept (the pairwise tree is kept on a small stack).
+constexpr int kMaxLeaves = 64;
 
 // Pair-layout chunk width for packed fp32 x.
 constexpr int64_t kPairChunk = 32;
@@ -34,6 +44,8 @@ constexpr int64_t kPairChunk = 32;
 //   hsum16(lanes) + bias   (see docs/numerics.md)
 // where lane i of the 16-lane accumulator sums, in increasing k order, the products of
 // k = 32c + 2i + 1 then 32c + 2i (w bf16, x bf16 or f32) or k = 16c + i (x, w f32).
+// With leaves > 1 (no bias) it is the pairwise tree over l of hsum16(lanes of block l),
+// each block's lanes accumulated as above over its own kl columns.
 void linear_avx512(const LinearArgs& a, int64_t n0, int64_t n1);
 void linear_avx2(const LinearArgs& a, int64_t n0, int64_t n1);
 

@@ -150,7 +150,7 @@ void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& o
   ops::scatter_rows(v, ctx.arrays.cache_loc, v_cache);
   const Tensor attn = ws.alloc(dt, {t, heads_, head_dim_});
   ops::paged_attention(q, k_cache, v_cache, ctx.arrays.attention, scale_, attn);
-  row_parallel_linear(attn.view({t, heads_ * head_dim_}), wo_, leaves_, ws, out);
+  row_parallel_linear(attn.view({t, heads_ * head_dim_}), wo_, leaves_, out);
   Hidden h{out, Layout::kAttnTPFull, tp_ > 1 ? PartialOver::kAttnTP : PartialOver::kNone};
   if (tp_ > 1) h = ctx.comm.reduce_attn_tp(h);
   if (bo_.data()) {

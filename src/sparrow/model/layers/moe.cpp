@@ -56,8 +56,8 @@ SparseMoe::Routed SparseMoe::route(const Tensor& x, Arena& ws) const {
   return r;
 }
 
-void SparseMoe::run_experts(const Tensor& x, const int32_t* ids, int64_t slots, Arena& ws, const Tensor& values,
-                            const std::vector<int64_t>& pairs) const {
+SparseMoe::ExpertRows SparseMoe::expert_rows(const Tensor& x, const int32_t* ids, int64_t slots, Arena& ws,
+                                             const std::vector<int64_t>& pairs) const {
   // Group the pairs by owned expert (counting sort: within an expert, pairs keep their
   // order, so the grouping is a pure function of the routing).
   const size_t row_bytes = size_t(hidden_) * dtype_size(x.dtype());
@@ -77,8 +77,14 @@ void SparseMoe::run_experts(const Tensor& x, const int32_t* ids, int64_t slots, 
     experts_[size_t(e)].forward(gathered.slice_rows(b, b + n), ws, out.slice_rows(b, b + n), expert_leaves_);
     ws.rewind(mark);
   }
-  for (int64_t i = 0; i < n_pairs; ++i)
-    std::memcpy(values.row_ptr(order[size_t(i)]), out.row_ptr(i), sizeof(float) * size_t(hidden_));
+  return {out, std::move(order)};
+}
+
+void SparseMoe::run_experts(const Tensor& x, const int32_t* ids, int64_t slots, Arena& ws, const Tensor& values,
+                            const std::vector<int64_t>& pairs) const {
+  const ExpertRows rows = expert_rows(x, ids, slots, ws, pairs);
+  for (size_t i = 0; i < rows.pair.size(); ++i)
+    std::memcpy(values.row_ptr(rows.pair[i]), rows.values.row_ptr(int64_t(i)), sizeof(float) * size_t(hidden_));
 }
 
 void SparseMoe::combine(const float* values, const float* weights, int64_t tokens, const float* shared, float* out) const {
@@ -152,11 +158,16 @@ void SparseMoe::forward_none(const Tensor& x, const StepContext& ctx, const Tens
   const bool single = ctx.comm.ctx().mesh.world == 1;
   const int64_t t_dp = lc.dp_tokens(), off = lc.dp_offset();
   if (ctx.comm.ctx().deterministic && !single) {
-    // Per-slot values: owners contribute theirs, everyone else -0.0 (x + -0.0 == x for every
-    // x), so the tree-ordered all-reduce yields exactly the owners' subtree.
-    std::fill(values.data_as<float>(), values.data_as<float>() + values.numel(), -0.0f);
-    run_experts(in.t, r.ids, k, ws, values, owned);
-    lc.reduce_slots_world(values.data_as<float>(), size_t(values.numel()));
+    // Per-slot values, complete before the slot-order sum: the owning expert group's MoE-TP
+    // ranks sum their partial values (the tree over that aligned block of ranks), then each
+    // rank copies the slots of its DP group's tokens that other groups own. The bits are
+    // those of a world all-reduce where every non-owner contributes -0.0 (x + -0.0 == x):
+    // the owners' subtree. Only owned rows are reduced, and nothing is summed across groups.
+    const ExpertRows rows = expert_rows(in.t, r.ids, k, ws, owned);
+    if (moe_tp_ > 1) lc.reduce_moe_tp(rows.values.data_as<float>(), size_t(rows.values.numel()));
+    for (size_t i = 0; i < rows.pair.size(); ++i)
+      std::memcpy(values.row_ptr(rows.pair[i]), rows.values.row_ptr(int64_t(i)), sizeof(float) * size_t(h));
+    lc.gather_slots(values, r.ids, k, experts_local_);
     combine(values.data_as<float>() + off * k * h, r.weights + off * k, t_dp, shared, out.data_as<float>());
     return;
   }

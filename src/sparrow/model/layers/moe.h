@@ -10,7 +10,8 @@
 // ranks along the intermediate dimension. The shared expert is split over attention TP.
 // `none` backend: every rank routes every token of the world and produces a partial sum
 // (its experts, its intermediate slice) that one all-reduce completes; in deterministic
-// mode per-slot values are reduced instead, so the slot-order sum is layout-invariant.
+// mode per-slot values are completed instead (summed over the owning MoE-TP ranks, then
+// copied to the DP groups that need them), so the slot-order sum is layout-invariant.
 // `alltoall`: each rank routes its share of tokens, sends each (token, slot) to the ranks
 // owning the expert, gets their partial values back and finishes the sum at home.
 //
@@ -55,7 +56,15 @@ class SparseMoe {
   };
   Routed route(const Tensor& x, Arena& ws) const;
   // Values of the given (token, slot) pairs — indices token * slots + slot into ids, all of
-  // owned experts — unweighted, fp32, into values row `pair`.
+  // owned experts — unweighted, fp32: rows [pairs, H] grouped by expert, and each row's pair
+  // (a pure function of the routing, so every rank of an expert group has the same order).
+  struct ExpertRows {
+    Tensor values;
+    std::vector<int64_t> pair;
+  };
+  ExpertRows expert_rows(const Tensor& x, const int32_t* ids, int64_t slots, Arena& ws,
+                         const std::vector<int64_t>& pairs) const;
+  // The same, each written to values row `pair`.
   void run_experts(const Tensor& x, const int32_t* ids, int64_t slots, Arena& ws, const Tensor& values,
                    const std::vector<int64_t>& pairs) const;
   void forward_none(const Tensor& x, const StepContext& ctx, const Tensor& out, const float* shared) const;
