@@ -29,25 +29,6 @@ using nlohmann::json;
 
 namespace {
 
-double decode_bytes_per_step(const ModelConfig& c, int64_t batch, size_t elem) {
-  const double h = double(c.hidden_size);
-  const double attn = h * double((c.num_heads + 2 * c.num_kv_heads) * c.head_dim) + double(c.num_heads * c.head_dim) * h;
-  double total = 0;
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    total += attn;
-    if (c.is_moe_layer(l)) {
-      const double e = double(c.num_experts), k = double(c.top_k);
-      const double touched = e * (1.0 - std::pow(1.0 - k / e, double(batch)));
-      total += touched * 3.0 * h * double(c.moe_intermediate_size) + e * h;
-      if (c.shared_expert_intermediate_size) total += 3.0 * h * double(c.shared_expert_intermediate_size) + h;
-    } else {
-      total += 3.0 * h * double(c.intermediate_size);
-    }
-  }
-  total += double(c.vocab_size) * h;  // lm_head
-  return total * double(elem);
-}
-
 double d2d_bandwidth_tbs() {
   const size_t bytes = size_t(2) << 30;
   cuda::DeviceBuffer a(bytes), b(bytes);
@@ -160,7 +141,7 @@ int main(int argc, char** argv) {
       if (s >= 3) step_s.push_back(std::chrono::duration<double>(Clock::now() - t).count());
     }
     const double med = bench::median(step_s);
-    const double bytes = decode_bytes_per_step(c, batch, 2);
+    const double bytes = bench::decode_bytes_per_step(c, batch, 2);
     const double roof = double(batch) * bw * 1e12 / bytes;
     rows.push_back({{"batch", batch},
                     {"prefill_tokens_per_s", double(prompt * batch) / prefill_s},

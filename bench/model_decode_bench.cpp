@@ -24,30 +24,6 @@
 using namespace sparrow;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-
-// Weight bytes one decode step reads: attention and norms of every layer, the expected
-// number of distinct experts touched by `batch` tokens, the router, and the lm_head.
-double decode_bytes_per_step(const ModelConfig& c, int64_t batch, size_t elem) {
-  const double h = double(c.hidden_size);
-  const double attn = h * double((c.num_heads + 2 * c.num_kv_heads) * c.head_dim) + double(c.num_heads * c.head_dim) * h;
-  double total = 0;
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    total += attn;
-    if (c.is_moe_layer(l)) {
-      const double e = double(c.num_experts), k = double(c.top_k);
-      const double touched = e * (1.0 - std::pow(1.0 - k / e, double(batch)));
-      total += touched * 3.0 * h * double(c.moe_intermediate_size) + e * h;
-      if (c.shared_expert_intermediate_size) total += 3.0 * h * double(c.shared_expert_intermediate_size) + h;
-    } else {
-      total += 3.0 * h * double(c.intermediate_size);
-    }
-  }
-  total += double(c.vocab_size) * h;  // lm_head
-  return total * double(elem);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::string config_path, dtype_name_arg = "bfloat16";
@@ -115,7 +91,7 @@ int main(int argc, char** argv) {
     step_s.push_back(std::chrono::duration<double>(Clock::now() - t).count());
   }
   const double median_step = bench::median(step_s);
-  const double bytes = decode_bytes_per_step(c, batch, dtype_size(dt));
+  const double bytes = bench::decode_bytes_per_step(c, batch, dtype_size(dt));
   const double achieved = bytes / median_step / 1e9;
   nlohmann::json out = {
       {"bench", "model_decode"},

@@ -1,5 +1,7 @@
 #include "bench_common.h"
 
+#include <cmath>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -37,6 +39,25 @@ double measure_read_bandwidth_gbs(size_t bytes, int passes) {
   for (uint64_t s : sinks) keep ^= s;
   if (keep == 0x5eed) std::fprintf(stderr, " ");  // keeps the reads observable
   return median(gbs);
+}
+
+double decode_bytes_per_step(const ModelConfig& c, int64_t batch, size_t elem) {
+  const double h = double(c.hidden_size);
+  const double attn = h * double((c.num_heads + 2 * c.num_kv_heads) * c.head_dim) + double(c.num_heads * c.head_dim) * h;
+  double total = 0;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    total += attn;
+    if (c.is_moe_layer(l)) {
+      const double e = double(c.num_experts), k = double(c.top_k);
+      const double touched = e * (1.0 - std::pow(1.0 - k / e, double(batch)));
+      total += touched * 3.0 * h * double(c.moe_intermediate_size) + e * h;
+      if (c.shared_expert_intermediate_size) total += 3.0 * h * double(c.shared_expert_intermediate_size) + h;
+    } else {
+      total += 3.0 * h * double(c.intermediate_size);
+    }
+  }
+  total += double(c.vocab_size) * h;  // lm_head
+  return total * double(elem);
 }
 
 }  // namespace sparrow::bench
