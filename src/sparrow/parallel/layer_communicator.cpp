@@ -107,46 +107,51 @@ std::pair<int64_t, int64_t> LayerCommunicator::dp_pairs(int r, int64_t k) const 
   return {off * k, (off + dp_tokens_[size_t(d)]) * k};
 }
 
-void LayerCommunicator::gather_slots(const Tensor& values, const int32_t* ids, int64_t k, int64_t experts_per_group) {
+std::vector<const float*> LayerCommunicator::gather_slots(const Tensor& rows, const std::vector<int64_t>& pair,
+                                                         const int32_t* ids, int64_t k, int64_t experts_per_group) {
   const Mesh& m = ctx_.mesh;
-  if (m.moe_ep == 1) return;  // one expert group owns every pair
-  SPARROW_CHECK(values.dtype() == DType::kF32 && values.is_contiguous() && values.size(0) == full_tokens_ * k,
-                "gather_slots: per-slot values are contiguous fp32 [T_full * k, H]");
+  SPARROW_CHECK(rows.dtype() == DType::kF32 && rows.is_contiguous() && rows.size(0) == int64_t(pair.size()),
+                "gather_slots: owned slot values are contiguous fp32 [pairs, H]");
   const int me = ctx_.rank, group = m.moe_ep_rank(me);
-  const int64_t h = values.size(1);
-  // My peers are the ranks with my MoE-TP rank in the other expert groups: each sends me the
-  // pairs of my DP group that its group owns, and I send it those of its DP group that mine
-  // owns, both in increasing pair order (the routing is replicated, so both sides know the
-  // lists without exchanging them).
-  std::vector<std::vector<int64_t>> send(size_t(m.world)), recv(size_t(m.world));
+  const int64_t h = rows.size(1);
   const auto [mine_b, mine_e] = dp_pairs(me, k);
-  for (int q = 0; q < m.world; ++q) {
-    if (m.moe_tp_rank(q) != m.moe_tp_rank(me) || m.moe_ep_rank(q) == group) continue;
-    const auto [b, e] = dp_pairs(q, k);
-    for (int64_t p = b; p < e; ++p)
-      if (ids[p] / experts_per_group == group) send[size_t(q)].push_back(p);
-    for (int64_t p = mine_b; p < mine_e; ++p)
-      if (ids[p] / experts_per_group == m.moe_ep_rank(q)) recv[size_t(q)].push_back(p);
+  std::vector<const float*> slot(size_t(mine_e - mine_b), nullptr);
+  std::vector<int64_t> row_of(size_t(full_tokens_ * k), -1);
+  for (size_t i = 0; i < pair.size(); ++i) {
+    row_of[size_t(pair[i])] = int64_t(i);
+    if (pair[i] >= mine_b && pair[i] < mine_e) slot[size_t(pair[i] - mine_b)] = rows.data_as<float>() + int64_t(i) * h;
   }
-  const size_t row = size_t(h) * sizeof(float);
-  std::vector<size_t> send_bytes, recv_bytes;
-  size_t n_send = 0, n_recv = 0;
-  for (int q = 0; q < m.world; ++q) {
-    send_bytes.push_back(send[size_t(q)].size() * row);
-    recv_bytes.push_back(recv[size_t(q)].size() * row);
-    n_send += send[size_t(q)].size();
-    n_recv += recv[size_t(q)].size();
+  if (m.moe_ep > 1) {
+    // My peers are the ranks with my MoE-TP rank in the other expert groups: each sends me
+    // the pairs of my DP group that its group owns, and I send it those of its DP group that
+    // mine owns, both in increasing pair order (the routing is replicated, so both sides know
+    // the lists without exchanging them).
+    std::vector<size_t> send_bytes(size_t(m.world), 0), recv_bytes(size_t(m.world), 0);
+    std::vector<int64_t> recv_pairs;
+    const size_t row = size_t(h) * sizeof(float);
+    send_rows_.clear();
+    for (int q = 0; q < m.world; ++q) {
+      if (m.moe_tp_rank(q) != m.moe_tp_rank(me) || m.moe_ep_rank(q) == group) continue;
+      const auto [b, e] = dp_pairs(q, k);
+      for (int64_t p = b; p < e; ++p)
+        if (ids[p] / experts_per_group == group) {
+          const float* src = rows.data_as<float>() + row_of[size_t(p)] * h;
+          send_rows_.insert(send_rows_.end(), src, src + h);
+          send_bytes[size_t(q)] += row;
+        }
+      for (int64_t p = mine_b; p < mine_e; ++p)
+        if (ids[p] / experts_per_group == m.moe_ep_rank(q)) {
+          recv_pairs.push_back(p);
+          recv_bytes[size_t(q)] += row;
+        }
+    }
+    recv_rows_.resize(recv_pairs.size() * size_t(h));
+    ctx_.world->all_to_all_v(reinterpret_cast<const std::byte*>(send_rows_.data()), send_bytes,
+                             reinterpret_cast<std::byte*>(recv_rows_.data()), recv_bytes);
+    for (size_t i = 0; i < recv_pairs.size(); ++i) slot[size_t(recv_pairs[i] - mine_b)] = recv_rows_.data() + i * size_t(h);
   }
-  send_rows_.resize(n_send * size_t(h));
-  recv_rows_.resize(n_recv * size_t(h));
-  size_t at = 0;
-  for (const auto& list : send)
-    for (int64_t p : list) std::memcpy(send_rows_.data() + at++ * size_t(h), values.row_ptr(p), row);
-  ctx_.world->all_to_all_v(reinterpret_cast<const std::byte*>(send_rows_.data()), send_bytes,
-                           reinterpret_cast<std::byte*>(recv_rows_.data()), recv_bytes);
-  at = 0;
-  for (const auto& list : recv)
-    for (int64_t p : list) std::memcpy(values.row_ptr(p), recv_rows_.data() + at++ * size_t(h), row);
+  for (const float* s : slot) SPARROW_CHECK(s, "gather_slots: a pair of this DP group has no owner");
+  return slot;
 }
 
 void LayerCommunicator::all_reduce_attn_tp(float* data, size_t n) { ctx_.attn_tp->all_reduce(data, n); }

@@ -52,14 +52,16 @@ class LayerCommunicator {
   // Deterministic `none`, step 1: the MoE-TP all-reduce (tree order over the expert group's
   // aligned block of ranks) of the partial per-slot values the group computed, in place.
   void reduce_moe_tp(float* data, size_t n);
-  // Deterministic `none`, step 2: values [T_full * K, H] f32 holds the complete values of
-  // the (token, slot) pairs this rank's expert group owns (ids[pair] / experts_per_group ==
-  // its EP rank). Afterwards it also holds every other pair of this DP group's tokens, copied
-  // (never summed) from the owning group's rank with this rank's MoE-TP rank: one all-to-all
-  // over the world. Rows of other DP groups' tokens are left as they were. The result is the
-  // world all-reduce of [owners' values, -0.0 elsewhere] (x + -0.0 == x) without the K x
-  // larger reduction.
-  void gather_slots(const Tensor& values, const int32_t* ids, int64_t k, int64_t experts_per_group);
+  // Deterministic `none`, step 2: `rows` [n, H] f32 holds the complete values of the
+  // (token, slot) pairs this rank's expert group owns (ids[pair] / experts_per_group == its
+  // EP rank); row i is pair[i]. Returns, for every pair of this DP group's tokens in order
+  // (indices token * k + slot, tokens in the Full layout), a pointer to its value: a row of
+  // `rows`, or a row copied (never summed) from the owning group's rank with this rank's
+  // MoE-TP rank by one all-to-all over the world (valid until the next call). The values are
+  // those of the world all-reduce of [owners' values, -0.0 elsewhere] (x + -0.0 == x),
+  // without the K x larger reduction.
+  std::vector<const float*> gather_slots(const Tensor& rows, const std::vector<int64_t>& pair, const int32_t* ids,
+                                         int64_t k, int64_t experts_per_group);
   // Attention-TP all-reduce of a plain fp32 buffer (vocab-parallel embedding, a replicated
   // sub-result such as a shared expert's partial).
   void all_reduce_attn_tp(float* data, size_t n);

@@ -87,19 +87,27 @@ void SparseMoe::run_experts(const Tensor& x, const int32_t* ids, int64_t slots, 
     std::memcpy(values.row_ptr(rows.pair[i]), rows.values.row_ptr(int64_t(i)), sizeof(float) * size_t(hidden_));
 }
 
-void SparseMoe::combine(const float* values, const float* weights, int64_t tokens, const float* shared, float* out) const {
+void SparseMoe::combine(const float* const* slot, const float* weights, int64_t tokens, const float* shared,
+                        float* out) const {
   const int64_t h = hidden_, k = top_k_;
   for (int64_t t = 0; t < tokens; ++t) {
     float* acc = out + t * h;
-    for (int64_t i = 0; i < h; ++i) acc[i] = weights[t * k] * values[(t * k) * h + i];
+    const float* v0 = slot[t * k];
+    for (int64_t i = 0; i < h; ++i) acc[i] = weights[t * k] * v0[i];
     for (int64_t s = 1; s < k; ++s) {
       const float w = weights[t * k + s];
-      const float* v = values + (t * k + s) * h;
+      const float* v = slot[t * k + s];
       for (int64_t i = 0; i < h; ++i) acc[i] += w * v[i];
     }
     if (shared)
       for (int64_t i = 0; i < h; ++i) acc[i] += shared[t * h + i];
   }
+}
+
+void SparseMoe::combine(const Tensor& values, const float* weights, int64_t tokens, const float* shared, float* out) const {
+  std::vector<const float*> slot(size_t(tokens * top_k_));
+  for (size_t i = 0; i < slot.size(); ++i) slot[i] = values.data_as<float>() + int64_t(i) * hidden_;
+  combine(slot.data(), weights, tokens, shared, out);
 }
 
 void SparseMoe::forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
@@ -154,29 +162,27 @@ void SparseMoe::forward_none(const Tensor& x, const StepContext& ctx, const Tens
   std::vector<int64_t> owned;
   for (int64_t pr = 0; pr < tf * k; ++pr)
     if (r.ids[pr] >= expert0_ && r.ids[pr] < expert0_ + experts_local_) owned.push_back(pr);
-  const Tensor values = ws.alloc(DType::kF32, {tf * k, h});
   const bool single = ctx.comm.ctx().mesh.world == 1;
   const int64_t t_dp = lc.dp_tokens(), off = lc.dp_offset();
   if (ctx.comm.ctx().deterministic && !single) {
     // Per-slot values, complete before the slot-order sum: the owning expert group's MoE-TP
     // ranks sum their partial values (the tree over that aligned block of ranks), then each
-    // rank copies the slots of its DP group's tokens that other groups own. The bits are
+    // rank fetches the slots of its DP group's tokens that other groups own. The bits are
     // those of a world all-reduce where every non-owner contributes -0.0 (x + -0.0 == x):
     // the owners' subtree. Only owned rows are reduced, and nothing is summed across groups.
     const ExpertRows rows = expert_rows(in.t, r.ids, k, ws, owned);
     if (moe_tp_ > 1) lc.reduce_moe_tp(rows.values.data_as<float>(), size_t(rows.values.numel()));
-    for (size_t i = 0; i < rows.pair.size(); ++i)
-      std::memcpy(values.row_ptr(rows.pair[i]), rows.values.row_ptr(int64_t(i)), sizeof(float) * size_t(h));
-    lc.gather_slots(values, r.ids, k, experts_local_);
-    combine(values.data_as<float>() + off * k * h, r.weights + off * k, t_dp, shared, out.data_as<float>());
+    const std::vector<const float*> slot = lc.gather_slots(rows.values, rows.pair, r.ids, k, experts_local_);
+    combine(slot.data(), r.weights + off * k, t_dp, shared, out.data_as<float>());
     return;
   }
   // Default: this rank's weighted slot sum per token (a partial over the world), completed by
   // one all-reduce.
+  const Tensor values = ws.alloc(DType::kF32, {tf * k, h});
   std::memset(values.data(), 0, values.nbytes());
   run_experts(in.t, r.ids, k, ws, values, owned);
   const Tensor partial = single ? out : ws.alloc(DType::kF32, {tf, h});
-  combine(values.data_as<float>(), r.weights, tf, nullptr, partial.data_as<float>());
+  combine(values, r.weights, tf, nullptr, partial.data_as<float>());
   if (!single) {
     const Hidden done = lc.from_moe_output({partial, Layout::kFull, PartialOver::kWorld}, ws);
     std::memcpy(out.data(), done.t.data(), size_t(t_dp * h) * sizeof(float));
@@ -262,7 +268,7 @@ void SparseMoe::forward_alltoall(const Tensor& x, const StepContext& ctx, const 
   }
   const auto [b, e] = lc.scattered_range();
   const Tensor mine = ws.alloc(DType::kF32, {ts, h});
-  combine(values.data_as<float>(), r.weights, ts, shared ? shared + b * h : nullptr, mine.data_as<float>());
+  combine(values, r.weights, ts, shared ? shared + b * h : nullptr, mine.data_as<float>());
   const Hidden done = lc.from_moe_output({mine, Layout::kScattered, PartialOver::kNone}, ws);
   std::memcpy(out.data(), done.t.data(), done.t.nbytes());
   (void)e;

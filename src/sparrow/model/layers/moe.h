@@ -69,8 +69,11 @@ class SparseMoe {
                    const std::vector<int64_t>& pairs) const;
   void forward_none(const Tensor& x, const StepContext& ctx, const Tensor& out, const float* shared) const;
   void forward_alltoall(const Tensor& x, const StepContext& ctx, const Tensor& out, const float* shared) const;
-  // out[t] = sum_s weights[t, s] * values[t, s] (slot order) + shared[t].
-  void combine(const float* values, const float* weights, int64_t tokens, const float* shared, float* out) const;
+  // out[t] = sum_s weights[t, s] * value(t, s) (slot order) + shared[t], where value(t, s)
+  // is the row slot[t * K + s] points to.
+  void combine(const float* const* slot, const float* weights, int64_t tokens, const float* shared, float* out) const;
+  // combine over contiguous values [tokens * K, H].
+  void combine(const Tensor& values, const float* weights, int64_t tokens, const float* shared, float* out) const;
   void forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
 
   int64_t hidden_, top_k_, num_experts_;
