@@ -463,6 +463,47 @@ TEST_F(Gpu, MoeLayerMatchesCpuComposition) {
   cuda::set_deterministic(false);
 }
 
+// ops::fused_moe at decode sizes: the skinny two-kernel path (default mode) against the CPU
+// reference (route + moe_experts + moe_combine) from the same logits, with and without the
+// gated shared expert, tokens sharing experts, k from 1 to 8, H and I not multiples of a
+// warp's chunk span.
+TEST_F(Gpu, FusedMoeSkinnyMatchesReference) {
+  std::mt19937 rng(21);
+  struct Shape3 { int64_t E, H, I; int k; };
+  for (const Shape3 sh : {Shape3{16, 256, 136, 4}, Shape3{6, 264, 40, 5}, Shape3{128, 2048, 768, 8}, Shape3{8, 64, 24, 1}}) {
+    const int64_t E = sh.E, H = sh.H, I = sh.I;
+    const int k = sh.k;
+    Buffer w13(DType::kBF16, {E, 2 * I, H}), w2(DType::kBF16, {E, H, I});
+    fill_uniform(w13.tensor(), rng, -0.1f, 0.1f);
+    fill_uniform(w2.tensor(), rng, -0.1f, 0.1f);
+    auto dw13 = upload(w13.tensor()), dw2 = upload(w2.tensor());
+    DeviceBuffer wsbuf(ops::cuda::moe_workspace_bytes(8, k, E, H, I) + (1 << 20));
+    Arena ws("test", wsbuf.data(), wsbuf.nbytes(), Device::kCUDA);
+    Arena cpu_ws;
+    for (int64_t T = 1; T <= 4; ++T) {
+      for (bool shared : {false, true}) {
+        Buffer x(DType::kBF16, {T, H}), logits(DType::kF32, {T, E}), so(DType::kF32, {T, H}), sl(DType::kF32, {T, 1});
+        fill_uniform(x.tensor(), rng);
+        fill_uniform(logits.tensor(), rng, -3, 3);
+        if (T > 1 && E > 4)  // token 1 routes like token 0: two tokens share every expert
+          std::copy_n(static_cast<const float*>(logits.data()), E, static_cast<float*>(logits.data()) + E);
+        fill_uniform(so.tensor(), rng);
+        fill_uniform(sl.tensor(), rng, -2, 2);
+        auto dx = upload(x.tensor()), dlog = upload(logits.tensor()), dso = upload(so.tensor()), dsl = upload(sl.tensor());
+        ASSERT_TRUE(ops::cuda::moe_skinny_eligible(dx.tensor(), E, k));
+        auto out = poisoned(DType::kBF16, {T, H});
+        ops::fused_moe(dx.tensor(), dlog.tensor(), k, true, dw13.tensor(), dw2.tensor(), shared ? &dso.tensor() : nullptr,
+                       shared ? &dsl.tensor() : nullptr, ws, out.tensor());
+        Buffer ref(DType::kBF16, {T, H});
+        ops::fused_moe(x.tensor(), logits.tensor(), k, true, w13.tensor(), w2.tensor(), shared ? &so.tensor() : nullptr,
+                       shared ? &sl.tensor() : nullptr, cpu_ws, ref.tensor());
+        EXPECT_LT(rel_err(to_f32(download(out.tensor()).tensor()), to_f32(ref.tensor())), 1e-2)
+            << "E " << E << " H " << H << " I " << I << " k " << k << " T " << T << " shared " << shared;
+      }
+    }
+  }
+}
+
 TEST_F(Gpu, DeviceArenaCarvesOneAllocation) {
   cuda::MemoryPlan plan;
   plan.weights_bytes = 1 << 20;

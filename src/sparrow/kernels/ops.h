@@ -132,6 +132,14 @@ size_t moe_experts_workspace_bytes(Device device, int64_t T, int k, int64_t E, i
 void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
                  const Tensor& out);
 
+// The routed MoE block after the router GEMM: route_topk_softmax(logits) -> moe_experts ->
+// moe_combine (with the gated shared expert when given), in one call so the GPU can fuse
+// them for decode-sized batches (kernels/cuda/moe_skinny.cu; same routing bits, the
+// experts' dot products in another order than the grouped GEMMs, default mode only).
+// x [T, H], logits [T, E] f32, stacked w13/w2 as above -> out [T, H]. Scratch from ws.
+void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
+               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out);
+
 // Row-wise log-softmax in fp32: out[T, V] f32 from logits [T, V] (any float dtype).
 void log_softmax(const Tensor& logits, const Tensor& out);
 

@@ -2,6 +2,8 @@
 // else the plain reference loops (kernels/reference/moe_ref.h). The CPU model does not
 // come here: layers/moe.cpp groups pairs per expert and runs the optimized linear kernels,
 // which also serves every parallel layout.
+#include <vector>
+
 #include "sparrow/kernels/ops.h"
 #include "sparrow/kernels/reference/moe_ref.h"
 #ifdef SPARROW_HAVE_CUDA
@@ -38,6 +40,21 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
                 "moe_combine: slot_out must be f32 [T*k, H]");
   SPARROW_CHECK(!shared_out == !shared_logit, "moe_combine: shared_out and shared_logit go together");
   ref::moe_combine(slot_out, k, shared_out, shared_logit, out);
+}
+
+void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
+               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out) {
+#ifdef SPARROW_HAVE_CUDA
+  if (x.device() == Device::kCUDA)
+    return cuda::fused_moe(x, logits, k, renormalize, w13, w2, shared_out, shared_logit, ws, out);
+#endif
+  const int64_t T = x.size(0);
+  std::vector<int32_t> ids(size_t(T * k));
+  std::vector<float> weights(size_t(T * k));
+  route_topk_softmax(logits, k, renormalize, ids.data(), weights.data());
+  Buffer slot_out(DType::kF32, {T * k, x.size(1)});
+  moe_experts(x, ids.data(), weights.data(), k, w13, w2, ws, slot_out.tensor());
+  moe_combine(slot_out.tensor(), k, shared_out, shared_logit, out);
 }
 
 }  // namespace sparrow::ops

@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <utility>
 
 #include "sparrow/core/dtype.h"
 
@@ -68,6 +70,49 @@ __device__ __forceinline__ T block_reduce(T v, Op op, T* smem /* [32] */) {
   T r = smem[0];
   for (int w = 1; w < nw; ++w) r = op(r, smem[w]);
   return r;
+}
+
+// ---- Programmatic dependent launch (PDL, sm_90) ---------------------------------------
+// A kernel launched by launch_pdl may start while the previous kernel in the stream is
+// still running; it must call pdl_wait() before it reads anything an earlier kernel wrote
+// or writes anything an earlier kernel reads, in every block. Work that touches neither
+// (streaming weights into registers) may go before the wait: that is the point. Since every
+// such kernel waits for its predecessor's completion, ordering stays transitive.
+// pdl_launch_dependents() lets the next kernel start launching once every block of this
+// one has called it (or exited). Without the launch attribute both are no-ops.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+// SPARROW_PDL=0 launches everything plainly (for A/B timing); the kernels are the same.
+inline bool pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SPARROW_PDL");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
+template <typename... KArgs, typename... Args>
+void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = pdl_enabled() ? 1 : 0;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);  // errors: the caller's launch check
 }
 
 }  // namespace sparrow::cuda::k

@@ -4,6 +4,7 @@
 
 #include "sparrow/kernels/cuda/common.cuh"
 #include "sparrow/kernels/cuda/kernels.h"
+#include "sparrow/kernels/cuda/route.cuh"
 
 namespace sparrow::cuda::k {
 namespace {
@@ -127,57 +128,11 @@ __global__ void silu_mul_kernel(SiluMulParams p) {
   }
 }
 
-// One warp per token; lane l holds experts l, l+32, ... Softmax in fp32; k passes of a
-// warp arg-max (ties to the lower id); slots in descending weight order.
+// One warp per token (route.cuh).
 __global__ void route_kernel(RouteParams p) {
-  constexpr int kPer = kRouterMaxExperts / 32;
-  const int lane = threadIdx.x & 31;
   const int64_t t = int64_t(blockIdx.x) * (blockDim.x / 32) + (threadIdx.x >> 5);
   if (t >= p.T) return;
-  float v[kPer];
-  float mx = -INFINITY;
-#pragma unroll
-  for (int j = 0; j < kPer; ++j) {
-    const int64_t e = lane + 32 * j;
-    v[j] = e < p.E ? load_f(p.logits, p.logits_t, t * p.E + e) : -INFINITY;
-    mx = fmaxf(mx, v[j]);
-  }
-  mx = warp_max(mx);
-  float s = 0.f;
-#pragma unroll
-  for (int j = 0; j < kPer; ++j) {
-    const int64_t e = lane + 32 * j;
-    v[j] = e < p.E ? expf(v[j] - mx) : 0.f;
-    s += v[j];
-  }
-  s = warp_sum(s);
-#pragma unroll
-  for (int j = 0; j < kPer; ++j) v[j] = (lane + 32 * j < p.E) ? v[j] / s : -1.f;  // -1: never picked
-  float top = 0.f;
-  for (int slot = 0; slot < p.k; ++slot) {
-    float best = -2.f;
-    int best_id = 0x7fffffff;
-#pragma unroll
-    for (int j = 0; j < kPer; ++j)
-      if (v[j] > best) { best = v[j]; best_id = lane + 32 * j; }  // ascending ids: strict '>'
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, best_id, o);
-      if (ob > best || (ob == best && oi < best_id)) { best = ob; best_id = oi; }
-    }
-    if (lane == 0) {
-      p.ids[t * p.k + slot] = best_id;
-      p.weights[t * p.k + slot] = best;
-    }
-    top += best;
-    if ((best_id & 31) == lane) {
-#pragma unroll
-      for (int j = 0; j < kPer; ++j)
-        if (lane + 32 * j == best_id) v[j] = -1.f;
-    }
-  }
-  if (p.renormalize && lane == 0)
-    for (int slot = 0; slot < p.k; ++slot) p.weights[t * p.k + slot] /= top;
+  route_token_warp(p.logits, p.logits_t, t, p.E, p.k, p.renormalize, p.ids + t * p.k, p.weights + t * p.k);
 }
 
 // One block per row. exp-sum accumulated in double (as the CPU), from fp32 expf.

@@ -181,4 +181,25 @@ struct MoeCombineParams {
 };
 void moe_combine(const MoeCombineParams& p, cudaStream_t stream);
 
+// The routed MoE block for decode-sized batches (moe_skinny.cu; default mode): routing
+// from the router logits, the experts' gate_up and down, and the slot-order combine (with
+// the gated shared expert) in two kernels. Needs T <= kMoeSkinnyMaxTokens,
+// T*k <= kMoeSkinnyMaxPairs, E <= kRouterMaxExperts, H and I multiples of 8.
+constexpr int kMoeSkinnyMaxTokens = 4, kMoeSkinnyMaxPairs = 64;
+struct MoeSkinnyParams {
+  const uint16_t* x;                   // [T, H] bf16
+  const void* logits; DType logits_t;  // [T, E] router logits
+  int64_t T, E, H, I;
+  int k;
+  bool renormalize;
+  const uint16_t* w13;                 // [E, 2I, H]
+  const uint16_t* w2;                  // [E, H, I]
+  int32_t* ids; float* weights;        // [T*k] routing (written by kernel 1)
+  uint16_t* act;                       // [T*k, I] scratch
+  const float* shared_out;             // [T, H] or null
+  const float* shared_logit;           // [T] or null
+  void* out; DType out_t;              // [T, H]
+};
+void moe_skinny(const MoeSkinnyParams& p, cudaStream_t stream);
+
 }  // namespace sparrow::cuda::k

@@ -446,18 +446,61 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
   SPARROW_CUDA_CHECK_LAUNCH("moe_combine");
 }
 
-void moe_forward(const Tensor& x, const Tensor& router_w, const Tensor& w13, const Tensor& w2, int k, bool renormalize,
-                 Arena& ws, const Tensor& out) {
-  const int64_t T = x.size(0), H = x.size(1), E = router_w.size(0);
+bool moe_skinny_eligible(const Tensor& x, int64_t E, int k) {
+  const int64_t T = x.size(0);
+  return !::sparrow::cuda::deterministic() && T <= kn::kMoeSkinnyMaxTokens && T * k <= kn::kMoeSkinnyMaxPairs &&
+         E <= kn::kRouterMaxExperts;
+}
+
+void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
+               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out) {
+  check_dev(x, "fused_moe x");
+  check_dev(logits, "fused_moe logits");
+  check_dev(out, "fused_moe out");
+  const int64_t T = x.size(0), H = x.size(1), E = logits.size(1);
+  SPARROW_REQUIRE(logits.rank() == 2 && logits.size(0) == T && w13.rank() == 3 && w13.size(0) == E,
+                  "fused_moe: logits [T, E] {} for x {} and w13 {}", logits.shape().str(), x.shape().str(),
+                  w13.shape().str());
+  SPARROW_REQUIRE(out.rank() == 2 && out.size(0) == T && out.size(1) == H, "fused_moe: out {} for x {}",
+                  out.shape().str(), x.shape().str());
+  SPARROW_REQUIRE(!shared_out == !shared_logit, "fused_moe: shared_out and shared_logit go together");
+  if (T == 0) return;
   const size_t mark = ws.used();
-  const Tensor logits = ws.alloc(DType::kF32, {T, E});
   auto* ids = ws.alloc_array<int32_t>(size_t(T * k));
   auto* weights = ws.alloc_array<float>(size_t(T * k));
-  const Tensor slot_out = ws.alloc(DType::kF32, {T * k, H});
+  if (moe_skinny_eligible(x, E, k) && x.dtype() == DType::kBF16 && w13.dtype() == DType::kBF16 &&
+      w2.dtype() == DType::kBF16) {
+    const int64_t I = w13.size(1) / 2;
+    SPARROW_REQUIRE(w13.size(1) == 2 * I && w13.size(2) == H && w2.rank() == 3 && w2.size(0) == E &&
+                        w2.size(1) == H && w2.size(2) == I && H % 8 == 0 && I % 8 == 0,
+                    "fused_moe: w13 {} / w2 {} do not match H {}", w13.shape().str(), w2.shape().str(), H);
+    if (shared_out)
+      SPARROW_REQUIRE(shared_out->dtype() == DType::kF32 && shared_logit->dtype() == DType::kF32 &&
+                          shared_out->numel() == T * H && shared_logit->numel() == T,
+                      "fused_moe: shared_out f32 [T, H], shared_logit f32 [T]");
+    auto* act = ws.alloc_array<uint16_t>(size_t(T * k * I));
+    kn::moe_skinny({x.data_as<uint16_t>(), logits.data(), logits.dtype(), T, E, H, I, k, renormalize,
+                    w13.data_as<uint16_t>(), w2.data_as<uint16_t>(), ids, weights, act,
+                    shared_out ? shared_out->data_as<float>() : nullptr,
+                    shared_logit ? shared_logit->data_as<float>() : nullptr, out.data(), out.dtype()},
+                   current_stream());
+    SPARROW_CUDA_CHECK_LAUNCH("moe_skinny");
+  } else {
+    const Tensor slot_out = ws.alloc(DType::kF32, {T * k, H});
+    route_topk_softmax(logits, k, renormalize, ids, weights);
+    moe_experts(x, ids, weights, k, w13, w2, ws, slot_out);
+    moe_combine(slot_out, k, shared_out, shared_logit, out);
+  }
+  ws.rewind(mark);
+}
+
+void moe_forward(const Tensor& x, const Tensor& router_w, const Tensor& w13, const Tensor& w2, int k, bool renormalize,
+                 Arena& ws, const Tensor& out) {
+  const int64_t T = x.size(0), E = router_w.size(0);
+  const size_t mark = ws.used();
+  const Tensor logits = ws.alloc(DType::kF32, {T, E});
   linear(x, router_w, nullptr, logits);
-  route_topk_softmax(logits, k, renormalize, ids, weights);
-  moe_experts(x, ids, weights, k, w13, w2, ws, slot_out);
-  moe_combine(slot_out, k, nullptr, nullptr, out);
+  fused_moe(x, logits, k, renormalize, w13, w2, nullptr, nullptr, ws, out);
   ws.rewind(mark);
 }
 

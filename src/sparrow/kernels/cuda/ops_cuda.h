@@ -47,6 +47,14 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
 void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
                  const Tensor& out);
 
+// Routing + experts + combine from the router logits [T, E] (ops::fused_moe). Decode-sized
+// batches in the default mode take the two-kernel skinny path (moe_skinny.cu); otherwise
+// route_topk_softmax, moe_experts and moe_combine.
+void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
+               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out);
+// Whether fused_moe takes the skinny path for x [T, H] with E experts and top-k.
+bool moe_skinny_eligible(const Tensor& x, int64_t E, int k);
+
 // The whole routed MoE block (router GEMM, top-k, experts, combine; no shared expert):
 // x [T, H] bf16 -> out [T, H]. Scratch from ws (rewound on return).
 void moe_forward(const Tensor& x, const Tensor& router_w, const Tensor& w13, const Tensor& w2, int k, bool renormalize,

@@ -112,22 +112,17 @@ void SparseMoe::combine(const Tensor& values, const float* weights, int64_t toke
 
 void SparseMoe::forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
   Arena& ws = ctx.workspace;
-  const int64_t t = x.size(0), h = hidden_, k = top_k_;
+  const int64_t t = x.size(0), h = hidden_;
   const Tensor logits = ws.alloc(DType::kF32, {t, num_experts_});
-  auto* ids = ws.alloc_array<int32_t>(size_t(t * k));
-  auto* weights = ws.alloc_array<float>(size_t(t * k));
-  const Tensor slots = ws.alloc(DType::kF32, {t * k, h});
   ops::linear(x, router_, nullptr, logits);
-  ops::route_topk_softmax(logits, int(k), renormalize_, ids, weights);
-  ops::moe_experts(x, ids, weights, int(k), w13_, w2_, ws, slots);
   if (!shared_) {
-    ops::moe_combine(slots, int(k), nullptr, nullptr, out);
+    ops::fused_moe(x, logits, int(top_k_), renormalize_, w13_, w2_, nullptr, nullptr, ws, out);
     return;
   }
   const Tensor s = ws.alloc(DType::kF32, {t, h}), logit = ws.alloc(DType::kF32, {t, 1});
   shared_->forward(x, ws, s, 1);
   ops::linear(x, shared_gate_, nullptr, logit);
-  ops::moe_combine(slots, int(k), &s, &logit, out);
+  ops::fused_moe(x, logits, int(top_k_), renormalize_, w13_, w2_, &s, &logit, ws, out);
 }
 
 void SparseMoe::forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
