@@ -174,6 +174,8 @@ __device__ __forceinline__ int find_seq(const AttentionParams& p, int64_t row, i
 template <int DPL, bool kSplit, int kWarps = kSplit ? kSplitWarps : kExtendWarps>
 __global__ void __launch_bounds__(kWarps * 32, kSplit ? 2 : 1) attention_kernel(AttentionParams p, int64_t queries) {
   extern __shared__ float smem_raw[];
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t g = blockIdx.y, group = p.Hq / p.Hkv;
   const int D = int(p.D);
   // This block's sequence b and query rows [row0, row0 + nq).
@@ -260,6 +262,8 @@ __global__ void __launch_bounds__(kWarps * 32, kSplit ? 2 : 1) attention_kernel(
 // grid (T, Hq), one warp: folds the row's splits in increasing order, as the extend shape.
 template <int DPL>
 __global__ void attention_merge_kernel(AttentionParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t row = blockIdx.x, h = blockIdx.y;
   int64_t pos = 0;
   if (find_seq(p, row, pos) < 0) return;
@@ -289,14 +293,14 @@ void launch(const AttentionParams& p, cudaStream_t s) {
   }
   const int64_t group = p.Hq / p.Hkv;
   if (p.partials) {
-    attention_kernel<DPL, true><<<dim3(unsigned(p.T), unsigned(p.Hkv), unsigned(p.n_splits)), kSplitWarps * 32,
-                                   smem_bytes(p.D, group), s>>>(p, 1);
-    attention_merge_kernel<DPL><<<dim3(unsigned(p.T), unsigned(p.Hq)), 32, 0, s>>>(p);
+    launch_pdl(attention_kernel<DPL, true>, dim3(unsigned(p.T), unsigned(p.Hkv), unsigned(p.n_splits)),
+               dim3(kSplitWarps * 32), smem_bytes(p.D, group), s, p, int64_t(1));
+    launch_pdl(attention_merge_kernel<DPL>, dim3(unsigned(p.T), unsigned(p.Hq)), dim3(32), 0, s, p);
   } else {
     const int64_t q = queries_per_block(group);
     // Chunks never straddle sequences: at most T / q + batch of them.
-    attention_kernel<DPL, false><<<dim3(unsigned(p.T / q + p.batch), unsigned(p.Hkv)), kExtendWarps * 32,
-                                    smem_bytes(p.D, q * group), s>>>(p, q);
+    launch_pdl(attention_kernel<DPL, false>, dim3(unsigned(p.T / q + p.batch), unsigned(p.Hkv)),
+               dim3(kExtendWarps * 32), smem_bytes(p.D, q * group), s, p, q);
   }
 }
 

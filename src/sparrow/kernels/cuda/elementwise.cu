@@ -15,6 +15,8 @@ struct Max { __device__ float operator()(float a, float b) const { return fmaxf(
 inline unsigned blocks_for(int64_t n, int threads) { return unsigned((n + threads - 1) / threads); }
 
 __global__ void embedding_kernel(EmbeddingParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const int32_t id = p.ids[t];
   const bool ok = id >= 0 && id < p.V;
@@ -23,6 +25,8 @@ __global__ void embedding_kernel(EmbeddingParams p) {
 }
 
 __global__ void scatter_rows_kernel(ScatterRowsParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t t = blockIdx.x, dst = p.rows[t];
   for (int64_t i = threadIdx.x; i < p.W; i += blockDim.x)
     store_f(p.dst, p.dst_t, dst * p.W + i, load_f(p.src, p.src_t, t * p.W + i));
@@ -31,6 +35,8 @@ __global__ void scatter_rows_kernel(ScatterRowsParams p) {
 // One block per row; thread i handles columns i, i + blockDim, ... in order; the sum of
 // squares is each thread's sequential sum then the fixed block tree.
 __global__ void rms_norm_kernel(RmsNormParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ float red[32];
   const int64_t row = blockIdx.x, base = row * p.H;
   float ss = 0.f;
@@ -120,6 +126,57 @@ __global__ void attention_prep_kernel(AttentionPrepParams p) {
   }
 }
 
+// Per-head norms (or none): block (head group, token), a warp per head of q, k or v (the
+// [q; k; v] row is heads of D in that order). The block first computes its token's RoPE
+// cos/sin once (as rope_kernel: fp32 angle, cos/sin in double then rounded); a warp loads
+// its head into its shared row, normalizes it as attention_prep_kernel does (lane-strided
+// sum of squares, warp butterfly), rotates and stores it. Same arithmetic per element as
+// the one-block-per-token kernel, spread over (Hq + 2 Hkv) warps instead of one block.
+constexpr int kPrepWarps = 8;
+__global__ void __launch_bounds__(kPrepWarps * 32) attention_prep_heads_kernel(AttentionPrepParams p) {
+  extern __shared__ float sm[];  // cos [D/2], sin [D/2], rows [kPrepWarps][D]
+  pdl_wait();
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = blockIdx.y, D = p.D, half = D / 2, nq = p.Hq * D, nk = p.Hkv * D;
+  float* cs = sm;
+  float* sn = sm + half;
+  float* x = sm + 2 * half + warp * D;
+  const float pos = float(p.positions[t]);
+  for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
+    const float angle = pos * p.inv_freq[i];
+    cs[i] = float(cos(double(angle)));
+    sn[i] = float(sin(double(angle)));
+  }
+  __syncthreads();
+  const int64_t h = int64_t(blockIdx.x) * kPrepWarps + warp;
+  if (h >= p.Hq + 2 * p.Hkv) return;
+  for (int64_t d = lane; d < D; d += 32) x[d] = load_f(p.qkv, p.t, t * p.ld + h * D + d);
+  const int64_t slot = p.cache_loc[t];
+  if (h >= p.Hq + p.Hkv) {  // v: stored as is
+    for (int64_t d = lane; d < D; d += 32) store_f(p.v_cache, p.cache_t, slot * nk + (h - p.Hq - p.Hkv) * D + d, x[d]);
+    return;
+  }
+  __syncwarp();
+  if (p.norm == 1) {
+    float ss = 0.f;
+    for (int64_t d = lane; d < D; d += 32) ss += x[d] * x[d];
+    const float inv = 1.0f / sqrtf(warp_sum(ss) / float(D) + p.eps);
+    const float* w = h < p.Hq ? p.q_w : p.k_w;
+    for (int64_t d = lane; d < D; d += 32) x[d] = x[d] * inv * w[d];
+    __syncwarp();
+  }
+  const bool is_q = h < p.Hq;
+  void* dst = is_q ? p.q_out : p.k_cache;
+  const DType dt = is_q ? p.t : p.cache_t;
+  const int64_t o = is_q ? t * nq + h * D : slot * nk + (h - p.Hq) * D;
+  for (int64_t i = lane; i < half; i += 32) {
+    const float a = x[i], b = x[i + half], c = cs[i], s = sn[i];
+    store_f(dst, dt, o + i, a * c - b * s);
+    store_f(dst, dt, o + i + half, b * c + a * s);
+  }
+}
+
 __global__ void silu_mul_kernel(SiluMulParams p) {
   const int64_t n = p.T * p.I;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -130,6 +187,8 @@ __global__ void silu_mul_kernel(SiluMulParams p) {
 
 // One warp per token (route.cuh).
 __global__ void route_kernel(RouteParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t t = int64_t(blockIdx.x) * (blockDim.x / 32) + (threadIdx.x >> 5);
   if (t >= p.T) return;
   route_token_warp(p.logits, p.logits_t, t, p.E, p.k, p.renormalize, p.ids + t * p.k, p.weights + t * p.k);
@@ -161,6 +220,8 @@ __global__ void linear_simt_kernel(LinearSimtParams p) {
 }
 
 __global__ void moe_combine_kernel(MoeCombineParams p) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t t = blockIdx.y;
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.H) return;
@@ -180,15 +241,15 @@ int row_threads(int64_t h) { return h >= 1024 ? 256 : h >= 256 ? 128 : 64; }
 
 void embedding(const EmbeddingParams& p, cudaStream_t s) {
   if (p.T == 0) return;
-  embedding_kernel<<<unsigned(p.T), row_threads(p.H), 0, s>>>(p);
+  launch_pdl(embedding_kernel, dim3(unsigned(p.T)), dim3(row_threads(p.H)), 0, s, p);
 }
 void scatter_rows(const ScatterRowsParams& p, cudaStream_t s) {
   if (p.T == 0) return;
-  scatter_rows_kernel<<<unsigned(p.T), row_threads(p.W), 0, s>>>(p);
+  launch_pdl(scatter_rows_kernel, dim3(unsigned(p.T)), dim3(row_threads(p.W)), 0, s, p);
 }
 void rms_norm(const RmsNormParams& p, cudaStream_t s) {
   if (p.rows == 0) return;
-  rms_norm_kernel<<<unsigned(p.rows), row_threads(p.H), 0, s>>>(p);
+  launch_pdl(rms_norm_kernel, dim3(unsigned(p.rows)), dim3(row_threads(p.H)), 0, s, p);
 }
 void rope(const RopeParams& p, cudaStream_t s) {
   const int64_t n = p.T * p.heads * (p.D / 2);
@@ -197,6 +258,12 @@ void rope(const RopeParams& p, cudaStream_t s) {
 }
 void attention_prep(const AttentionPrepParams& p, cudaStream_t s) {
   if (p.T == 0) return;
+  if (p.norm != 2) {
+    const size_t smem = size_t(p.D + kPrepWarps * p.D) * sizeof(float);
+    const unsigned groups = unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
+    launch_pdl(attention_prep_heads_kernel, dim3(groups, unsigned(p.T)), dim3(kPrepWarps * 32), smem, s, p);
+    return;
+  }
   const size_t smem = size_t((p.Hq + 2 * p.Hkv) * p.D) * sizeof(float);
   static bool configured = false;  // before any graph capture (the first call is a warm-up)
   if (!configured) {
@@ -212,7 +279,7 @@ void silu_mul(const SiluMulParams& p, cudaStream_t s) {
 }
 void route_topk_softmax(const RouteParams& p, cudaStream_t s) {
   if (p.T == 0) return;
-  route_kernel<<<blocks_for(p.T, 4), 128, 0, s>>>(p);
+  launch_pdl(route_kernel, dim3(blocks_for(p.T, 4)), dim3(128), 0, s, p);
 }
 void log_softmax(const LogSoftmaxParams& p, cudaStream_t s) {
   if (p.T == 0) return;
@@ -224,7 +291,7 @@ void linear_simt(const LinearSimtParams& p, cudaStream_t s) {
 }
 void moe_combine(const MoeCombineParams& p, cudaStream_t s) {
   if (p.T == 0) return;
-  moe_combine_kernel<<<dim3(blocks_for(p.H, 256), unsigned(p.T)), 256, 0, s>>>(p);
+  launch_pdl(moe_combine_kernel, dim3(blocks_for(p.H, 256), unsigned(p.T)), dim3(256), 0, s, p);
 }
 
 }  // namespace sparrow::cuda::k

@@ -15,7 +15,7 @@
 namespace sparrow::cuda::k {
 namespace {
 
-constexpr int kWarps = 8, kUnroll = 4;
+constexpr int kWarps = 8, kUnroll = 8;
 constexpr int64_t kOneRowMaxN = 16384;
 
 __device__ __forceinline__ void unpack8(const uint4& u, float* f) {
@@ -30,8 +30,9 @@ __device__ __forceinline__ void unpack8(const uint4& u, float* f) {
 template <int T, int kRowsPerWarp>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t n0 = (int64_t(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
-  if (n0 >= p.N) return;
+  int64_t n0 = (int64_t(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
+  const bool idle = n0 >= p.N;  // a warp past the last row still waits (PDL: see common.cuh)
+  if (idle) n0 = 0;
   const int chunks = int(p.K / 8);
   float acc[kRowsPerWarp][T];
 #pragma unroll
@@ -44,13 +45,21 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
     const int64_t n = n0 + r < p.N ? n0 + r : p.N - 1;  // a missing last row re-reads a valid one
     wrow[r] = reinterpret_cast<const uint4*>(p.w + n * p.ldw);
   }
-  for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
-    uint4 wv[kUnroll][kRowsPerWarp];
+  // The first kUnroll chunks of the weight rows are loaded before waiting for the previous
+  // kernel (PDL): weights are never written by a kernel, x is the previous kernel's output.
+  uint4 wv[kUnroll][kRowsPerWarp];
+  int c0 = lane;
+  const auto load = [&](int base) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r)
-        if (c0 + 32 * u < chunks) wv[u][r] = __ldg(wrow[r] + c0 + 32 * u);
+        if (base + 32 * u < chunks) wv[u][r] = __ldg(wrow[r] + base + 32 * u);
+  };
+  load(c0);
+  pdl_wait();
+  pdl_launch_dependents();
+  for (;;) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int c = c0 + 32 * u;
@@ -70,6 +79,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
         }
       }
     }
+    c0 += 32 * kUnroll;
+    if (c0 >= chunks) break;
+    load(c0);
   }
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) {
@@ -77,7 +89,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       const float v = warp_sum(acc[r][t]);
-      if (lane == 0 && n < p.N) {
+      if (lane == 0 && n < p.N && !idle) {
         const float b = p.bias ? load_f(p.bias, p.bias_t, n) : 0.f;
         store_f(p.y, p.y_t, int64_t(t) * p.ldy + n, v + b);
       }
@@ -88,9 +100,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
 template <int T>
 void launch(const GemvParams& p, cudaStream_t s) {
   if (p.N <= kOneRowMaxN) {
-    gemv_kernel<T, 1><<<unsigned((p.N + kWarps - 1) / kWarps), kWarps * 32, 0, s>>>(p);
+    launch_pdl(gemv_kernel<T, 1>, dim3(unsigned((p.N + kWarps - 1) / kWarps)), dim3(kWarps * 32), 0, s, p);
   } else {
-    gemv_kernel<T, 2><<<unsigned((p.N + 2 * kWarps - 1) / (2 * kWarps)), kWarps * 32, 0, s>>>(p);
+    launch_pdl(gemv_kernel<T, 2>, dim3(unsigned((p.N + 2 * kWarps - 1) / (2 * kWarps))), dim3(kWarps * 32), 0, s, p);
   }
 }
 
