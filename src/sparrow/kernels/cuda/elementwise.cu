@@ -60,6 +60,82 @@ __global__ void rms_norm_kernel(RmsNormParams p) {
   }
 }
 
+// rms_norm_kernel for H % 8 == 0 and 16-byte aligned rows: thread i holds the 8-column
+// chunks i, i + blockDim, ... (at most kNormChunks) in registers, so every load of the row is
+// issued at once instead of one latency per column; the sum of squares is each thread's
+// in-order sum over its chunks' columns, then the fixed block tree.
+constexpr int kNormChunks = 4;
+__device__ __forceinline__ void load8(const void* p, DType t, int64_t i, float* f) {
+  if (t == DType::kF32) {
+    const float4 a = *reinterpret_cast<const float4*>(static_cast<const float*>(p) + i);
+    const float4 b = *reinterpret_cast<const float4*>(static_cast<const float*>(p) + i + 4);
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+    return;
+  }
+  const uint4 u = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p) + i);
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    if (t == DType::kBF16) {
+      f[2 * e] = __uint_as_float(w[e] << 16);
+      f[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
+    } else {
+      f[2 * e] = __half2float(__ushort_as_half(uint16_t(w[e] & 0xffffu)));
+      f[2 * e + 1] = __half2float(__ushort_as_half(uint16_t(w[e] >> 16)));
+    }
+  }
+}
+__device__ __forceinline__ void store8(void* p, DType t, int64_t i, const float* f) {
+  if (t == DType::kF32) {
+    *reinterpret_cast<float4*>(static_cast<float*>(p) + i) = make_float4(f[0], f[1], f[2], f[3]);
+    *reinterpret_cast<float4*>(static_cast<float*>(p) + i + 4) = make_float4(f[4], f[5], f[6], f[7]);
+    return;
+  }
+  uint32_t w[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const uint32_t lo = t == DType::kBF16 ? f32_to_bf16_bits(f[2 * e]) : __half_as_ushort(__float2half_rn(f[2 * e]));
+    const uint32_t hi = t == DType::kBF16 ? f32_to_bf16_bits(f[2 * e + 1]) : __half_as_ushort(__float2half_rn(f[2 * e + 1]));
+    w[e] = lo | (hi << 16);
+  }
+  *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p) + i) = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+__global__ void rms_norm_vec_kernel(RmsNormParams p) {
+  __shared__ float red[32];
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t base = int64_t(blockIdx.x) * p.H, chunks = p.H / 8;
+  float v[kNormChunks][8];
+  float ss = 0.f;
+#pragma unroll
+  for (int c = 0; c < kNormChunks; ++c) {
+    const int64_t ch = threadIdx.x + int64_t(c) * blockDim.x;
+    if (ch >= chunks) break;
+    load8(p.x, p.x_t, base + ch * 8, v[c]);
+    if (p.residual) {
+      float r[8];
+      load8(p.residual, p.residual_t, base + ch * 8, r);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) v[c][e] = round_to(p.residual_t, r[e] + v[c][e]);
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ss += v[c][e] * v[c][e];
+  }
+  const float inv = 1.0f / sqrtf(block_reduce(ss, Sum{}, red) / float(p.H) + p.eps);
+#pragma unroll
+  for (int c = 0; c < kNormChunks; ++c) {
+    const int64_t ch = threadIdx.x + int64_t(c) * blockDim.x;
+    if (ch >= chunks) break;
+    if (p.residual) store8(p.residual, p.residual_t, base + ch * 8, v[c]);
+    float w[8], y[8];
+    load8(p.w, p.w_t, ch * 8, w);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) y[e] = v[c][e] * inv * w[e];
+    store8(p.y, p.y_t, base + ch * 8, y);
+  }
+}
+
 __global__ void rope_kernel(RopeParams p) {
   const int64_t half = p.D / 2;
   const int64_t n = p.T * p.heads * half;
@@ -249,7 +325,14 @@ void scatter_rows(const ScatterRowsParams& p, cudaStream_t s) {
 }
 void rms_norm(const RmsNormParams& p, cudaStream_t s) {
   if (p.rows == 0) return;
-  launch_pdl(rms_norm_kernel, dim3(unsigned(p.rows)), dim3(row_threads(p.H)), 0, s, p);
+  const auto aligned = [](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  const int threads = row_threads(p.H);
+  if (p.H % 8 == 0 && p.H / 8 <= int64_t(threads) * kNormChunks && aligned(p.x) && aligned(p.residual) &&
+      aligned(p.w) && aligned(p.y)) {
+    launch_pdl(rms_norm_vec_kernel, dim3(unsigned(p.rows)), dim3(threads), 0, s, p);
+    return;
+  }
+  launch_pdl(rms_norm_kernel, dim3(unsigned(p.rows)), dim3(threads), 0, s, p);
 }
 void rope(const RopeParams& p, cudaStream_t s) {
   const int64_t n = p.T * p.heads * (p.D / 2);

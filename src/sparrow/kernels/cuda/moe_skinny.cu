@@ -44,6 +44,8 @@ __device__ __forceinline__ float dot8(const uint4& a, const uint4& b) {
   return d;
 }
 
+// kTok: T rounded up to 1, 2 or 4 (registers per token held).
+template <int kTok>
 __global__ void __launch_bounds__(kWarps * 32) skinny_gate_up_kernel(MoeSkinnyParams p) {
   __shared__ int32_t s_ids[kMoeSkinnyMaxPairs];
   __shared__ float s_w[kMoeSkinnyMaxPairs];
@@ -64,9 +66,9 @@ __global__ void __launch_bounds__(kWarps * 32) skinny_gate_up_kernel(MoeSkinnyPa
   for (int q = 0; q < pair; ++q)
     if (s_ids[q] == e) return;  // an earlier pair's block serves this expert
   // The pair of each token that picked e (-1: none; top-k experts are distinct per token).
-  int tok_pair[kMoeSkinnyMaxTokens];
+  int tok_pair[kTok];
 #pragma unroll
-  for (int j = 0; j < kMoeSkinnyMaxTokens; ++j) {
+  for (int j = 0; j < kTok; ++j) {
     tok_pair[j] = -1;
     if (j < p.T)
       for (int s = 0; s < p.k; ++s)
@@ -77,9 +79,9 @@ __global__ void __launch_bounds__(kWarps * 32) skinny_gate_up_kernel(MoeSkinnyPa
   const int chunks = int(p.H / 8);
   const uint4* g_row = reinterpret_cast<const uint4*>(p.w13 + (int64_t(e) * 2 * p.I + n) * p.H);
   const uint4* u_row = g_row + p.I * p.H / 8;
-  float ag[kMoeSkinnyMaxTokens], au[kMoeSkinnyMaxTokens];
+  float ag[kTok], au[kTok];
 #pragma unroll
-  for (int j = 0; j < kMoeSkinnyMaxTokens; ++j) ag[j] = au[j] = 0.f;
+  for (int j = 0; j < kTok; ++j) ag[j] = au[j] = 0.f;
   for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
     uint4 gv[kUnroll], uv[kUnroll];
 #pragma unroll
@@ -93,7 +95,7 @@ __global__ void __launch_bounds__(kWarps * 32) skinny_gate_up_kernel(MoeSkinnyPa
       const int c = c0 + 32 * u;
       if (c >= chunks) break;
 #pragma unroll
-      for (int j = 0; j < kMoeSkinnyMaxTokens; ++j) {
+      for (int j = 0; j < kTok; ++j) {
         if (tok_pair[j] < 0) continue;
         const uint4 xv = __ldg(reinterpret_cast<const uint4*>(p.x + int64_t(j) * p.H) + c);
         ag[j] += dot8(gv[u], xv);
@@ -102,7 +104,7 @@ __global__ void __launch_bounds__(kWarps * 32) skinny_gate_up_kernel(MoeSkinnyPa
     }
   }
 #pragma unroll
-  for (int j = 0; j < kMoeSkinnyMaxTokens; ++j) {
+  for (int j = 0; j < kTok; ++j) {
     if (tok_pair[j] < 0) continue;
     const float g = round_to(DType::kBF16, warp_sum(ag[j]));
     const float u = round_to(DType::kBF16, warp_sum(au[j]));
@@ -157,7 +159,11 @@ __global__ void __launch_bounds__(kWarps * 32) skinny_down_kernel(MoeSkinnyParam
 void moe_skinny(const MoeSkinnyParams& p, cudaStream_t s) {
   if (p.T == 0) return;
   const unsigned P = unsigned(p.T * p.k);
-  launch_pdl(skinny_gate_up_kernel, dim3(unsigned((p.I + kWarps - 1) / kWarps), P), dim3(kWarps * 32), 0, s, p);
+  const dim3 grid(unsigned((p.I + kWarps - 1) / kWarps), P), block(kWarps * 32);
+  static_assert(kMoeSkinnyMaxTokens == 4, "kTok variants below");
+  if (p.T == 1) launch_pdl(skinny_gate_up_kernel<1>, grid, block, 0, s, p);
+  else if (p.T == 2) launch_pdl(skinny_gate_up_kernel<2>, grid, block, 0, s, p);
+  else launch_pdl(skinny_gate_up_kernel<4>, grid, block, 0, s, p);
   launch_pdl(skinny_down_kernel, dim3(unsigned((p.H + kWarps - 1) / kWarps), unsigned(p.T)), dim3(kWarps * 32), 0, s, p);
 }
 
