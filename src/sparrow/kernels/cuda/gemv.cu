@@ -9,15 +9,13 @@
 // partials meet in a fixed butterfly. The order depends on K alone, not on T: batch
 // invariant among T <= kGemvMaxRows (but not equal to the tensor-core kernels' order, so
 // deterministic mode keeps the fixed GEMM for every T; see ops_cuda.cpp).
-#include <algorithm>
-
 #include "sparrow/kernels/cuda/common.cuh"
 #include "sparrow/kernels/cuda/kernels.h"
 
 namespace sparrow::cuda::k {
 namespace {
 
-constexpr int kWarps = 8, kUnroll = 4;
+constexpr int kWarps = 8, kUnroll = 8;
 constexpr int64_t kOneRowMaxN = 16384;
 
 __device__ __forceinline__ void unpack8(const uint4& u, float* f) {
@@ -29,55 +27,42 @@ __device__ __forceinline__ void unpack8(const uint4& u, float* f) {
   }
 }
 
-// Persistent: about as many blocks as fit on the GPU at once; warp w takes row groups
-// (kRowsPerWarp rows) w, w + W, ... (W = all warps), and walks each group's chunks in
-// batches of kUnroll, the next batch (of this group or the next) loaded before the current
-// one is used, so loads stay in flight without a gap between rows. The first two batches
-// are loaded before waiting for the previous kernel (PDL): weights are never written by a
-// kernel, x is the previous kernel's output.
 template <int T, int kRowsPerWarp>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int64_t n0 = (int64_t(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
+  const bool idle = n0 >= p.N;  // a warp past the last row still waits (PDL: see common.cuh)
+  if (idle) n0 = 0;
   const int chunks = int(p.K / 8);
-  const int64_t groups = (p.N + kRowsPerWarp - 1) / kRowsPerWarp, stride = int64_t(gridDim.x) * kWarps;
-  struct Pos {
-    int64_t g;
-    int c0;
-  };
-  const auto advance = [&](Pos q) {
-    q.c0 += 32 * kUnroll;
-    if (q.c0 - lane >= chunks) q = {q.g + stride, lane};
-    return q;
-  };
-  const auto load = [&](Pos q, uint4 (&buf)[kUnroll][kRowsPerWarp]) {
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
-      const int64_t n = q.g * kRowsPerWarp + r < p.N ? q.g * kRowsPerWarp + r : p.N - 1;  // a missing last row re-reads a valid one
-      const uint4* row = reinterpret_cast<const uint4*>(p.w + n * p.ldw);
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (q.c0 + 32 * u < chunks) buf[u][r] = __ldg(row + q.c0 + 32 * u);
-    }
-  };
-  Pos cur{int64_t(blockIdx.x) * kWarps + warp, lane};
-  uint4 a[kUnroll][kRowsPerWarp], b[kUnroll][kRowsPerWarp];
-  Pos nxt = advance(cur);
-  if (cur.g < groups) {
-    load(cur, a);
-    if (nxt.g < groups) load(nxt, b);
-  }
-  pdl_wait();
-  pdl_launch_dependents();
-  if (cur.g >= groups) return;
   float acc[kRowsPerWarp][T];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r)
 #pragma unroll
     for (int t = 0; t < T; ++t) acc[r][t] = 0.f;
+  const uint4* wrow[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int64_t n = n0 + r < p.N ? n0 + r : p.N - 1;  // a missing last row re-reads a valid one
+    wrow[r] = reinterpret_cast<const uint4*>(p.w + n * p.ldw);
+  }
+  // The first kUnroll chunks of the weight rows are loaded before waiting for the previous
+  // kernel (PDL): weights are never written by a kernel, x is the previous kernel's output.
+  uint4 wv[kUnroll][kRowsPerWarp];
+  int c0 = lane;
+  const auto load = [&](int base) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r)
+        if (base + 32 * u < chunks) wv[u][r] = __ldg(wrow[r] + base + 32 * u);
+  };
+  load(c0);
+  pdl_wait();
+  pdl_launch_dependents();
   for (;;) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int c = cur.c0 + 32 * u;
+      const int c = c0 + 32 * u;
       if (c >= chunks) break;
 #pragma unroll
       for (int t = 0; t < T; ++t) {
@@ -86,7 +71,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
 #pragma unroll
         for (int r = 0; r < kRowsPerWarp; ++r) {
           float wf[8];
-          unpack8(a[u][r], wf);
+          unpack8(wv[u][r], wf);
           float d = 0.f;
 #pragma unroll
           for (int e = 0; e < 8; ++e) d = fmaf(xf[e], wf[e], d);
@@ -94,51 +79,31 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
         }
       }
     }
-    if (nxt.g != cur.g) {  // this group's rows are complete
+    c0 += 32 * kUnroll;
+    if (c0 >= chunks) break;
+    load(c0);
+  }
 #pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) {
-        const int64_t n = cur.g * kRowsPerWarp + r;
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int64_t n = n0 + r;
 #pragma unroll
-        for (int t = 0; t < T; ++t) {
-          const float v = warp_sum(acc[r][t]);
-          acc[r][t] = 0.f;
-          if (lane == 0 && n < p.N) {
-            const float bias = p.bias ? load_f(p.bias, p.bias_t, n) : 0.f;
-            store_f(p.y, p.y_t, int64_t(t) * p.ldy + n, v + bias);
-          }
-        }
+    for (int t = 0; t < T; ++t) {
+      const float v = warp_sum(acc[r][t]);
+      if (lane == 0 && n < p.N && !idle) {
+        const float b = p.bias ? load_f(p.bias, p.bias_t, n) : 0.f;
+        store_f(p.y, p.y_t, int64_t(t) * p.ldy + n, v + b);
       }
-      if (nxt.g >= groups) return;
     }
-    cur = nxt;
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) a[u][r] = b[u][r];
-    nxt = advance(cur);
-    if (nxt.g < groups) load(nxt, b);
   }
-}
-
-template <int T, int kRowsPerWarp>
-void launch_rows(const GemvParams& p, cudaStream_t s) {
-  static int resident = 0;  // blocks of this instantiation that fit on the GPU at once
-  if (resident == 0) {
-    int dev = 0, sms = 0, per_sm = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemv_kernel<T, kRowsPerWarp>, kWarps * 32, 0);
-    resident = std::max(1, sms * std::max(1, per_sm));
-  }
-  const int64_t groups = (p.N + kRowsPerWarp - 1) / kRowsPerWarp;
-  const int64_t blocks = std::min<int64_t>(resident, (groups + kWarps - 1) / kWarps);
-  launch_pdl(gemv_kernel<T, kRowsPerWarp>, dim3(unsigned(blocks)), dim3(kWarps * 32), 0, s, p);
 }
 
 template <int T>
 void launch(const GemvParams& p, cudaStream_t s) {
-  if (p.N <= kOneRowMaxN) launch_rows<T, 1>(p, s);
-  else launch_rows<T, 2>(p, s);
+  if (p.N <= kOneRowMaxN) {
+    launch_pdl(gemv_kernel<T, 1>, dim3(unsigned((p.N + kWarps - 1) / kWarps)), dim3(kWarps * 32), 0, s, p);
+  } else {
+    launch_pdl(gemv_kernel<T, 2>, dim3(unsigned((p.N + 2 * kWarps - 1) / (2 * kWarps))), dim3(kWarps * 32), 0, s, p);
+  }
 }
 
 }  // namespace

@@ -149,53 +149,45 @@ __global__ void __launch_bounds__(kWarps * 32, 2) skinny_gate_up_kernel(MoeSkinn
   }
 }
 
-// Block (x, t), a pair of warps per output column n: warp half h of the pair takes the
-// (slot, chunk) items h*32 + lane + 64 j of the flattened [k][I/8] space in increasing j,
-// all of a lane's items (up to kDownBatch) loaded before any is used, adding
-// dot * weight[slot]; each warp's butterfly, then half 0 + half 1 (a fixed order for the
-// row: the token's result does not depend on the batch).
+// Block (x, t), a warp per output column n: lane l takes the (slot, chunk) items l, l + 32,
+// ... of the flattened [k][I/8] space in increasing order, kDownBatch loads in flight, and
+// adds dot * weight[slot]; then the warp butterfly (a fixed order for the row: the token's
+// result does not depend on the batch).
 __global__ void __launch_bounds__(kWarps * 32) skinny_down_kernel(MoeSkinnyParams p) {
   __shared__ int32_t s_ids[kMoeSkinnyMaxPairs];
   __shared__ float s_w[kMoeSkinnyMaxPairs];
-  __shared__ float s_half[kWarps];
   pdl_wait();  // ids, weights and act come from the gate_up kernel
   pdl_launch_dependents();
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, h = warp & 1;
-  const int64_t t = blockIdx.y, n = int64_t(blockIdx.x) * (kWarps / 2) + warp / 2;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t t = blockIdx.y, n = int64_t(blockIdx.x) * kWarps + warp;
   for (int s = threadIdx.x; s < p.k; s += blockDim.x) {
     s_ids[s] = p.ids[t * p.k + s];
     s_w[s] = p.weights[t * p.k + s];
   }
   __syncthreads();
+  if (n >= p.H) return;
   const int chunks = int(p.I / 8), total = p.k * chunks;
   float acc = 0.f;
-  if (n < p.H) {
-    for (int i0 = h * 32 + lane; i0 < total; i0 += 64 * kDownBatch) {
-      uint4 wv[kDownBatch], av[kDownBatch];
+  for (int i0 = lane; i0 < total; i0 += 32 * kDownBatch) {
+    uint4 wv[kDownBatch], av[kDownBatch];
 #pragma unroll
-      for (int b = 0; b < kDownBatch; ++b) {
-        const int i = i0 + 64 * b;
-        if (i < total) {
-          const int s = i / chunks, c = i - s * chunks;
-          wv[b] = __ldg(reinterpret_cast<const uint4*>(p.w2 + (int64_t(s_ids[s]) * p.H + n) * p.I) + c);
-          av[b] = __ldg(reinterpret_cast<const uint4*>(p.act + (t * p.k + s) * p.I) + c);
-        }
-      }
-#pragma unroll
-      for (int b = 0; b < kDownBatch; ++b) {
-        const int i = i0 + 64 * b;
-        if (i < total) acc += dot8(wv[b], av[b]) * s_w[i / chunks];
+    for (int b = 0; b < kDownBatch; ++b) {
+      const int i = i0 + 32 * b;
+      if (i < total) {
+        const int s = i / chunks, c = i - s * chunks;
+        wv[b] = __ldg(reinterpret_cast<const uint4*>(p.w2 + (int64_t(s_ids[s]) * p.H + n) * p.I) + c);
+        av[b] = __ldg(reinterpret_cast<const uint4*>(p.act + (t * p.k + s) * p.I) + c);
       }
     }
-    acc = warp_sum(acc);
+#pragma unroll
+    for (int b = 0; b < kDownBatch; ++b) {
+      const int i = i0 + 32 * b;
+      if (i < total) acc += dot8(wv[b], av[b]) * s_w[i / chunks];
+    }
   }
-  if (lane == 0) s_half[warp] = acc;
-  __syncthreads();
-  if (h == 0 && lane == 0 && n < p.H) {
-    float v = s_half[warp] + s_half[warp + 1];
-    if (p.shared_out) v += 1.0f / (1.0f + expf(-p.shared_logit[t])) * p.shared_out[t * p.H + n];
-    store_f(p.out, p.out_t, t * p.H + n, v);
-  }
+  acc = warp_sum(acc);
+  if (p.shared_out) acc += 1.0f / (1.0f + expf(-p.shared_logit[t])) * p.shared_out[t * p.H + n];
+  if (lane == 0) store_f(p.out, p.out_t, t * p.H + n, acc);
 }
 
 }  // namespace
@@ -216,8 +208,7 @@ void moe_skinny(const MoeSkinnyParams& p, cudaStream_t s) {
   if (p.T == 1) launch_pdl(skinny_gate_up_kernel<1>, grid, block, 0, s, p);
   else if (p.T == 2) launch_pdl(skinny_gate_up_kernel<2>, grid, block, 0, s, p);
   else launch_pdl(skinny_gate_up_kernel<4>, grid, block, 0, s, p);
-  launch_pdl(skinny_down_kernel, dim3(unsigned((p.H + kWarps / 2 - 1) / (kWarps / 2)), unsigned(p.T)), dim3(kWarps * 32), 0,
-             s, p);
+  launch_pdl(skinny_down_kernel, dim3(unsigned((p.H + kWarps - 1) / kWarps), unsigned(p.T)), dim3(kWarps * 32), 0, s, p);
 }
 
 }  // namespace sparrow::cuda::k
