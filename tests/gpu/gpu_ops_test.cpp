@@ -504,6 +504,30 @@ TEST_F(Gpu, FusedMoeSkinnyMatchesReference) {
   }
 }
 
+// The device argmax picks what the CPU scan picks (ties to the lower id, -inf rows, NaN
+// after index 0), on vocabulary-sized rows with the maximum repeated far apart.
+TEST_F(Gpu, ArgmaxRowsMatchesCpu) {
+  std::mt19937 rng(5);
+  const int64_t R = 7, V = 151936;
+  Buffer x(DType::kF32, {R, V});
+  fill_uniform(x.tensor(), rng, -4, 4);
+  float* d = static_cast<float*>(x.data());
+  d[0 * V + 100] = 9.f, d[0 * V + 150000] = 9.f;                      // tie: 100
+  for (int64_t i = 0; i < V; ++i) d[1 * V + i] = -INFINITY;           // all -inf: 0
+  d[2 * V + 5] = NAN, d[2 * V + 7] = 20.f;                            // NaN skipped
+  d[3 * V + V - 1] = 50.f;                                            // last index
+  auto dx = upload(x.tensor());
+  DeviceBuffer dout(size_t(R) * sizeof(int32_t));
+  ops::argmax_rows(dx.tensor(), static_cast<int32_t*>(dout.data()));
+  std::vector<int32_t> want(static_cast<size_t>(R));
+  ops::argmax_rows(x.tensor(), want.data());
+  EXPECT_EQ(download_vec<int32_t>(dout.data(), size_t(R)), want);
+  EXPECT_EQ(want[0], 100);
+  EXPECT_EQ(want[1], 0);
+  EXPECT_EQ(want[2], 7);
+  EXPECT_EQ(want[3], V - 1);
+}
+
 TEST_F(Gpu, DeviceArenaCarvesOneAllocation) {
   cuda::MemoryPlan plan;
   plan.weights_bytes = 1 << 20;

@@ -1,6 +1,8 @@
 // Elementwise ops of ops.h against the plain reference loops, on awkward shapes, f32 and bf16.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <cmath>
 #include <random>
 #include <vector>
@@ -122,6 +124,16 @@ TEST_P(ElementwiseTest, RouterTopKTiesGoToLowerExpert) {
     EXPECT_EQ(ids[4], 5);
     if (renorm) EXPECT_NEAR(w[0] + w[1] + w[2], 1.0, 1e-6);
   }
+}
+
+// Greedy choice: first index of the maximum (ties to the lower id), -inf rows pick 0, NaN
+// never beats a number after index 0; the sampler's greedy path is this op.
+TEST(ArgmaxRows, FirstMaximumWins) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> x = {1, 3, 3, 2,  -inf, -inf, -inf, -inf,  0, nan, 5, 5,  -1, -2, -0.5f, -3};
+  std::vector<int32_t> out(4, -1);
+  ops::argmax_rows(Tensor(x.data(), DType::kF32, {4, 4}), out.data());
+  EXPECT_EQ(out, (std::vector<int32_t>{1, 0, 2, 2}));
 }
 
 INSTANTIATE_TEST_SUITE_P(DTypes, ElementwiseTest, ::testing::Values(DType::kF32, DType::kBF16),

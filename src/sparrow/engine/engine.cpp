@@ -152,8 +152,10 @@ struct Engine::Impl {
       outs.push_back(logits[d].tensor().slice_rows(0, rows));
     }
     if (!any) return false;
+    std::vector<int32_t*> argmax;
+    for (auto& p : plans) argmax.push_back(p.argmax.data());
     const auto t0 = Clock::now();
-    executor->step(batches, tables, outs);
+    executor->step(batches, tables, outs, argmax);
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     int64_t tokens = 0;
     for (size_t d = 0; d < schedulers.size(); ++d) {

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "sparrow/core/log.h"
+#include "sparrow/kernels/ops.h"
 #ifdef SPARROW_HAVE_CUDA
 #include "sparrow/engine/cuda/device_runner.h"
 #else
@@ -131,12 +132,16 @@ void ModelExecutor::worker(int rank) {
 }
 
 void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
-                         std::span<const Tensor> logits) {
+                         std::span<const Tensor> logits, std::span<int32_t* const> argmax) {
   SPARROW_CHECK(int(batches.size()) == mesh_.attn_dp && tables.size() == batches.size() && logits.size() == batches.size(),
                 "one batch, table and logits buffer per DP group");
+  SPARROW_CHECK(argmax.empty() || argmax.size() == batches.size(), "one argmax buffer per DP group");
+  const auto argmax_of = [&](size_t d) {
+    return !argmax.empty() && batches[d]->argmax_only ? argmax[d] : nullptr;
+  };
 #ifdef SPARROW_HAVE_CUDA
   if (gpu_) {
-    gpu_->step(*batches[0], *tables[0], logits[0]);
+    gpu_->step(*batches[0], *tables[0], logits[0], argmax_of(0));
     return;
   }
 #endif
@@ -145,13 +150,16 @@ void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span
   logits_ = logits;
   if (mesh_.world == 1) {
     run_rank(*ranks_[0]);
-    return;
+  } else {
+    std::unique_lock<std::mutex> lock(mu_);
+    pending_ = mesh_.world;
+    ++generation_;
+    cv_start_.notify_all();
+    cv_done_.wait(lock, [&] { return pending_ == 0; });
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  pending_ = mesh_.world;
-  ++generation_;
-  cv_start_.notify_all();
-  cv_done_.wait(lock, [&] { return pending_ == 0; });
+  // On the CPU the logits are on the host already: the same choice, from them.
+  for (size_t d = 0; d < batches.size(); ++d)
+    if (int32_t* out = argmax_of(d)) ops::argmax_rows(logits[d], out);
 }
 
 }  // namespace sparrow

@@ -47,9 +47,10 @@ class ModelExecutor {
 
   // One step on every rank: DP group d runs batches[d] (an empty batch: idle) against its
   // req_to_token table tables[d]; logits[d] receives its rows (the group's attention-TP
-  // rank 0 writes them).
+  // rank 0 writes them). For a batch with argmax_only, argmax[d] ([rows] host ints)
+  // receives each row's ops::argmax_rows choice instead, and logits[d] may be left unwritten.
   void step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
-            std::span<const Tensor> logits);
+            std::span<const Tensor> logits, std::span<int32_t* const> argmax = {});
 
  private:
   struct Rank;

@@ -1,6 +1,7 @@
 #include "sparrow/engine/sampler.h"
 
 #include "sparrow/core/hash.h"
+#include "sparrow/kernels/ops.h"
 
 #include <algorithm>
 #include <cmath>
@@ -44,9 +45,9 @@ int32_t Sampler::sample(float* logits, int64_t vocab, const SamplingParams& p, c
       for (int64_t e : s.eos_ids) if (e >= 0 && e < vocab) logits[e] = kNegInf;
     for (int32_t t : p.stop_token_ids) logits[t] = kNegInf;
   }
-  if (p.greedy()) {
+  if (p.greedy()) {  // the same choice the GPU makes for argmax-only steps (ops::argmax_rows)
     int32_t best = 0;
-    for (int64_t i = 1; i < vocab; ++i) if (logits[i] > logits[best]) best = int32_t(i);
+    ops::argmax_rows(Tensor(logits, DType::kF32, {1, vocab}), &best);
     return best;
   }
   // Candidates sorted by logit (descending, ties to the lower id), then truncated.

@@ -158,6 +158,17 @@ void Scheduler::plan(StepPlan& plan) {
   plan.uses.clear();
   if (!plan_extend(plan)) plan_decode(plan);
   if (plan.empty()) plan.batch.mode = ForwardMode::kIdle;
+  bool greedy = !plan.uses.empty();
+  for (const auto& [q, pos] : plan.uses) greedy = greedy && plain_greedy(*q, pos);
+  plan.batch.argmax_only = greedy;
+  plan.argmax.assign(plan.uses.size(), -1);
+}
+
+bool Scheduler::plain_greedy(const ScheduledRequest& q, int64_t pos) const {
+  const SamplingParams& sp = q.r.sampling;
+  return pos + 1 == int64_t(q.tokens.size()) && !q.r.return_logprob && sp.greedy() &&
+         sp.repetition_penalty == 1.0f && sp.frequency_penalty == 0.0f && sp.presence_penalty == 0.0f &&
+         int32_t(q.result.output_ids.size()) >= sp.min_new_tokens;
 }
 
 bool Scheduler::plan_extend(StepPlan& plan) {
@@ -251,8 +262,10 @@ void Scheduler::retract(ScheduledRequest& q) {
 // ------------------------------------------------------------------ consuming logits
 void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
   const ForwardBatch& fb = plan.batch;
-  for (size_t i = 0; i < plan.uses.size(); ++i)
-    consume(*plan.uses[i].first, plan.uses[i].second, static_cast<float*>(logits.row_ptr(int64_t(i))));
+  for (size_t i = 0; i < plan.uses.size(); ++i) {
+    if (fb.argmax_only) consume(*plan.uses[i].first, plan.uses[i].second, nullptr, plan.argmax[i]);
+    else consume(*plan.uses[i].first, plan.uses[i].second, static_cast<float*>(logits.row_ptr(int64_t(i))));
+  }
   for (auto& q : running_)
     if (q->state == ScheduledRequest::State::kPrefilling && q->kv_len == q->extend_target)
       q->state = ScheduledRequest::State::kDecoding;
@@ -274,7 +287,7 @@ void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
   else if (fb.mode == ForwardMode::kDecode) counters_.generation_tokens += fb.num_tokens();
 }
 
-void Scheduler::consume(ScheduledRequest& q, int64_t pos, float* row) {
+void Scheduler::consume(ScheduledRequest& q, int64_t pos, float* row, int32_t chosen) {
   const int64_t vocab = config_.vocab_size;
   const bool want_lp = q.r.return_logprob;
   if (want_lp) ops::log_softmax(Tensor(row, DType::kF32, {1, vocab}), Tensor(lp_row_.data(), DType::kF32, {1, vocab}));
@@ -300,7 +313,8 @@ void Scheduler::consume(ScheduledRequest& q, int64_t pos, float* row) {
   st.eos_ids = eos_ids_;
   st.seed = q.seed;
   st.position = pos + 1;
-  const int32_t tok = sampler_.sample(row, vocab, q.r.sampling, st);
+  const int32_t tok = row ? sampler_.sample(row, vocab, q.r.sampling, st) : chosen;
+  SPARROW_CHECK(tok >= 0 && tok < vocab, "sampled token {} outside the vocabulary", tok);
   q.tokens.push_back(tok);
   q.result.output_ids.push_back(tok);
   if (want_lp) {

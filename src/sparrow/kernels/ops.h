@@ -140,6 +140,12 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
 void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
                const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out);
 
+// Greedy choice per row of f32 logits [R, V]: out[r] = the first index of the row's
+// maximum (strict '>' scanning up, so ties go to the lower id; NaN never wins over a
+// number, except at index 0 on the CPU, as a plain scan does). `out` is a device pointer
+// when logits are on the GPU.
+void argmax_rows(const Tensor& logits, int32_t* out);
+
 // Row-wise log-softmax in fp32: out[T, V] f32 from logits [T, V] (any float dtype).
 void log_softmax(const Tensor& logits, const Tensor& out);
 

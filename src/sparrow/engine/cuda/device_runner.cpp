@@ -57,6 +57,7 @@ struct DeviceRunner::Impl {
   int32_t* d_req_slots = nullptr;  // 0, 1, ..., b_max-1: sequence b reads table row b
   int32_t* d_table = nullptr;      // [b_max, ctx]: the batch's req_to_token rows, compacted
   Tensor d_logits;                 // [graph max bs, V] f32: graph replays write here
+  int32_t* d_argmax = nullptr;      // [graph max bs]: argmax-only steps' token ids
   std::unique_ptr<PinnedInts> h_small, h_table;
   std::vector<int64_t> buckets;
   std::map<int64_t, cudaGraphExec_t> graphs;
@@ -190,7 +191,10 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   m.d_small = ws.alloc_array<int32_t>(m.small_count());
   m.d_req_slots = ws.alloc_array<int32_t>(size_t(m.b_max));
   m.d_table = ws.alloc_array<int32_t>(size_t(m.b_max * m.ctx));
-  if (graph_rows > 0) m.d_logits = ws.alloc(DType::kF32, {graph_rows, c.vocab_size});
+  if (graph_rows > 0) {
+    m.d_logits = ws.alloc(DType::kF32, {graph_rows, c.vocab_size});
+    m.d_argmax = ws.alloc_array<int32_t>(size_t(graph_rows));
+  }
   m.h_small = std::make_unique<PinnedInts>(m.small_count());
   m.h_table = std::make_unique<PinnedInts>(size_t(m.b_max * m.ctx));
   {
@@ -215,7 +219,7 @@ DeviceRunner::~DeviceRunner() {
 int64_t DeviceRunner::kv_slots() const { return impl_->kv_slots; }
 size_t DeviceRunner::kv_bytes_per_token() const { return impl_->kv->bytes_per_token(); }
 
-void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits) {
+void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* argmax) {
   Impl& m = *impl_;
   cuda::StreamGuard guard(m.stream.get());
   SPARROW_CHECK(table.max_context() <= m.ctx, "req_to_token rows of {} exceed the device table's {}", table.max_context(), m.ctx);
@@ -229,12 +233,18 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
   if (it != m.graphs.end()) {
     m.upload(batch, &table, it->first - n);
     SPARROW_CUDA_CHECK(cudaGraphLaunch(it->second, m.stream.get()));
+    if (batch.argmax_only && argmax) {
+      ops::argmax_rows(m.d_logits.slice_rows(0, n), m.d_argmax);
+      cuda::copy_bytes(argmax, m.d_argmax, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost);  // waits
+      return;
+    }
     ops::copy(logits, m.d_logits.slice_rows(0, n));  // waits for the replay
     return;
   }
   m.upload(batch, &table, 0);
   m.model->forward(batch, m.arrays(int32_t(n)), *m.kv, m.arena->workspace(), logits);
   m.stream.synchronize();
+  if (batch.argmax_only && argmax) ops::argmax_rows(logits, argmax);  // eager steps bring logits back anyway
 }
 
 }  // namespace sparrow

@@ -30,8 +30,10 @@ class DeviceRunner {
   // KV slots the scheduler may hand out.
   int64_t kv_slots() const;
   size_t kv_bytes_per_token() const;
-  // Runs `batch` (rows of `table` give its KV slots); logits: host f32 [rows, V].
-  void step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits);
+  // Runs `batch` (rows of `table` give its KV slots); logits: host f32 [rows, V]. With
+  // batch.argmax_only, argmax [rows] (host) gets each row's choice instead: a graph replay
+  // picks it on the device and copies back only the ids.
+  void step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* argmax = nullptr);
 
  private:
   struct Impl;

@@ -255,6 +255,22 @@ void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* 
   }, 4);
 }
 
+void argmax_rows(const Tensor& logits, int32_t* out) {
+#ifdef SPARROW_HAVE_CUDA
+  if (logits.device() == Device::kCUDA) return cuda::argmax_rows(logits, out);
+#endif
+  check_cpu(logits, "argmax_rows");
+  SPARROW_CHECK(logits.dtype() == DType::kF32 && logits.rank() == 2, "argmax_rows: f32 [R, V] logits expected");
+  const int64_t v = logits.size(1);
+  for (int64_t r = 0; r < logits.size(0); ++r) {
+    const float* row = static_cast<const float*>(logits.row_ptr(r));
+    int32_t best = 0;
+    for (int64_t i = 1; i < v; ++i)
+      if (row[i] > row[best]) best = int32_t(i);
+    out[r] = best;
+  }
+}
+
 void log_softmax(const Tensor& logits, const Tensor& out) {
 #ifdef SPARROW_HAVE_CUDA
   if (logits.device() == Device::kCUDA) return cuda::log_softmax(logits, out);

@@ -89,6 +89,14 @@ struct LogSoftmaxParams {
 };
 void log_softmax(const LogSoftmaxParams& p, cudaStream_t stream);
 
+// out[r] = first index of row r's maximum (ties to the lower index; NaN never wins).
+struct ArgmaxParams {
+  const float* x;  // [rows, V]
+  int64_t rows, V;
+  int32_t* out;    // [rows]
+};
+void argmax_rows(const ArgmaxParams& p, cudaStream_t stream);
+
 // fp32 SIMT GEMM y = x w^T (+bias), one thread per output, K in increasing order (f32 path
 // and a correctness fallback; not fast).
 struct LinearSimtParams {

@@ -351,6 +351,13 @@ void log_softmax(const Tensor& logits, const Tensor& out) {
   SPARROW_CUDA_CHECK_LAUNCH("log_softmax");
 }
 
+void argmax_rows(const Tensor& logits, int32_t* out) {
+  check_dev(logits, "argmax_rows");
+  SPARROW_REQUIRE(logits.dtype() == DType::kF32 && logits.rank() == 2, "argmax_rows: f32 [R, V] logits expected");
+  kn::argmax_rows({logits.data_as<float>(), logits.size(0), logits.size(1), out}, current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("argmax_rows");
+}
+
 size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I) {
   const int64_t P = T * k;
   const auto r = [](int64_t b) { return size_t((b + 255) / 256 * 256); };
