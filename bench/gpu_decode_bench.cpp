@@ -1,6 +1,6 @@
 // Decode (and prefill) throughput of a whole model on one GPU at a real shape with dummy
 // weights, through the same executor `sparrow serve --device cuda` uses (DeviceRunner:
-// uploads, decode CUDA graphs, logits back to the host), next to the bandwidth roofline
+// uploads, decode CUDA graphs, token ids or logits back to the host), next to the bandwidth roofline
 // measured in the same run: weight bytes one decode step must read (attention, the expected
 // distinct experts touched by `batch` tokens, router, lm_head) / device-to-device copy
 // bandwidth (bytes read + written).
@@ -123,7 +123,11 @@ int main(int argc, char** argv) {
       ex.step(bp, tp, plt);
       prefill_s += std::chrono::duration<double>(Clock::now() - t).count();
     }
-    std::vector<double> step_s;
+    // Steps alternate: even ones bring the logits rows to the host (what a step with
+    // logprobs or non-greedy sampling does), odd ones are argmax-only (greedy: token ids).
+    std::vector<double> step_s, logits_step_s;
+    std::vector<int32_t> ids(static_cast<size_t>(batch));
+    int32_t* ip[1] = {ids.data()};
     for (int64_t s = 0; s < steps; ++s) {
       ForwardBatch dbatch;
       dbatch.mode = ForwardMode::kDecode;
@@ -135,23 +139,26 @@ int main(int argc, char** argv) {
         dbatch.add_sequence(req[size_t(b)], pos, &tok, got.data(), 1);
         dbatch.logit_rows.push_back(dbatch.num_tokens() - 1);
       }
+      dbatch.argmax_only = s % 2 == 1;
       bp[0] = &dbatch;
       const auto t = Clock::now();
-      ex.step(bp, tp, lt);
-      if (s >= 3) step_s.push_back(std::chrono::duration<double>(Clock::now() - t).count());
+      ex.step(bp, tp, lt, ip);
+      if (s >= 3) (dbatch.argmax_only ? step_s : logits_step_s).push_back(std::chrono::duration<double>(Clock::now() - t).count());
     }
-    const double med = bench::median(step_s);
+    const double med = bench::median(step_s), med_logits = bench::median(logits_step_s);
     const double bytes = bench::decode_bytes_per_step(c, batch, 2);
     const double roof = double(batch) * bw * 1e12 / bytes;
     rows.push_back({{"batch", batch},
                     {"prefill_tokens_per_s", double(prompt * batch) / prefill_s},
                     {"decode_step_median_ms", med * 1e3},
                     {"decode_tokens_per_s", double(batch) / med},
+                    {"decode_step_logits_to_host_median_ms", med_logits * 1e3},
+                    {"decode_tokens_per_s_logits_to_host", double(batch) / med_logits},
                     {"decode_bytes_per_step_gb", bytes / 1e9},
                     {"roofline_tokens_per_s", roof},
                     {"fraction_of_roofline", double(batch) / med / roof}});
-    std::fprintf(stderr, "batch %lld: %.1f tok/s (%.1f%% of roofline %.0f)\n", (long long)batch, double(batch) / med,
-                 100.0 * double(batch) / med / roof, roof);
+    std::fprintf(stderr, "batch %lld: %.1f tok/s (%.1f%% of roofline %.0f; logits to host %.1f tok/s)\n", (long long)batch,
+                 double(batch) / med, 100.0 * double(batch) / med / roof, roof, double(batch) / med_logits);
   }
   json j;
   j["benchmark"] = "gpu_decode";
@@ -166,8 +173,9 @@ int main(int argc, char** argv) {
               {"max_mem_clock_mhz", info.mem_clock_mhz}, {"mem_bus_bits", info.mem_bus_bits}};
   j["measured_d2d_bandwidth_tbs"] = bw;
   j["load_s"] = load_s;
-  j["method"] = "median wall time of executor steps (upload + graph replay or eager forward + logits to host), "
-                "after 3 warm-up steps; tok/s = batch / step";
+  j["method"] = "median wall time of executor steps (upload + graph replay or eager forward + the step's output "
+                "on the host), after 3 warm-up steps, steps alternating: argmax-only (greedy token ids; decode_tokens_per_s) "
+                "and logits rows to the host (decode_tokens_per_s_logits_to_host); tok/s = batch / step";
   const char* env_commit = std::getenv("SPARROW_COMMIT");
   j["commit"] = env_commit ? std::string(env_commit) : bench::git_commit();
   j["results"] = rows;
