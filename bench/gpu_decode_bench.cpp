@@ -176,8 +176,7 @@ int main(int argc, char** argv) {
   j["method"] = "median wall time of executor steps (upload + graph replay or eager forward + the step's output "
                 "on the host), after 3 warm-up steps, steps alternating: argmax-only (greedy token ids; decode_tokens_per_s) "
                 "and logits rows to the host (decode_tokens_per_s_logits_to_host); tok/s = batch / step";
-  const char* env_commit = std::getenv("SPARROW_COMMIT");
-  j["commit"] = env_commit ? std::string(env_commit) : bench::git_commit();
+  j["commit"] = bench::git_commit();
   j["results"] = rows;
   const std::string text = j.dump(2);
   std::printf("%s\n", text.c_str());

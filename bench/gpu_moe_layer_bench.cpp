@@ -243,8 +243,7 @@ int main(int argc, char** argv) {
   j["measured_d2d_bandwidth_tbs"] = bw_tbs;
   j["method"] = "median of CUDA-event intervals; L2 flushed (512 MiB memset) before each timed iteration; 8 rotating "
                 "input sets; random bf16 weights and inputs; kernels: mma.sync m16n8k16 grouped GEMMs (gemm.cu)";
-  const char* env_commit = std::getenv("SPARROW_COMMIT");  // set when run from a copy without .git
-  j["commit"] = env_commit ? std::string(env_commit) : bench::git_commit();
+  j["commit"] = bench::git_commit();
   j["results"] = rows;
   const std::string text = j.dump(2);
   std::printf("%s\n", text.c_str());

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "sparrow/core/machine_info.h"
 #include "sparrow/tokenizer/tokenizer.h"
 
 namespace {
@@ -22,17 +23,6 @@ std::string cpu_model() {
   while (std::getline(f, line))
     if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
   return "unknown";
-}
-
-std::string git_commit() {
-  FILE* p = popen("git -C " SPARROW_SOURCE_DIR " rev-parse --short HEAD 2>/dev/null", "r");
-  if (!p) return "unknown";
-  char buf[64] = {};
-  size_t n = fread(buf, 1, sizeof buf - 1, p);
-  pclose(p);
-  std::string s(buf, n);
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  return s.empty() ? "unknown" : s;
 }
 
 }  // namespace
@@ -55,7 +45,7 @@ int main(int argc, char** argv) {
   }
   if (tokenizers.empty()) tokenizers.push_back(SPARROW_SOURCE_DIR "/tests/testdata/tokenizers/qwen3");
   if (files.empty()) files.push_back(SPARROW_SOURCE_DIR "/tests/testdata/corpus/persuasion.txt");
-  if (commit.empty()) commit = git_commit();
+  if (commit.empty()) commit = sparrow::git_commit();
 
   std::vector<std::string> lines;
   size_t bytes = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -15,6 +16,8 @@ double median(std::vector<double> v) {
 }
 
 std::string git_commit() {
+  // Set by runs from a copy of the tree whose .git is absent or not this tree's (the device machine).
+  if (const char* env = std::getenv("SPARROW_COMMIT"); env && *env) return env;
   std::string out;
   if (FILE* p = popen("git -C " SPARROW_SOURCE_DIR " rev-parse HEAD 2>/dev/null", "r")) {
     char buf[128];
