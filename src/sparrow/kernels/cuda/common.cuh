@@ -72,6 +72,19 @@ __device__ __forceinline__ T block_reduce(T v, Op op, T* smem /* [32] */) {
   return r;
 }
 
+// D[16x8] += A[16x16] B[16x8] on the tensor cores (bf16 in, fp32 accumulate). Fragments as
+// PTX defines them for m16n8k16 (g = lane / 4, t = lane % 4): a = {(g, 2t..2t+1), (g+8,
+// 2t..), (g, 2t+8..), (g+8, 2t+8..)}, b = {(k 2t..2t+1, n g), (k 2t+8.., n g)}, c = {(g,
+// 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)}; each 32-bit register holds two bf16, the lower
+// index in the low half.
+__device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, const uint32_t* b) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
 // ---- Programmatic dependent launch (PDL, sm_90) ---------------------------------------
 // A kernel launched by launch_pdl may start while the previous kernel in the stream is
 // still running; it must call pdl_wait() before it reads anything an earlier kernel wrote
