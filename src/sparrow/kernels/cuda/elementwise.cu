@@ -202,12 +202,13 @@ __global__ void attention_prep_kernel(AttentionPrepParams p) {
   }
 }
 
-// Per-head norms (or none): block (head group, token), a warp per head of q, k or v (the
-// [q; k; v] row is heads of D in that order). The block first computes its token's RoPE
-// cos/sin once (as rope_kernel: fp32 angle, cos/sin in double then rounded); a warp loads
-// its head into its shared row, normalizes it as attention_prep_kernel does (lane-strided
-// sum of squares, warp butterfly), rotates and stores it. Same arithmetic per element as
-// the one-block-per-token kernel, spread over (Hq + 2 Hkv) warps instead of one block.
+// Per-head norms (or none): block (head group, token), warps striding over the heads of q,
+// k and v (the [q; k; v] row is heads of D in that order; one group per token for long
+// steps, several for decode-sized ones). The block first computes its token's RoPE cos/sin
+// once (as rope_kernel: fp32 angle, cos/sin in double then rounded); a warp loads a head
+// into its shared row, normalizes it as attention_prep_kernel does (lane-strided sum of
+// squares, warp butterfly), rotates and stores it. Same arithmetic per element as the
+// one-block-per-token kernel.
 constexpr int kPrepWarps = 8;
 __global__ void __launch_bounds__(kPrepWarps * 32) attention_prep_heads_kernel(AttentionPrepParams p) {
   extern __shared__ float sm[];  // cos [D/2], sin [D/2], rows [kPrepWarps][D]
@@ -225,31 +226,34 @@ __global__ void __launch_bounds__(kPrepWarps * 32) attention_prep_heads_kernel(A
     sn[i] = float(sin(double(angle)));
   }
   __syncthreads();
-  const int64_t h = int64_t(blockIdx.x) * kPrepWarps + warp;
-  if (h >= p.Hq + 2 * p.Hkv) return;
-  for (int64_t d = lane; d < D; d += 32) x[d] = load_f(p.qkv, p.t, t * p.ld + h * D + d);
-  const int64_t slot = p.cache_loc[t];
-  if (h >= p.Hq + p.Hkv) {  // v: stored as is
-    for (int64_t d = lane; d < D; d += 32) store_f(p.v_cache, p.cache_t, slot * nk + (h - p.Hq - p.Hkv) * D + d, x[d]);
-    return;
-  }
-  __syncwarp();
-  if (p.norm == 1) {
-    float ss = 0.f;
-    for (int64_t d = lane; d < D; d += 32) ss += x[d] * x[d];
-    const float inv = 1.0f / sqrtf(warp_sum(ss) / float(D) + p.eps);
-    const float* w = h < p.Hq ? p.q_w : p.k_w;
-    for (int64_t d = lane; d < D; d += 32) x[d] = x[d] * inv * w[d];
+  // Warps stride over the heads (one block per token for long steps: the cos/sin are then
+  // computed once per token).
+  for (int64_t h = int64_t(blockIdx.x) * kPrepWarps + warp; h < p.Hq + 2 * p.Hkv; h += int64_t(gridDim.x) * kPrepWarps) {
+    __syncwarp();  // the previous head's row is no longer read
+    for (int64_t d = lane; d < D; d += 32) x[d] = load_f(p.qkv, p.t, t * p.ld + h * D + d);
+    const int64_t slot = p.cache_loc[t];
+    if (h >= p.Hq + p.Hkv) {  // v: stored as is
+      for (int64_t d = lane; d < D; d += 32) store_f(p.v_cache, p.cache_t, slot * nk + (h - p.Hq - p.Hkv) * D + d, x[d]);
+      continue;
+    }
     __syncwarp();
-  }
-  const bool is_q = h < p.Hq;
-  void* dst = is_q ? p.q_out : p.k_cache;
-  const DType dt = is_q ? p.t : p.cache_t;
-  const int64_t o = is_q ? t * nq + h * D : slot * nk + (h - p.Hq) * D;
-  for (int64_t i = lane; i < half; i += 32) {
-    const float a = x[i], b = x[i + half], c = cs[i], s = sn[i];
-    store_f(dst, dt, o + i, a * c - b * s);
-    store_f(dst, dt, o + i + half, b * c + a * s);
+    if (p.norm == 1) {
+      float ss = 0.f;
+      for (int64_t d = lane; d < D; d += 32) ss += x[d] * x[d];
+      const float inv = 1.0f / sqrtf(warp_sum(ss) / float(D) + p.eps);
+      const float* w = h < p.Hq ? p.q_w : p.k_w;
+      for (int64_t d = lane; d < D; d += 32) x[d] = x[d] * inv * w[d];
+      __syncwarp();
+    }
+    const bool is_q = h < p.Hq;
+    void* dst = is_q ? p.q_out : p.k_cache;
+    const DType dt = is_q ? p.t : p.cache_t;
+    const int64_t o = is_q ? t * nq + h * D : slot * nk + (h - p.Hq) * D;
+    for (int64_t i = lane; i < half; i += 32) {
+      const float a = x[i], b = x[i + half], c = cs[i], s = sn[i];
+      store_f(dst, dt, o + i, a * c - b * s);
+      store_f(dst, dt, o + i + half, b * c + a * s);
+    }
   }
 }
 
@@ -371,7 +375,8 @@ void attention_prep(const AttentionPrepParams& p, cudaStream_t s) {
   if (p.T == 0) return;
   if (p.norm != 2) {
     const size_t smem = size_t(p.D + kPrepWarps * p.D) * sizeof(float);
-    const unsigned groups = unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
+    // Decode-sized steps spread a token's heads over blocks; long steps take a block per token.
+    const unsigned groups = p.T >= 64 ? 1u : unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
     launch_pdl(attention_prep_heads_kernel, dim3(groups, unsigned(p.T)), dim3(kPrepWarps * 32), smem, s, p);
     return;
   }
