@@ -297,12 +297,16 @@ __global__ void attention_merge_kernel(AttentionParams p) {
 // a tile where a row has no valid position leaves it unchanged.
 constexpr int kMmaWarps = 4, kMmaRows = 16, kMmaMaxPairs = kMmaWarps * kMmaRows, kMmaPad = 8;
 
-size_t mma_smem_bytes(int64_t D) {
+// Decode-split blocks hold one query's group (<= kMaxSplitGroup pairs) and no running
+// merge, so they take less shared memory and more of them fit on an SM.
+constexpr int mma_q_rows(bool split) { return split ? kMaxSplitGroup : kMmaMaxPairs; }
+size_t mma_smem_bytes(int64_t D, bool split) {
   const int64_t ld = D + kMmaPad;
-  return size_t(2 * kAttnTile * ld + kMmaMaxPairs * ld) * 2 + size_t(kMmaMaxPairs) * size_t(D + 2) * 4 + kAttnTile * 4;
+  return size_t(2 * kAttnTile * ld + mma_q_rows(split) * ld) * 2 + (split ? 0 : size_t(kMmaMaxPairs) * size_t(D + 2) * 4) +
+         kAttnTile * 4;
 }
 bool mma_path(const AttentionParams& p) {
-  return p.t == DType::kBF16 && (p.D == 64 || p.D == 128) && p.Hq / p.Hkv <= kMmaMaxPairs;
+  return p.t == DType::kBF16 && (p.D == 64 || p.D == 128) && p.Hq / p.Hkv <= kMaxSplitGroup;
 }
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
@@ -315,9 +319,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
   extern __shared__ __align__(16) uint16_t smem_u16[];
   uint16_t* ks = smem_u16;                                        // [kAttnTile][LD]
   uint16_t* vs = ks + kAttnTile * LD;                              // [kAttnTile][LD]
-  uint16_t* qs = vs + kAttnTile * LD;                              // [kMmaMaxPairs][LD]
-  float* run = reinterpret_cast<float*>(qs + kMmaMaxPairs * LD);   // extend: [kMmaMaxPairs][D + 2] (m, l, acc)
-  int32_t* slot = reinterpret_cast<int32_t*>(run + kMmaMaxPairs * (D + 2));
+  uint16_t* qs = vs + kAttnTile * LD;                              // [mma_q_rows][LD]
+  float* run = reinterpret_cast<float*>(qs + mma_q_rows(kSplit) * LD);  // extend: [kMmaMaxPairs][D + 2] (m, l, acc)
+  int32_t* slot = reinterpret_cast<int32_t*>(run + (kSplit ? 0 : kMmaMaxPairs * (D + 2)));
   pdl_wait();
   pdl_launch_dependents();
   const int64_t g = blockIdx.y, group = p.Hq / p.Hkv;
@@ -546,19 +550,20 @@ template <int D>
 void launch_mma(const AttentionParams& p, cudaStream_t s) {
   static bool configured = false;  // large dynamic shared memory, once (before any graph capture)
   if (!configured) {
-    cudaFuncSetAttribute(attention_mma_kernel<D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(mma_smem_bytes(D)));
-    cudaFuncSetAttribute(attention_mma_kernel<D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(mma_smem_bytes(D)));
+    cudaFuncSetAttribute(attention_mma_kernel<D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         int(mma_smem_bytes(D, false)));
+    cudaFuncSetAttribute(attention_mma_kernel<D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(mma_smem_bytes(D, true)));
     configured = true;
   }
   const int64_t group = p.Hq / p.Hkv;
   if (p.partials) {
     launch_pdl(attention_mma_kernel<D, true>, dim3(unsigned(p.T), unsigned(p.Hkv), unsigned(p.n_splits)),
-               dim3(kMmaWarps * 32), mma_smem_bytes(D), s, p, int64_t(1));
+               dim3(kMmaWarps * 32), mma_smem_bytes(D, true), s, p, int64_t(1));
     launch_pdl(attention_merge_kernel<D / 32>, dim3(unsigned(p.T), unsigned(p.Hq)), dim3(32), 0, s, p);
   } else {
     const int64_t q = kMmaMaxPairs / group;
     launch_pdl(attention_mma_kernel<D, false>, dim3(unsigned(p.T / q + p.batch), unsigned(p.Hkv)), dim3(kMmaWarps * 32),
-               mma_smem_bytes(D), s, p, q);
+               mma_smem_bytes(D, false), s, p, q);
   }
 }
 
