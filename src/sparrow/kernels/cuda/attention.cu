@@ -159,6 +159,10 @@ __device__ void stage_tile(const AttentionParams& p, const Smem& sm, const int32
 
 // Row `row` -> its sequence b and absolute position (b = -1: a padding row).
 __device__ __forceinline__ int find_seq(const AttentionParams& p, int64_t row, int64_t& pos) {
+  if (row < p.batch && p.q_offsets[row] == row && p.extend_lens[row] == 1) {  // decode: row r is sequence r
+    pos = p.seq_lens[row] - 1;
+    return int(row);
+  }
   for (int i = 0; i < p.batch; ++i) {
     const int64_t off = p.q_offsets[i];
     if (row >= off && row < off + p.extend_lens[i]) {
@@ -351,14 +355,23 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
   const int32_t* r2t = p.req_to_token + int64_t(p.req_slots[b]) * p.max_context;
   const int pairs = int(nq * group), rows_used = (pairs + kMmaRows - 1) / kMmaRows * kMmaRows;
   const uint16_t* q = static_cast<const uint16_t*>(p.q);
-  for (int i = threadIdx.x; i < rows_used * CH; i += blockDim.x) {
-    const int pr = i / CH, c = i - pr * CH;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (pr < pairs) {
-      const int64_t row = row0 + pr / group, h = g * group + pr % group;
-      v = *reinterpret_cast<const uint4*>(q + (row * p.Hq + h) * D + c * 8);
+  {  // every load of the block's q rows issued before the first store
+    constexpr int kQ = mma_q_rows(kSplit) * CH / (kMmaWarps * 32);
+    uint4 v[kQ];
+#pragma unroll
+    for (int u = 0; u < kQ; ++u) {
+      const int i = threadIdx.x + u * kMmaWarps * 32, pr = i / CH, c = i - pr * CH;
+      v[u] = make_uint4(0, 0, 0, 0);
+      if (pr < pairs) {
+        const int64_t row = row0 + pr / group, h = g * group + pr % group;
+        v[u] = *reinterpret_cast<const uint4*>(q + (row * p.Hq + h) * D + c * 8);
+      }
     }
-    *reinterpret_cast<uint4*>(qs + pr * LD + c * 8) = v;
+#pragma unroll
+    for (int u = 0; u < kQ; ++u) {
+      const int i = threadIdx.x + u * kMmaWarps * 32, pr = i / CH, c = i - pr * CH;
+      if (pr < rows_used) *reinterpret_cast<uint4*>(qs + pr * LD + c * 8) = v[u];
+    }
   }
   if (!kSplit)
     for (int i = threadIdx.x; i < rows_used; i += blockDim.x) {
@@ -399,16 +412,25 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
       __syncthreads();  // the previous tile is no longer read
       for (int j = threadIdx.x; j < n; j += blockDim.x) slot[j] = r2t[t0 + j];
       __syncthreads();
-      for (int i = threadIdx.x; i < kAttnTile * CH; i += blockDim.x) {
-        const int j = i / CH, c = i - j * CH;
-        uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;  // positions past n: zeros (masked, and 0 * V)
-        if (j < n) {
-          const int64_t off = int64_t(slot[j]) * kv_stride + g * D + c * 8;
-          kv = *reinterpret_cast<const uint4*>(kc + off);
-          vv = *reinterpret_cast<const uint4*>(vc + off);
+      {  // every K/V load of the tile issued before the first store (one memory round trip)
+        constexpr int kS = kAttnTile * CH / (kMmaWarps * 32);
+        uint4 kv[kS], vv[kS];
+#pragma unroll
+        for (int u = 0; u < kS; ++u) {
+          const int i = threadIdx.x + u * kMmaWarps * 32, j = i / CH, c = i - j * CH;
+          kv[u] = vv[u] = make_uint4(0, 0, 0, 0);  // positions past n: zeros (masked, and 0 * V)
+          if (j < n) {
+            const int64_t off = int64_t(slot[j]) * kv_stride + g * D + c * 8;
+            kv[u] = *reinterpret_cast<const uint4*>(kc + off);
+            vv[u] = *reinterpret_cast<const uint4*>(vc + off);
+          }
         }
-        *reinterpret_cast<uint4*>(ks + j * LD + c * 8) = kv;
-        *reinterpret_cast<uint4*>(vs + j * LD + c * 8) = vv;
+#pragma unroll
+        for (int u = 0; u < kS; ++u) {
+          const int i = threadIdx.x + u * kMmaWarps * 32, j = i / CH, c = i - j * CH;
+          *reinterpret_cast<uint4*>(ks + j * LD + c * 8) = kv[u];
+          *reinterpret_cast<uint4*>(vs + j * LD + c * 8) = vv[u];
+        }
       }
       __syncthreads();
       if (!active || !__any_sync(0xffffffffu, my_pos[0] >= t0 || my_pos[1] >= t0)) continue;
