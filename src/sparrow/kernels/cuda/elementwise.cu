@@ -203,8 +203,8 @@ __global__ void attention_prep_kernel(AttentionPrepParams p) {
 }
 
 // Per-head norms (or none): block (head group, token), warps striding over the heads of q,
-// k and v (the [q; k; v] row is heads of D in that order; one group per token for long
-// steps, several for decode-sized ones). The block first computes its token's RoPE cos/sin
+// k and v (the [q; k; v] row is heads of D in that order; one group per token for steps of
+// 512+ tokens, several for shorter ones). The block first computes its token's RoPE cos/sin
 // once (as rope_kernel: fp32 angle, cos/sin in double then rounded); a warp loads a head
 // into its shared row, normalizes it as attention_prep_kernel does (lane-strided sum of
 // squares, warp butterfly), rotates and stores it. Same arithmetic per element as the
@@ -375,8 +375,9 @@ void attention_prep(const AttentionPrepParams& p, cudaStream_t s) {
   if (p.T == 0) return;
   if (p.norm != 2) {
     const size_t smem = size_t(p.D + kPrepWarps * p.D) * sizeof(float);
-    // Decode-sized steps spread a token's heads over blocks; long steps take a block per token.
-    const unsigned groups = p.T >= 64 ? 1u : unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
+    // Decode-sized steps spread a token's heads over blocks; prefill-sized ones take a block
+    // per token (its cos/sin computed once).
+    const unsigned groups = p.T >= 512 ? 1u : unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
     launch_pdl(attention_prep_heads_kernel, dim3(groups, unsigned(p.T)), dim3(kPrepWarps * 32), smem, s, p);
     return;
   }
