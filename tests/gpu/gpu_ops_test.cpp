@@ -490,7 +490,7 @@ TEST_F(Gpu, FusedMoeSkinnyMatchesReference) {
         fill_uniform(so.tensor(), rng);
         fill_uniform(sl.tensor(), rng, -2, 2);
         auto dx = upload(x.tensor()), dlog = upload(logits.tensor()), dso = upload(so.tensor()), dsl = upload(sl.tensor());
-        ASSERT_TRUE(ops::cuda::moe_skinny_eligible(dx.tensor(), E, k, I));
+        ASSERT_TRUE(ops::cuda::moe_skinny_eligible(dx.tensor(), E, k));
         auto out = poisoned(DType::kBF16, {T, H});
         ops::fused_moe(dx.tensor(), dlog.tensor(), k, true, dw13.tensor(), dw2.tensor(), shared ? &dso.tensor() : nullptr,
                        shared ? &dsl.tensor() : nullptr, ws, out.tensor());

@@ -192,12 +192,8 @@ void moe_combine(const MoeCombineParams& p, cudaStream_t stream);
 // The routed MoE block for decode-sized batches (moe_skinny.cu; default mode): routing
 // from the router logits, the experts' gate_up and down, and the slot-order combine (with
 // the gated shared expert) in two kernels. Needs T <= kMoeSkinnyMaxTokens,
-// T*k <= kMoeSkinnyMaxPairs, E <= kRouterMaxExperts, H and I multiples of 8, and the
-// shared-memory bound below.
-// The kernels keep x [T, H] and one token's act [k, I] (bf16) in shared memory: both must
-// fit in kMoeSkinnyMaxSmem bytes.
+// T*k <= kMoeSkinnyMaxPairs, E <= kRouterMaxExperts, H and I multiples of 8.
 constexpr int kMoeSkinnyMaxTokens = 4, kMoeSkinnyMaxPairs = 64;
-constexpr int64_t kMoeSkinnyMaxSmem = 96 * 1024;
 struct MoeSkinnyParams {
   const uint16_t* x;                   // [T, H] bf16
   const void* logits; DType logits_t;  // [T, E] router logits

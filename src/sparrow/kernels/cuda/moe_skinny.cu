@@ -55,13 +55,10 @@ __global__ void __launch_bounds__(kWarps * 32, 2) skinny_gate_up_kernel(MoeSkinn
   __shared__ int32_t s_ids[kMoeSkinnyMaxPairs];
   __shared__ float s_w[kMoeSkinnyMaxPairs];
   __shared__ int32_t s_tp[kMoeSkinnyMaxPairs][kTok];  // leader pair -> pair of each token (-1 none); row 0 = -2: not a leader
-  extern __shared__ __align__(16) uint16_t xs[];       // x [T][H]: read by every warp, so from shared memory
   pdl_wait();  // the router logits and x come from earlier kernels
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int P = int(p.T) * p.k;
-  for (int64_t i = threadIdx.x; i < p.T * p.H / 8; i += blockDim.x)
-    reinterpret_cast<uint4*>(xs)[i] = reinterpret_cast<const uint4*>(p.x)[i];
   if (warp < p.T)
     route_token_warp(p.logits, p.logits_t, warp, p.E, p.k, p.renormalize, s_ids + warp * p.k, s_w + warp * p.k);
   __syncthreads();
@@ -128,7 +125,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) skinny_gate_up_kernel(MoeSkinn
 #pragma unroll
       for (int j = 0; j < kTok; ++j) {
         if (s_tp[pair][j] < 0) continue;
-        const uint4 xv = reinterpret_cast<const uint4*>(xs + int64_t(j) * p.H)[c];
+        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(p.x + int64_t(j) * p.H) + c);
         ag[j] += dot8(gv[k], xv);
         au[j] += dot8(uv[k], xv);
       }
@@ -159,7 +156,6 @@ __global__ void __launch_bounds__(kWarps * 32, 2) skinny_gate_up_kernel(MoeSkinn
 __global__ void __launch_bounds__(kWarps * 32) skinny_down_kernel(MoeSkinnyParams p) {
   __shared__ int32_t s_ids[kMoeSkinnyMaxPairs];
   __shared__ float s_w[kMoeSkinnyMaxPairs];
-  extern __shared__ __align__(16) uint16_t as[];  // act rows of token t [k][I]: read by every warp
   pdl_wait();  // ids, weights and act come from the gate_up kernel
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -168,26 +164,25 @@ __global__ void __launch_bounds__(kWarps * 32) skinny_down_kernel(MoeSkinnyParam
     s_ids[s] = p.ids[t * p.k + s];
     s_w[s] = p.weights[t * p.k + s];
   }
-  for (int64_t i = threadIdx.x; i < p.k * p.I / 8; i += blockDim.x)
-    reinterpret_cast<uint4*>(as)[i] = reinterpret_cast<const uint4*>(p.act + t * p.k * p.I)[i];
   __syncthreads();
   if (n >= p.H) return;
   const int chunks = int(p.I / 8), total = p.k * chunks;
   float acc = 0.f;
   for (int i0 = lane; i0 < total; i0 += 32 * kDownBatch) {
-    uint4 wv[kDownBatch];
+    uint4 wv[kDownBatch], av[kDownBatch];
 #pragma unroll
     for (int b = 0; b < kDownBatch; ++b) {
       const int i = i0 + 32 * b;
       if (i < total) {
         const int s = i / chunks, c = i - s * chunks;
         wv[b] = __ldg(reinterpret_cast<const uint4*>(p.w2 + (int64_t(s_ids[s]) * p.H + n) * p.I) + c);
+        av[b] = __ldg(reinterpret_cast<const uint4*>(p.act + (t * p.k + s) * p.I) + c);
       }
     }
 #pragma unroll
     for (int b = 0; b < kDownBatch; ++b) {
       const int i = i0 + 32 * b;
-      if (i < total) acc += dot8(wv[b], reinterpret_cast<const uint4*>(as)[i]) * s_w[i / chunks];
+      if (i < total) acc += dot8(wv[b], av[b]) * s_w[i / chunks];
     }
   }
   acc = warp_sum(acc);
@@ -210,18 +205,10 @@ void moe_skinny(const MoeSkinnyParams& p, cudaStream_t s) {
   const dim3 grid(unsigned(std::max<int64_t>(1, std::min<int64_t>(2 * sms, (warps_needed + kWarps - 1) / kWarps)))),
       block(kWarps * 32);
   static_assert(kMoeSkinnyMaxTokens == 4, "kTok variants below");
-  static bool configured = false;  // shared memory above 48 KB, once (before any graph capture)
-  if (!configured) {
-    for (auto* k : {skinny_gate_up_kernel<1>, skinny_gate_up_kernel<2>, skinny_gate_up_kernel<4>, skinny_down_kernel})
-      cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMoeSkinnyMaxSmem));
-    configured = true;
-  }
-  const size_t xs_bytes = size_t(p.T * p.H) * 2, as_bytes = size_t(p.k) * size_t(p.I) * 2;
-  if (p.T == 1) launch_pdl(skinny_gate_up_kernel<1>, grid, block, xs_bytes, s, p);
-  else if (p.T == 2) launch_pdl(skinny_gate_up_kernel<2>, grid, block, xs_bytes, s, p);
-  else launch_pdl(skinny_gate_up_kernel<4>, grid, block, xs_bytes, s, p);
-  launch_pdl(skinny_down_kernel, dim3(unsigned((p.H + kWarps - 1) / kWarps), unsigned(p.T)), dim3(kWarps * 32), as_bytes,
-             s, p);
+  if (p.T == 1) launch_pdl(skinny_gate_up_kernel<1>, grid, block, 0, s, p);
+  else if (p.T == 2) launch_pdl(skinny_gate_up_kernel<2>, grid, block, 0, s, p);
+  else launch_pdl(skinny_gate_up_kernel<4>, grid, block, 0, s, p);
+  launch_pdl(skinny_down_kernel, dim3(unsigned((p.H + kWarps - 1) / kWarps), unsigned(p.T)), dim3(kWarps * 32), 0, s, p);
 }
 
 }  // namespace sparrow::cuda::k

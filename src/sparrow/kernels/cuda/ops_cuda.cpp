@@ -453,10 +453,10 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
   SPARROW_CUDA_CHECK_LAUNCH("moe_combine");
 }
 
-bool moe_skinny_eligible(const Tensor& x, int64_t E, int k, int64_t I) {
-  const int64_t T = x.size(0), H = x.size(1);
+bool moe_skinny_eligible(const Tensor& x, int64_t E, int k) {
+  const int64_t T = x.size(0);
   return !::sparrow::cuda::deterministic() && T <= kn::kMoeSkinnyMaxTokens && T * k <= kn::kMoeSkinnyMaxPairs &&
-         E <= kn::kRouterMaxExperts && T * H * 2 <= kn::kMoeSkinnyMaxSmem && k * I * 2 <= kn::kMoeSkinnyMaxSmem;
+         E <= kn::kRouterMaxExperts;
 }
 
 void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
@@ -475,7 +475,7 @@ void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, c
   const size_t mark = ws.used();
   auto* ids = ws.alloc_array<int32_t>(size_t(T * k));
   auto* weights = ws.alloc_array<float>(size_t(T * k));
-  if (moe_skinny_eligible(x, E, k, w13.rank() == 3 ? w13.size(1) / 2 : 0) && x.dtype() == DType::kBF16 && w13.dtype() == DType::kBF16 &&
+  if (moe_skinny_eligible(x, E, k) && x.dtype() == DType::kBF16 && w13.dtype() == DType::kBF16 &&
       w2.dtype() == DType::kBF16) {
     const int64_t I = w13.size(1) / 2;
     SPARROW_REQUIRE(w13.size(1) == 2 * I && w13.size(2) == H && w2.rank() == 3 && w2.size(0) == E &&

@@ -53,9 +53,8 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
 // route_topk_softmax, moe_experts and moe_combine.
 void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
                const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out);
-// Whether fused_moe takes the skinny path for x [T, H] with E experts of intermediate size
-// I and top-k.
-bool moe_skinny_eligible(const Tensor& x, int64_t E, int k, int64_t I);
+// Whether fused_moe takes the skinny path for x [T, H] with E experts and top-k.
+bool moe_skinny_eligible(const Tensor& x, int64_t E, int k);
 
 // The whole routed MoE block (router GEMM, top-k, experts, combine; no shared expert):
 // x [T, H] bf16 -> out [T, H]. Scratch from ws (rewound on return).
