@@ -165,6 +165,24 @@ TEST(Engine, SeededSamplingIsReproducibleAcrossBatches) {
   EXPECT_EQ(alone.output_ids, in_batch.output_ids);
 }
 
+// Greedy rows without logprobs, penalties or masks make argmax-only steps (the executor
+// returns token ids; on a GPU the logits never leave the device): the same tokens as the
+// sampler's path, alone or batched with a request that wants logprobs (those steps bring
+// logits back for every row).
+TEST(Engine, ArgmaxOnlyStepsGiveTheSamplersTokens) {
+  auto e = make_engine();
+  const auto with_lp = generate_sync(*e, {greedy(prompt(30, 7), 8)})[0].result;
+  const int64_t before = e->stats().argmax_steps;
+  const auto plain = generate_sync(*e, {greedy(prompt(30, 7), 8, /*logprobs=*/false)})[0].result;
+  EXPECT_GT(e->stats().argmax_steps, before);
+  EXPECT_EQ(plain.output_ids, with_lp.output_ids);
+  Request masked = greedy(prompt(30, 8), 8, false);
+  masked.sampling.min_new_tokens = 4;  // stop ids masked for 4 steps: the sampler's path until then
+  const auto mixed = generate_sync(*e, {greedy(prompt(30, 7), 8, false), greedy(prompt(30, 9), 8, true), masked});
+  EXPECT_EQ(mixed[0].result.output_ids, with_lp.output_ids);
+  EXPECT_EQ(mixed[2].result.output_ids.size(), 8u);
+}
+
 TEST(Engine, RejectsBadRequests) {
   auto e = make_engine(600);
   EXPECT_THROW(e->submit(greedy({}, 1), [](const OutputChunk&) {}), InputError);

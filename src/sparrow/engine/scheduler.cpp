@@ -283,6 +283,7 @@ void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
     if (q.r.stream && q.streamed_ids < q.result.output_ids.size()) emit(q, false, std::nullopt);
     ++it;
   }
+  counters_.argmax_steps += fb.argmax_only;
   if (fb.mode == ForwardMode::kExtend) counters_.prompt_tokens += fb.num_tokens();
   else if (fb.mode == ForwardMode::kDecode) counters_.generation_tokens += fb.num_tokens();
 }
@@ -346,6 +347,7 @@ void Scheduler::add_stats(EngineStats& s) const {
   s.requests_finished += counters_.requests_finished;
   s.requests_aborted += counters_.requests_aborted;
   s.retractions += counters_.retractions;
+  s.argmax_steps += counters_.argmax_steps;
 }
 
 }  // namespace sparrow
