@@ -15,7 +15,7 @@ PY
 for g in "" --disable-cuda-graph; do
   build/bench/gpu_decode_bench --config /tmp/cut.json --batches 1,8,64 --prompt 128 --steps 24 $g 2>&1 | grep "^batch" | sed "s/^/${g:-graphs} /"
 done
-timeout 300 ncu --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
+timeout 300 ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --print-summary per-kernel \
   build/bench/gpu_decode_bench --config /tmp/cut.json --batches "$batch" --prompt 128 --steps 6 --disable-cuda-graph \
   > "$OUT/ncu_decode.txt" 2>&1
 echo "ncu rc=$?"
