@@ -388,17 +388,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
     const int pr = warp * kMmaRows + gid + 8 * e;
     my_pos[e] = pr < pairs ? pos0 + pr / group : -1;
   }
-  uint32_t qa[KS][4];
-  if (active) {
-    const uint16_t* q0 = qs + (warp * kMmaRows + gid) * LD + 2 * tq;
-#pragma unroll
-    for (int kk = 0; kk < KS; ++kk) {
-      qa[kk][0] = *reinterpret_cast<const uint32_t*>(q0 + kk * 16);
-      qa[kk][1] = *reinterpret_cast<const uint32_t*>(q0 + 8 * LD + kk * 16);
-      qa[kk][2] = *reinterpret_cast<const uint32_t*>(q0 + kk * 16 + 8);
-      qa[kk][3] = *reinterpret_cast<const uint32_t*>(q0 + 8 * LD + kk * 16 + 8);
-    }
-  }
+  // This warp's q fragments are read from shared memory per k step (not held in registers
+  // across the tile loop: fewer registers, more blocks per SM).
+  const uint16_t* q0 = qs + (warp * kMmaRows + gid) * LD + 2 * tq;
   const int64_t kv_stride = p.Hkv * D;
   const uint16_t* kc = static_cast<const uint16_t*>(p.k);
   const uint16_t* vc = static_cast<const uint16_t*>(p.v);
@@ -438,13 +430,18 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
 #pragma unroll
-      for (int kk = 0; kk < KS; ++kk)
+      for (int kk = 0; kk < KS; ++kk) {
+        const uint32_t qa[4] = {*reinterpret_cast<const uint32_t*>(q0 + kk * 16),
+                                *reinterpret_cast<const uint32_t*>(q0 + 8 * LD + kk * 16),
+                                *reinterpret_cast<const uint32_t*>(q0 + kk * 16 + 8),
+                                *reinterpret_cast<const uint32_t*>(q0 + 8 * LD + kk * 16 + 8)};
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
           const uint16_t* kr = ks + (nt * 8 + gid) * LD + kk * 16 + 2 * tq;
           const uint32_t kb[2] = {*reinterpret_cast<const uint32_t*>(kr), *reinterpret_cast<const uint32_t*>(kr + 8)};
-          mma_bf16(sc[nt], qa[kk], kb);
+          mma_bf16(sc[nt], qa, kb);
         }
+      }
       float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
