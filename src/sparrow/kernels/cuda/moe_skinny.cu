@@ -2,17 +2,18 @@
 // default mode only (deterministic mode keeps the grouped GEMMs of gemm.cu, whose per-row
 // order does not depend on the batch):
 //
-//  1. gate_up: every block routes all T tokens from the router logits (route.cuh, the
-//     router kernel's exact arithmetic) into shared memory; block (0, 0) also stores ids
-//     and weights for kernel 2. Block (x, pair) serves the pair's expert only when the pair
-//     is that expert's first pair (so each selected expert's rows are streamed once),
-//     for every token that picked it. A warp owns one intermediate index n: it streams the
-//     gate row n and the up row n with 16-byte loads, several in flight per lane, and does
-//     the dot products of each token while it holds them; act = bf16(silu(bf16(g)) * bf16(u)),
-//     the grouped GEMM's epilogue.
-//  2. down + combine: block (x, t), a warp per output column n: for each slot s in order,
-//     v_s = dot(w2[e_s][n, :], act[t*k+s, :]) * weight_s (fp32, as the GEMM epilogue), summed
-//     in slot order, plus sigmoid(shared_logit) * shared_out; stored in out's dtype.
+//  1. gate_up (persistent, about two blocks per SM): each block routes all T tokens from
+//     the router logits (route.cuh, the router kernel's exact arithmetic) into shared
+//     memory, block 0 also stores ids and weights for kernel 2, and marks each pair that is
+//     its expert's first (so each selected expert's rows are streamed once, for every token
+//     that picked it). Warps then stride over the (leading pair, n) rows: a warp streams the
+//     gate row n and the up row n with 16-byte loads, the next batch loaded before the
+//     current one is used, and does each token's dot products while it holds them;
+//     act = bf16(silu(bf16(g)) * bf16(u)), the grouped GEMM's epilogue.
+//  2. down + combine: block (x, t), a warp per output column n: the (slot, chunk) items of
+//     the token's k rows of w2 in one flattened pass, dot * weight[slot] accumulated per
+//     lane, the warp butterfly, plus sigmoid(shared_logit) * shared_out; stored in out's
+//     dtype (docs/numerics.md, "MoE at decode sizes").
 //
 // At one token this reads each selected expert's weights once, as the bandwidth floor does,
 // with no grouping pass, no tile list and no separate combine.
