@@ -106,6 +106,30 @@ TEST(Sampler, PenaltiesAndMinNewTokens) {
   EXPECT_EQ(s.sample(l.data(), 3, p, {.eos_ids = eos}), 1);
 }
 
+// plain_argmax is true exactly when sample() would not change the logits before its
+// argmax: the scheduler's argmax-only steps rely on it.
+TEST(Sampler, PlainArgmaxOnlyWithoutPenaltiesOrMasks) {
+  SamplingParams p;
+  p.temperature = 0;
+  EXPECT_TRUE(plain_argmax(p, 0));
+  p.min_new_tokens = 2;
+  EXPECT_FALSE(plain_argmax(p, 1));
+  EXPECT_TRUE(plain_argmax(p, 2));
+  p = {};
+  p.temperature = 0;
+  p.repetition_penalty = 1.1f;
+  EXPECT_FALSE(plain_argmax(p, 5));
+  p.repetition_penalty = 1.0f;
+  p.frequency_penalty = 0.5f;
+  EXPECT_FALSE(plain_argmax(p, 5));
+  p.frequency_penalty = 0.0f;
+  p.presence_penalty = 0.5f;
+  EXPECT_FALSE(plain_argmax(p, 5));
+  p = {};
+  p.temperature = 0.7f;
+  EXPECT_FALSE(plain_argmax(p, 5));
+}
+
 TEST(SamplingParams, RejectsBadValues) {
   auto bad = [](auto mutate) {
     SamplingParams p;

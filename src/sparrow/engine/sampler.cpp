@@ -19,6 +19,12 @@ double keyed_uniform(uint64_t seed, int64_t position, int64_t index) {
   return (double(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);  // (0, 1), never 0 or 1
 }
 
+// Mirrors the steps of sample() below that change logits before a greedy choice.
+bool plain_argmax(const SamplingParams& p, int64_t outputs) {
+  return p.greedy() && p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f &&
+         outputs >= p.min_new_tokens;
+}
+
 int32_t Sampler::sample(float* logits, int64_t vocab, const SamplingParams& p, const SamplingState& s) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   if (p.repetition_penalty != 1.0f) {

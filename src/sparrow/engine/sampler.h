@@ -33,6 +33,11 @@ class Sampler {
   std::vector<int32_t> counts_;
 };
 
+// Whether sample() returns the plain argmax of the logits as given (greedy, with no penalty
+// and no min_new_tokens mask to apply after `outputs` tokens): a caller may then take
+// ops::argmax_rows of the logits (on the device) instead of calling sample().
+bool plain_argmax(const SamplingParams& p, int64_t outputs);
+
 // Uniform in (0, 1) from (seed, position, index): a stateless counter-based generator.
 double keyed_uniform(uint64_t seed, int64_t position, int64_t index);
 

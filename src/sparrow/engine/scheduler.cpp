@@ -165,10 +165,8 @@ void Scheduler::plan(StepPlan& plan) {
 }
 
 bool Scheduler::plain_greedy(const ScheduledRequest& q, int64_t pos) const {
-  const SamplingParams& sp = q.r.sampling;
-  return pos + 1 == int64_t(q.tokens.size()) && !q.r.return_logprob && sp.greedy() &&
-         sp.repetition_penalty == 1.0f && sp.frequency_penalty == 0.0f && sp.presence_penalty == 0.0f &&
-         int32_t(q.result.output_ids.size()) >= sp.min_new_tokens;
+  return pos + 1 == int64_t(q.tokens.size()) && !q.r.return_logprob &&
+         plain_argmax(q.r.sampling, int64_t(q.result.output_ids.size()));
 }
 
 bool Scheduler::plan_extend(StepPlan& plan) {
