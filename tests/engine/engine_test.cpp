@@ -133,16 +133,18 @@ TEST(Engine, AbortEndsARunningRequestAndFreesItsKv) {
   auto e = make_engine();
   Request r = greedy(prompt(10, 5), 400);
   r.rid = "victim";
-  std::atomic<bool> done{false};
+  r.stream = true;
+  std::atomic<bool> done{false}, aborted{false};
   std::optional<std::string> error;
   e->submit(r, [&](const OutputChunk& ch) {
+    // Abort at the first streamed tokens (from the engine's own thread: queued for its next
+    // loop), so the request is surely still running, however fast the machine is.
+    if (!ch.finished && !aborted.exchange(true)) e->abort("victim");
     if (ch.finished) {
       error = ch.error;
       done = true;
     }
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  e->abort("victim");
   while (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   ASSERT_TRUE(error.has_value());
   EXPECT_EQ(*error, "aborted");
