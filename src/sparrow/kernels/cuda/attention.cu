@@ -170,26 +170,8 @@ __global__ void __launch_bounds__(kWarps * 32, kSplit ? 2 : 1) attention_kernel(
   pdl_launch_dependents();
   const int64_t g = blockIdx.y, group = p.Hq / p.Hkv;
   const int D = int(p.D);
-  // This block's sequence b and query rows [row0, row0 + nq).
-  int b = -1;
   int64_t row0 = 0, nq = 1, pos0 = 0;
-  if (kSplit) {
-    row0 = blockIdx.x;
-    b = find_seq(p, row0, pos0);
-  } else {
-    int64_t c = blockIdx.x;
-    for (int i = 0; i < p.batch; ++i) {
-      const int64_t chunks = (p.extend_lens[i] + queries - 1) / queries;
-      if (c < chunks) {
-        b = i;
-        row0 = p.q_offsets[i] + c * queries;
-        nq = min(queries, int64_t(p.extend_lens[i]) - c * queries);
-        pos0 = p.seq_lens[i] - p.extend_lens[i] + c * queries;
-        break;
-      }
-      c -= chunks;
-    }
-  }
+  const int b = block_queries<kSplit>(p, queries, row0, nq, pos0);
   if (b < 0) return;
   const int64_t last_pos = pos0 + nq - 1;
   const int32_t* r2t = p.req_to_token + int64_t(p.req_slots[b]) * p.max_context;

@@ -25,6 +25,31 @@ __device__ __forceinline__ int find_seq(const AttentionParams& p, int64_t row, i
   return -1;
 }
 
+// The sequence (-1: none) and query rows [row0, row0 + nq) at positions pos0.. that this
+// block takes: decode-split shape (kSplit), one query row per blockIdx.x; extend shape,
+// blockIdx.x counts chunks of `queries` rows, sequence after sequence. Both kernel paths.
+template <bool kSplit>
+__device__ __forceinline__ int block_queries(const AttentionParams& p, int64_t queries, int64_t& row0, int64_t& nq,
+                                             int64_t& pos0) {
+  if (kSplit) {
+    row0 = blockIdx.x;
+    nq = 1;
+    return find_seq(p, row0, pos0);
+  }
+  int64_t c = blockIdx.x;
+  for (int i = 0; i < p.batch; ++i) {
+    const int64_t chunks = (p.extend_lens[i] + queries - 1) / queries;
+    if (c < chunks) {
+      row0 = p.q_offsets[i] + c * queries;
+      nq = min(queries, int64_t(p.extend_lens[i]) - c * queries);
+      pos0 = p.seq_lens[i] - p.extend_lens[i] + c * queries;
+      return i;
+    }
+    c -= chunks;
+  }
+  return -1;
+}
+
 // The decode-split shape's second kernel: folds each (row, head)'s split partials in
 // increasing split order (attention.cu).
 void attention_merge(const AttentionParams& p, cudaStream_t stream);

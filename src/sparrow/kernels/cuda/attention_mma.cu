@@ -49,25 +49,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
   pdl_wait();
   pdl_launch_dependents();
   const int64_t g = blockIdx.y, group = p.Hq / p.Hkv;
-  int b = -1;
   int64_t row0 = 0, nq = 1, pos0 = 0;
-  if (kSplit) {
-    row0 = blockIdx.x;
-    b = find_seq(p, row0, pos0);
-  } else {
-    int64_t c = blockIdx.x;
-    for (int i = 0; i < p.batch; ++i) {
-      const int64_t chunks = (p.extend_lens[i] + queries - 1) / queries;
-      if (c < chunks) {
-        b = i;
-        row0 = p.q_offsets[i] + c * queries;
-        nq = min(queries, int64_t(p.extend_lens[i]) - c * queries);
-        pos0 = p.seq_lens[i] - p.extend_lens[i] + c * queries;
-        break;
-      }
-      c -= chunks;
-    }
-  }
+  const int b = block_queries<kSplit>(p, queries, row0, nq, pos0);
   if (b < 0) return;
   const int64_t last_pos = pos0 + nq - 1;
   const int64_t s_begin = kSplit ? blockIdx.z : 0, s_end = kSplit ? blockIdx.z : last_pos / p.split;

@@ -45,6 +45,27 @@ __device__ __forceinline__ float round_to(DType t, float v) {
   }
 }
 
+// Eight bf16 packed in 16 bytes -> fp32 (lower index in the low half of each word).
+__device__ __forceinline__ void unpack8(const uint4& u, float* f) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    f[2 * e] = __uint_as_float(w[e] << 16);
+    f[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
+  }
+}
+
+// Dot product of eight bf16 pairs, fp32 fused multiply-adds in index order.
+__device__ __forceinline__ float dot8(const uint4& a, const uint4& b) {
+  float fa[8], fb[8];
+  unpack8(a, fa);
+  unpack8(b, fb);
+  float d = 0.f;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) d = fmaf(fa[e], fb[e], d);
+  return d;
+}
+
 // Fixed butterfly trees: the result depends on the lane values only.
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -18,21 +18,13 @@ namespace {
 constexpr int kWarps = 8, kUnroll = 8;
 constexpr int64_t kOneRowMaxN = 16384;
 
-__device__ __forceinline__ void unpack8(const uint4& u, float* f) {
-  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    f[2 * e] = __uint_as_float(w[e] << 16);
-    f[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
-  }
-}
-
 template <int T, int kRowsPerWarp>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int64_t n0 = (int64_t(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
-  const bool idle = n0 >= p.N;  // a warp past the last row still waits (PDL: see common.cuh)
-  if (idle) n0 = 0;
+  const int64_t n0 = (int64_t(blockIdx.x) * kWarps + warp) * kRowsPerWarp;
+  // A warp past the last row has nothing to do; its block's other warps wait (PDL needs a
+  // wait in every block, not every warp: see common.cuh), and there is no block barrier.
+  if (n0 >= p.N) return;
   const int chunks = int(p.K / 8);
   float acc[kRowsPerWarp][T];
 #pragma unroll
@@ -89,7 +81,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
 #pragma unroll
     for (int t = 0; t < T; ++t) {
       const float v = warp_sum(acc[r][t]);
-      if (lane == 0 && n < p.N && !idle) {
+      if (lane == 0 && n < p.N) {
         const float b = p.bias ? load_f(p.bias, p.bias_t, n) : 0.f;
         store_f(p.y, p.y_t, int64_t(t) * p.ldy + n, v + b);
       }

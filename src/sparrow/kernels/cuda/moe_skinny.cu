@@ -28,25 +28,6 @@ namespace {
 
 constexpr int kWarps = 8, kUnroll = 4, kDownBatch = 12;
 
-__device__ __forceinline__ void unpack8(const uint4& u, float* f) {
-  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    f[2 * e] = __uint_as_float(w[e] << 16);
-    f[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
-  }
-}
-
-__device__ __forceinline__ float dot8(const uint4& a, const uint4& b) {
-  float fa[8], fb[8];
-  unpack8(a, fa);
-  unpack8(b, fb);
-  float d = 0.f;
-#pragma unroll
-  for (int e = 0; e < 8; ++e) d = fmaf(fa[e], fb[e], d);
-  return d;
-}
-
 // kTok: T rounded up to 1, 2 or 4 (registers per token held). Persistent: a grid of about
 // two blocks per SM; each block routes once, then its warps walk the (pair, n) items of the
 // leading pairs with a stride of all warps, loading the next batch of weight chunks before
