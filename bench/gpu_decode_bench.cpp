@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     ReqToTokenPool rtt(int32_t(max_batch), ctx);
     std::vector<int32_t> req;
     std::vector<int32_t> got;
-    Buffer logits(DType::kF32, {batch, c.vocab_size});
+    const Buffer logits = ex.logits_buffer(batch, c.vocab_size);  // pinned, as the engine's
     const ForwardBatch* bp[1];
     const ReqToTokenPool* tp[1] = {&rtt};
     const Tensor lt[1] = {logits.tensor()};
@@ -123,9 +123,9 @@ int main(int argc, char** argv) {
       ex.step(bp, tp, plt);
       prefill_s += std::chrono::duration<double>(Clock::now() - t).count();
     }
-    // Steps alternate: even ones bring the logits rows to the host (what a step with
-    // logprobs or non-greedy sampling does), odd ones are argmax-only (greedy: token ids).
-    std::vector<double> step_s, logits_step_s;
+    // Steps cycle: the logits rows to the host (what a step with logprobs or penalties
+    // does), greedy token ids, sampled token ids (both chosen on the device).
+    std::vector<double> step_s, sampled_step_s, logits_step_s;
     std::vector<int32_t> ids(static_cast<size_t>(batch));
     int32_t* ip[1] = {ids.data()};
     for (int64_t s = 0; s < steps; ++s) {
@@ -139,13 +139,16 @@ int main(int argc, char** argv) {
         dbatch.add_sequence(req[size_t(b)], pos, &tok, got.data(), 1);
         dbatch.logit_rows.push_back(dbatch.num_tokens() - 1);
       }
-      dbatch.argmax_only = s % 2 == 1;
+      if (s % 3 != 0)  // 1: greedy, 2: seeded sampling with top-k / top-p, both on the device
+        for (int64_t b = 0; b < batch; ++b)
+          dbatch.sampling.push_back(s % 3 == 1 ? RowSampling{} : RowSampling{0.8f, 50, 0.95f, 0.0f, uint64_t(b), prompt + s});
       bp[0] = &dbatch;
       const auto t = Clock::now();
       ex.step(bp, tp, lt, ip);
-      if (s >= 3) (dbatch.argmax_only ? step_s : logits_step_s).push_back(std::chrono::duration<double>(Clock::now() - t).count());
+      if (s >= 3) (s % 3 == 1 ? step_s : s % 3 == 2 ? sampled_step_s : logits_step_s).push_back(std::chrono::duration<double>(Clock::now() - t).count());
     }
     const double med = bench::median(step_s), med_logits = bench::median(logits_step_s);
+    const double med_sampled = bench::median(sampled_step_s);
     const double bytes = bench::decode_bytes_per_step(c, batch, 2);
     const double roof = double(batch) * bw * 1e12 / bytes;
     rows.push_back({{"batch", batch},
@@ -154,6 +157,8 @@ int main(int argc, char** argv) {
                     {"decode_tokens_per_s", double(batch) / med},
                     {"decode_step_logits_to_host_median_ms", med_logits * 1e3},
                     {"decode_tokens_per_s_logits_to_host", double(batch) / med_logits},
+                    {"decode_step_sampled_on_device_median_ms", med_sampled * 1e3},
+                    {"decode_tokens_per_s_sampled_on_device", double(batch) / med_sampled},
                     {"decode_bytes_per_step_gb", bytes / 1e9},
                     {"roofline_tokens_per_s", roof},
                     {"fraction_of_roofline", double(batch) / med / roof}});
@@ -174,8 +179,10 @@ int main(int argc, char** argv) {
   j["measured_d2d_bandwidth_tbs"] = bw;
   j["load_s"] = load_s;
   j["method"] = "median wall time of executor steps (upload + graph replay or eager forward + the step's output "
-                "on the host), after 3 warm-up steps, steps alternating: argmax-only (greedy token ids; decode_tokens_per_s) "
-                "and logits rows to the host (decode_tokens_per_s_logits_to_host); tok/s = batch / step";
+                "on the host), after 3 warm-up steps, steps cycling through: logits rows to the host's pinned buffer "
+                "(decode_tokens_per_s_logits_to_host), greedy token ids chosen on the device (decode_tokens_per_s), "
+                "seeded sampling (T 0.8, top-k 50, top-p 0.95) on the device (decode_tokens_per_s_sampled_on_device); "
+                "tok/s = batch / step";
   j["commit"] = bench::git_commit();
   j["results"] = rows;
   const std::string text = j.dump(2);

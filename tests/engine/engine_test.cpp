@@ -167,22 +167,33 @@ TEST(Engine, SeededSamplingIsReproducibleAcrossBatches) {
   EXPECT_EQ(alone.output_ids, in_batch.output_ids);
 }
 
-// Greedy rows without logprobs, penalties or masks make argmax-only steps (the executor
+// Rows without logprobs, penalties or masks make executor-sampled steps (the executor
 // returns token ids; on a GPU the logits never leave the device): the same tokens as the
 // sampler's path, alone or batched with a request that wants logprobs (those steps bring
-// logits back for every row).
-TEST(Engine, ArgmaxOnlyStepsGiveTheSamplersTokens) {
+// logits back for every row), greedy or seeded sampling.
+TEST(Engine, ExecutorSampledStepsGiveTheSamplersTokens) {
   auto e = make_engine();
   const auto with_lp = generate_sync(*e, {greedy(prompt(30, 7), 8)})[0].result;
-  const int64_t before = e->stats().argmax_steps;
+  const int64_t before = e->stats().executor_sampled_steps;
   const auto plain = generate_sync(*e, {greedy(prompt(30, 7), 8, /*logprobs=*/false)})[0].result;
-  EXPECT_GT(e->stats().argmax_steps, before);
+  EXPECT_GT(e->stats().executor_sampled_steps, before);
   EXPECT_EQ(plain.output_ids, with_lp.output_ids);
   Request masked = greedy(prompt(30, 8), 8, false);
   masked.sampling.min_new_tokens = 4;  // stop ids masked for 4 steps: the sampler's path until then
   const auto mixed = generate_sync(*e, {greedy(prompt(30, 7), 8, false), greedy(prompt(30, 9), 8, true), masked});
   EXPECT_EQ(mixed[0].result.output_ids, with_lp.output_ids);
   EXPECT_EQ(mixed[2].result.output_ids.size(), 8u);
+  Request sampled = greedy(prompt(30, 7), 12, false);
+  sampled.sampling.temperature = 0.9f;
+  sampled.sampling.top_k = 40;
+  sampled.sampling.top_p = 0.9f;
+  sampled.sampling.sampling_seed = 77;
+  Request sampled_lp = sampled;
+  sampled_lp.return_logprob = true;
+  const int64_t mid = e->stats().executor_sampled_steps;
+  const auto direct = generate_sync(*e, {sampled})[0].result;
+  EXPECT_GT(e->stats().executor_sampled_steps, mid);
+  EXPECT_EQ(direct.output_ids, generate_sync(*e, {sampled_lp})[0].result.output_ids);
 }
 
 TEST(Engine, RejectsBadRequests) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "sparrow/core/error.h"
+#include "sparrow/kernels/ops.h"
 
 namespace sparrow {
 namespace {
@@ -106,28 +107,43 @@ TEST(Sampler, PenaltiesAndMinNewTokens) {
   EXPECT_EQ(s.sample(l.data(), 3, p, {.eos_ids = eos}), 1);
 }
 
-// plain_argmax is true exactly when sample() would not change the logits before its
-// argmax: the scheduler's argmax-only steps rely on it.
-TEST(Sampler, PlainArgmaxOnlyWithoutPenaltiesOrMasks) {
+// samples_logits_as_given is true exactly when sample() would not change the logits
+// before ops::sample_rows: the scheduler's executor-sampled steps rely on it.
+TEST(Sampler, LogitsAsGivenOnlyWithoutPenaltiesOrMasks) {
   SamplingParams p;
+  EXPECT_TRUE(samples_logits_as_given(p, 0));
   p.temperature = 0;
-  EXPECT_TRUE(plain_argmax(p, 0));
+  EXPECT_TRUE(samples_logits_as_given(p, 0));
   p.min_new_tokens = 2;
-  EXPECT_FALSE(plain_argmax(p, 1));
-  EXPECT_TRUE(plain_argmax(p, 2));
+  EXPECT_FALSE(samples_logits_as_given(p, 1));
+  EXPECT_TRUE(samples_logits_as_given(p, 2));
   p = {};
-  p.temperature = 0;
   p.repetition_penalty = 1.1f;
-  EXPECT_FALSE(plain_argmax(p, 5));
+  EXPECT_FALSE(samples_logits_as_given(p, 5));
   p.repetition_penalty = 1.0f;
   p.frequency_penalty = 0.5f;
-  EXPECT_FALSE(plain_argmax(p, 5));
+  EXPECT_FALSE(samples_logits_as_given(p, 5));
   p.frequency_penalty = 0.0f;
   p.presence_penalty = 0.5f;
-  EXPECT_FALSE(plain_argmax(p, 5));
-  p = {};
-  p.temperature = 0.7f;
-  EXPECT_FALSE(plain_argmax(p, 5));
+  EXPECT_FALSE(samples_logits_as_given(p, 5));
+}
+
+// sample() is ops::sample_rows on the masked logits with row_sampling()'s parameters.
+TEST(Sampler, FinalChoiceIsSampleRows) {
+  Sampler s;
+  SamplingParams p;
+  p.temperature = 0.8f;
+  p.top_k = 3;
+  p.top_p = 0.9f;
+  for (int pos = 0; pos < 50; ++pos) {
+    std::vector<float> l = {0.3f, 1.2f, -0.4f, 0.9f, 0.1f};
+    const RowSampling rs = row_sampling(p, 5, pos);
+    EXPECT_EQ(rs.seed, 5u);
+    EXPECT_EQ(rs.position, pos);
+    int32_t want = -1;
+    ops::sample_rows(Tensor(l.data(), DType::kF32, {1, 5}), &rs, &want);
+    EXPECT_EQ(s.sample(l.data(), 5, p, {.seed = 5, .position = pos}), want);
+  }
 }
 
 TEST(SamplingParams, RejectsBadValues) {

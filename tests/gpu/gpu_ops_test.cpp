@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "kernel_test_util.h"
@@ -526,6 +527,48 @@ TEST_F(Gpu, ArgmaxRowsMatchesCpu) {
   EXPECT_EQ(want[1], 0);
   EXPECT_EQ(want[2], 7);
   EXPECT_EQ(want[3], V - 1);
+}
+
+// The device sampler (radix-selected cuts, fixed-point masses) draws the token the CPU's
+// sort-based definition draws, row by row: every mix of temperature / top-k / top-p /
+// min-p, cuts that fall inside runs of tied logits, peaked rows where most tokens have no
+// mass, greedy rows, and top_k beyond the vocabulary.
+TEST_F(Gpu, SampleRowsMatchesCpu) {
+  std::mt19937 rng(9);
+  const int64_t V = 151936, kPositions = 12;
+  struct Case { float t; int32_t k; float p, min_p; int kind; };  // kind 0 uniform, 1 tied, 2 peaked
+  const std::vector<Case> cases = {
+      {1.0f, -1, 1.0f, 0.0f, 0}, {0.7f, 50, 1.0f, 0.0f, 0},   {1.0f, -1, 0.9f, 0.0f, 0},  {1.3f, 1000, 0.8f, 0.0f, 0},
+      {1.0f, -1, 1.0f, 0.05f, 0}, {0.5f, 20, 0.5f, 0.1f, 0},  {1.0f, 37, 0.37f, 0.0f, 1}, {0.0f, -1, 1.0f, 0.0f, 1},
+      {1.0f, 1, 1.0f, 0.0f, 0},   {0.8f, -1, 0.61f, 0.0f, 1}, {1.0f, -1, 0.95f, 0.0f, 2}, {0.9f, 200000, 0.7f, 0.02f, 2},
+      {1.0f, 5000, 1.0f, 0.3f, 1}};
+  const int64_t R = int64_t(cases.size()) * kPositions;
+  Buffer x(DType::kF32, {R, V});
+  std::vector<RowSampling> params;
+  std::uniform_real_distribution<float> u(-4.f, 4.f);
+  std::uniform_int_distribution<int> level(0, 12);
+  for (size_t c = 0; c < cases.size(); ++c)
+    for (int64_t j = 0; j < kPositions; ++j) {
+      float* row = static_cast<float*>(x.tensor().row_ptr(int64_t(params.size())));
+      for (int64_t i = 0; i < V; ++i) {
+        if (cases[c].kind == 1) row[i] = 0.5f * float(level(rng)) - 3.f;  // 13 levels: long runs of ties
+        else if (cases[c].kind == 2) row[i] = i % 997 == 0 ? u(rng) + 12.f : u(rng) - 30.f;
+        else row[i] = u(rng);
+      }
+      params.push_back({cases[c].t, cases[c].k, cases[c].p, cases[c].min_p, 1000 + c, 7 * j + 3});
+    }
+  std::vector<int32_t> want(static_cast<size_t>(R));
+  ops::sample_rows(x.tensor(), params.data(), want.data());
+  auto dx = upload(x.tensor());
+  auto dp = upload_vec(params);
+  DeviceBuffer dout(size_t(R) * sizeof(int32_t));
+  ops::sample_rows(dx.tensor(), static_cast<const RowSampling*>(dp.data()), static_cast<int32_t*>(dout.data()));
+  const auto got = download_vec<int32_t>(dout.data(), size_t(R));
+  for (int64_t r = 0; r < R; ++r)
+    EXPECT_EQ(got[size_t(r)], want[size_t(r)]) << "case " << r / kPositions << " position " << r % kPositions;
+  // The draws vary with the position (not one fixed token per case).
+  std::set<int32_t> distinct(want.begin(), want.begin() + kPositions);
+  EXPECT_GT(distinct.size(), 3u);
 }
 
 TEST_F(Gpu, DeviceArenaCarvesOneAllocation) {

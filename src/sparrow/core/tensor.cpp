@@ -73,7 +73,7 @@ Tensor Tensor::view(Shape shape) const {
   return Tensor(data_, dtype_, shape, device_);
 }
 
-void Buffer::Free::operator()(void* p) const { std::free(p); }
+void BufferFree::operator()(void* p) const { release ? release(p) : std::free(p); }
 
 Buffer::Buffer(size_t nbytes) : nbytes_(nbytes) {
   const size_t rounded = (nbytes + 63) / 64 * 64;
@@ -86,5 +86,8 @@ Buffer::Buffer(size_t nbytes) : nbytes_(nbytes) {
 Buffer::Buffer(DType dtype, Shape shape) : Buffer(size_t(shape.numel()) * dtype_size(dtype)) {
   tensor_ = Tensor(ptr_.get(), dtype, shape);
 }
+
+Buffer::Buffer(void* p, size_t nbytes, void (*release)(void*), DType dtype, Shape shape)
+    : ptr_(p, BufferFree{release}), nbytes_(nbytes), tensor_(p, dtype, shape) {}
 
 }  // namespace sparrow

@@ -69,12 +69,21 @@ class Tensor {
   std::array<int64_t, kMaxDims> strides_{};
 };
 
+// How a Buffer gives its memory back.
+struct BufferFree {
+  void (*release)(void*) = nullptr;  // null: std::free
+  void operator()(void* p) const;
+};
+
 // Owning host allocation, 64-byte aligned, zero-initialized.
 class Buffer {
  public:
   Buffer() = default;
   explicit Buffer(size_t nbytes);
   Buffer(DType dtype, Shape shape);
+  // Adopts `p` (zeroed, nbytes long, viewed as dtype/shape), released by `release` (e.g.
+  // page-locked memory from cuda::pinned_buffer).
+  Buffer(void* p, size_t nbytes, void (*release)(void*), DType dtype, Shape shape);
 
   void* data() const { return ptr_.get(); }
   size_t nbytes() const { return nbytes_; }
@@ -82,8 +91,7 @@ class Buffer {
   const Tensor& tensor() const { return tensor_; }
 
  private:
-  struct Free { void operator()(void* p) const; };
-  std::unique_ptr<void, Free> ptr_;
+  std::unique_ptr<void, BufferFree> ptr_;
   size_t nbytes_ = 0;
   Tensor tensor_;
 };

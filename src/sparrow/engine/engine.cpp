@@ -146,16 +146,16 @@ struct Engine::Impl {
       any |= !plans[d].empty();
       const int64_t rows = int64_t(plans[d].batch.logit_rows.size());
       if (logits[d].tensor().rank() == 0 || logits[d].tensor().size(0) < rows)
-        logits[d] = Buffer(DType::kF32, {std::max<int64_t>(rows, opts.max_running_requests), loaded.config.vocab_size});
+        logits[d] = executor->logits_buffer(std::max<int64_t>(rows, opts.max_running_requests), loaded.config.vocab_size);
       batches.push_back(&plans[d].batch);
       tables.push_back(&schedulers[d]->table());
       outs.push_back(logits[d].tensor().slice_rows(0, rows));
     }
     if (!any) return false;
-    std::vector<int32_t*> argmax;
-    for (auto& p : plans) argmax.push_back(p.argmax.data());
+    std::vector<int32_t*> chosen;
+    for (auto& p : plans) chosen.push_back(p.chosen.data());
     const auto t0 = Clock::now();
-    executor->step(batches, tables, outs, argmax);
+    executor->step(batches, tables, outs, chosen);
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     int64_t tokens = 0;
     for (size_t d = 0; d < schedulers.size(); ++d) {

@@ -52,9 +52,10 @@ struct EngineStats {
   int64_t kv_total = 0, kv_used = 0, kv_cached = 0;  // slots (all DP groups): pool, held by requests, in the prefix cache
   int64_t prompt_tokens = 0, generation_tokens = 0, cached_tokens = 0;
   int64_t requests_finished = 0, requests_aborted = 0, retractions = 0;
-  // Steps whose rows were all plain greedy choices, so the executor returned token ids
-  // (ForwardBatch::argmax_only) instead of logits.
-  int64_t argmax_steps = 0;
+  // Steps whose rows were all choices from the logits as given (no logprobs, penalties or
+  // masks), so the executor sampled and returned token ids (ForwardBatch::sampling)
+  // instead of logits.
+  int64_t executor_sampled_steps = 0;
   double last_step_tokens_per_s = 0;
   uint64_t comm_bytes = 0;  // moved by the ranks' collectives since start
   // Time spent since start in steps that ran the model: planning and consuming logits

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "sparrow/kernels/row_sampling.h"
+
 namespace sparrow {
 
 enum class ForwardMode : uint8_t {
@@ -31,10 +33,11 @@ struct ForwardBatch {
   // Token rows whose logits the caller wants, in output order (e.g. each sequence's last
   // token, or every token when input logprobs are requested).
   std::vector<int32_t> logit_rows;
-  // The caller needs only each logit row's argmax (every row is a plain greedy choice: no
-  // logprobs, penalties or masks): the executor returns token ids (ops::argmax_rows), which
-  // on a GPU saves copying [rows, V] logits to the host.
-  bool argmax_only = false;
+  // Empty: the caller wants the logits rows. Else one entry per logit row (every row is a
+  // choice the sampler makes from the logits as given: no logprobs, penalties or masks):
+  // the executor returns each row's ops::sample_rows token instead, which on a GPU saves
+  // copying [rows, V] logits to the host.
+  std::vector<RowSampling> sampling;
 
   int32_t num_tokens() const { return int32_t(input_ids.size()); }
   int32_t batch_size() const { return int32_t(req_slots.size()); }

@@ -6,6 +6,7 @@
 #include "sparrow/core/log.h"
 #include "sparrow/kernels/ops.h"
 #ifdef SPARROW_HAVE_CUDA
+#include "sparrow/core/cuda/device.h"
 #include "sparrow/engine/cuda/device_runner.h"
 #else
 namespace sparrow {
@@ -132,16 +133,16 @@ void ModelExecutor::worker(int rank) {
 }
 
 void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
-                         std::span<const Tensor> logits, std::span<int32_t* const> argmax) {
+                         std::span<const Tensor> logits, std::span<int32_t* const> chosen) {
   SPARROW_CHECK(int(batches.size()) == mesh_.attn_dp && tables.size() == batches.size() && logits.size() == batches.size(),
                 "one batch, table and logits buffer per DP group");
-  SPARROW_CHECK(argmax.empty() || argmax.size() == batches.size(), "one argmax buffer per DP group");
-  const auto argmax_of = [&](size_t d) {
-    return !argmax.empty() && batches[d]->argmax_only ? argmax[d] : nullptr;
+  SPARROW_CHECK(chosen.empty() || chosen.size() == batches.size(), "one token buffer per DP group");
+  const auto chosen_of = [&](size_t d) {
+    return !chosen.empty() && !batches[d]->sampling.empty() ? chosen[d] : nullptr;
   };
 #ifdef SPARROW_HAVE_CUDA
   if (gpu_) {
-    gpu_->step(*batches[0], *tables[0], logits[0], argmax_of(0));
+    gpu_->step(*batches[0], *tables[0], logits[0], chosen_of(0));
     return;
   }
 #endif
@@ -159,7 +160,14 @@ void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span
   }
   // On the CPU the logits are on the host already: the same choice, from them.
   for (size_t d = 0; d < batches.size(); ++d)
-    if (int32_t* out = argmax_of(d)) ops::argmax_rows(logits[d], out);
+    if (int32_t* out = chosen_of(d)) ops::sample_rows(logits[d], batches[d]->sampling.data(), out);
+}
+
+Buffer ModelExecutor::logits_buffer(int64_t rows, int64_t vocab) const {
+#ifdef SPARROW_HAVE_CUDA
+  if (device_ == Device::kCUDA) return cuda::pinned_buffer(DType::kF32, {rows, vocab});
+#endif
+  return Buffer(DType::kF32, {rows, vocab});
 }
 
 }  // namespace sparrow

@@ -47,10 +47,13 @@ class ModelExecutor {
 
   // One step on every rank: DP group d runs batches[d] (an empty batch: idle) against its
   // req_to_token table tables[d]; logits[d] receives its rows (the group's attention-TP
-  // rank 0 writes them). For a batch with argmax_only, argmax[d] ([rows] host ints)
-  // receives each row's ops::argmax_rows choice instead, and logits[d] may be left unwritten.
+  // rank 0 writes them). For a batch with `sampling`, chosen[d] ([rows] host ints)
+  // receives each row's ops::sample_rows token instead, and logits[d] may be left unwritten.
   void step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
-            std::span<const Tensor> logits, std::span<int32_t* const> argmax = {});
+            std::span<const Tensor> logits, std::span<int32_t* const> chosen = {});
+  // A host buffer of f32 [rows, V] for step logits: pinned on a GPU, so the copies into it
+  // are DMA at full speed rather than staged through pageable memory.
+  Buffer logits_buffer(int64_t rows, int64_t vocab) const;
 
  private:
   struct Rank;

@@ -3,7 +3,8 @@
 // presence over output), then min_new_tokens masking of stop tokens; temperature 0 is
 // argmax; otherwise softmax(logits / T) filtered by top-k, top-p and min-p, and the token is
 // drawn by Gumbel-max with noise keyed on (seed, position, token id): the same seed and
-// position always draw the same token, whatever else is in the batch.
+// position always draw the same token, whatever else is in the batch. The final choice is
+// ops::sample_rows (kernels/), which the GPU runs too.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "sparrow/engine/sampling_params.h"
+#include "sparrow/kernels/row_sampling.h"
 
 namespace sparrow {
 
@@ -28,17 +30,15 @@ class Sampler {
   int32_t sample(float* logits, int64_t vocab, const SamplingParams& p, const SamplingState& s);
 
  private:
-  std::vector<int32_t> order_;
-  std::vector<float> probs_;
   std::vector<int32_t> counts_;
 };
 
-// Whether sample() returns the plain argmax of the logits as given (greedy, with no penalty
-// and no min_new_tokens mask to apply after `outputs` tokens): a caller may then take
-// ops::argmax_rows of the logits (on the device) instead of calling sample().
-bool plain_argmax(const SamplingParams& p, int64_t outputs);
+// The parameters sample() hands to ops::sample_rows for its final choice.
+RowSampling row_sampling(const SamplingParams& p, uint64_t seed, int64_t position);
 
-// Uniform in (0, 1) from (seed, position, index): a stateless counter-based generator.
-double keyed_uniform(uint64_t seed, int64_t position, int64_t index);
+// Whether sample() leaves the logits as given (no penalty, and no min_new_tokens mask to
+// apply after `outputs` tokens), so that it is exactly ops::sample_rows with row_sampling():
+// a caller may then run that on the device and bring back only the token ids.
+bool samples_logits_as_given(const SamplingParams& p, int64_t outputs);
 
 }  // namespace sparrow

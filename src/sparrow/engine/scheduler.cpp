@@ -158,15 +158,16 @@ void Scheduler::plan(StepPlan& plan) {
   plan.uses.clear();
   if (!plan_extend(plan)) plan_decode(plan);
   if (plan.empty()) plan.batch.mode = ForwardMode::kIdle;
-  bool greedy = !plan.uses.empty();
-  for (const auto& [q, pos] : plan.uses) greedy = greedy && plain_greedy(*q, pos);
-  plan.batch.argmax_only = greedy;
-  plan.argmax.assign(plan.uses.size(), -1);
+  bool direct = !plan.uses.empty();
+  for (const auto& [q, pos] : plan.uses) direct = direct && executor_may_sample(*q, pos);
+  if (direct)
+    for (const auto& [q, pos] : plan.uses) plan.batch.sampling.push_back(row_sampling(q->r.sampling, q->seed, pos + 1));
+  plan.chosen.assign(plan.uses.size(), -1);
 }
 
-bool Scheduler::plain_greedy(const ScheduledRequest& q, int64_t pos) const {
+bool Scheduler::executor_may_sample(const ScheduledRequest& q, int64_t pos) const {
   return pos + 1 == int64_t(q.tokens.size()) && !q.r.return_logprob &&
-         plain_argmax(q.r.sampling, int64_t(q.result.output_ids.size()));
+         samples_logits_as_given(q.r.sampling, int64_t(q.result.output_ids.size()));
 }
 
 bool Scheduler::plan_extend(StepPlan& plan) {
@@ -261,7 +262,7 @@ void Scheduler::retract(ScheduledRequest& q) {
 void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
   const ForwardBatch& fb = plan.batch;
   for (size_t i = 0; i < plan.uses.size(); ++i) {
-    if (fb.argmax_only) consume(*plan.uses[i].first, plan.uses[i].second, nullptr, plan.argmax[i]);
+    if (!fb.sampling.empty()) consume(*plan.uses[i].first, plan.uses[i].second, nullptr, plan.chosen[i]);
     else consume(*plan.uses[i].first, plan.uses[i].second, static_cast<float*>(logits.row_ptr(int64_t(i))));
   }
   for (auto& q : running_)
@@ -281,7 +282,7 @@ void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
     if (q.r.stream && q.streamed_ids < q.result.output_ids.size()) emit(q, false, std::nullopt);
     ++it;
   }
-  counters_.argmax_steps += fb.argmax_only;
+  counters_.executor_sampled_steps += !fb.sampling.empty();
   if (fb.mode == ForwardMode::kExtend) counters_.prompt_tokens += fb.num_tokens();
   else if (fb.mode == ForwardMode::kDecode) counters_.generation_tokens += fb.num_tokens();
 }
@@ -345,7 +346,7 @@ void Scheduler::add_stats(EngineStats& s) const {
   s.requests_finished += counters_.requests_finished;
   s.requests_aborted += counters_.requests_aborted;
   s.retractions += counters_.retractions;
-  s.argmax_steps += counters_.argmax_steps;
+  s.executor_sampled_steps += counters_.executor_sampled_steps;
 }
 
 }  // namespace sparrow

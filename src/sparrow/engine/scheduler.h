@@ -32,8 +32,8 @@ struct StepPlan {
   ForwardBatch batch;
   // One entry per logits row: the request and the position whose next token it predicts.
   std::vector<std::pair<ScheduledRequest*, int64_t>> uses;
-  // [uses.size()]: the executor's choices when batch.argmax_only.
-  std::vector<int32_t> argmax;
+  // [uses.size()]: the executor's choices when batch.sampling is set.
+  std::vector<int32_t> chosen;
   bool empty() const { return batch.num_tokens() == 0; }
 };
 
@@ -51,8 +51,8 @@ class Scheduler {
 
   // Plans the next step (an empty batch when there is nothing to run).
   void plan(StepPlan& plan);
-  // Consumes the logits of a planned step ([plan.uses.size(), V]), or plan.argmax when the
-  // plan was argmax_only.
+  // Consumes the logits of a planned step ([plan.uses.size(), V]), or plan.chosen when the
+  // plan had the executor sample (batch.sampling).
   void finish_step(StepPlan& plan, const Tensor& logits);
 
   const ReqToTokenPool& table() const { return rows_; }
@@ -68,11 +68,11 @@ class Scheduler {
   void release(ScheduledRequest& q, bool keep_in_cache);
   void finish(ScheduledRequest& q, std::optional<std::string> error);
   void retract(ScheduledRequest& q);
-  // row: the position's logits; or null with `chosen` the executor's greedy token.
+  // row: the position's logits; or null with `chosen` the executor's token.
   void consume(ScheduledRequest& q, int64_t pos, float* row, int32_t chosen = -1);
-  // Whether the token after `pos` is a plain greedy choice (no logprobs, penalties or
-  // masks), so the executor's argmax can stand for the sampler.
-  bool plain_greedy(const ScheduledRequest& q, int64_t pos) const;
+  // Whether the token after `pos` is the sampler's choice from the logits as given (no
+  // logprobs, penalties or masks), so the executor's ops::sample_rows can stand for it.
+  bool executor_may_sample(const ScheduledRequest& q, int64_t pos) const;
   void emit(ScheduledRequest& q, bool final, std::optional<std::string> error);
   bool ensure_free(int64_t n);
   int64_t available() const;

@@ -13,6 +13,7 @@
 
 #include "sparrow/core/arena.h"
 #include "sparrow/core/tensor.h"
+#include "sparrow/kernels/row_sampling.h"
 
 namespace sparrow::ops {
 
@@ -145,6 +146,20 @@ void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, c
 // number, except at index 0 on the CPU, as a plain scan does). `out` is a device pointer
 // when logits are on the GPU.
 void argmax_rows(const Tensor& logits, int32_t* out);
+
+// One token per row of f32 logits [R, V], drawn as params[r] says (the sampler's choice
+// once penalties and masks are applied). Temperature 0: argmax_rows' choice. Otherwise
+// the candidates are the row's tokens sorted by logit (descending, ties to the lower id),
+// cut to the first top_k; p_i = exp(l_i / T - max / T) over them; the kept prefix ends
+// before the first token with p_i < min_p * p_max, and at the first token where the
+// cumulative mass (p_i / sum) reaches top_p; the token is the kept one with the largest
+// log p_i + Gumbel noise keyed on (seed, position, token id) (keyed_uniform, core/hash.h),
+// so a row's draw depends on its logits and parameters alone, never on the batch. The CPU
+// code sorts (the plain definition); the GPU selects the cut points by radix passes and
+// sums the masses in fixed point (the cuts may differ only where a cumulative mass is
+// within ~1e-9 of top_p: docs/numerics.md). `params` and `out` are device pointers when
+// logits are on the GPU.
+void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out);
 
 // Row-wise log-softmax in fp32: out[T, V] f32 from logits [T, V] (any float dtype).
 void log_softmax(const Tensor& logits, const Tensor& out);

@@ -4,7 +4,7 @@
 // prompt and the common output, and the first 8 output tokens side by side. Prints a table
 // and, with --json-output, writes the same as JSON.
 //
-//   sparrow parity --model-path DIR --input-ids 1,2,3 \
+//   sparrow parity --model-path DIR --input-ids 1,2,3
 //       --recipe "tp2_only=--tp-size 2" --recipe "tp2+dp2+ep2=--tp-size 2 --dp-size 2 --ep-size 2 --enable-dp-attention"
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <utility>
 
 namespace sparrow::cuda {
@@ -84,6 +85,14 @@ void copy_bytes(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
   if (n == 0) return;
   SPARROW_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, kind, current_stream()));
   synchronize();
+}
+
+Buffer pinned_buffer(DType dtype, Shape shape) {
+  const size_t n = size_t(shape.numel()) * dtype_size(dtype);
+  void* p = nullptr;
+  SPARROW_CUDA_CHECK(cudaMallocHost(&p, std::max<size_t>(n, 1)));
+  std::memset(p, 0, n);
+  return Buffer(p, n, [](void* q) { (void)cudaFreeHost(q); }, dtype, shape);
 }
 
 DeviceBuffer::DeviceBuffer(size_t nbytes) : nbytes_(nbytes) {

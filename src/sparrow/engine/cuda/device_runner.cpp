@@ -13,21 +13,6 @@
 namespace sparrow {
 namespace {
 
-// Pinned host memory: uploads from it are true asynchronous DMA.
-class PinnedInts {
- public:
-  explicit PinnedInts(size_t n) : n_(n) { SPARROW_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * 4)); }
-  ~PinnedInts() { (void)cudaFreeHost(p_); }
-  PinnedInts(const PinnedInts&) = delete;
-  PinnedInts& operator=(const PinnedInts&) = delete;
-  int32_t* data() const { return p_; }
-  size_t size() const { return n_; }
-
- private:
-  int32_t* p_ = nullptr;
-  size_t n_ = 0;
-};
-
 // Decode batch sizes that get a graph: every size up to 8, then steps that grow with the
 // size (the padding a batch pays is at most ~1/8 of it).
 std::vector<int64_t> graph_buckets(int64_t max_bs) {
@@ -57,14 +42,18 @@ struct DeviceRunner::Impl {
   int32_t* d_req_slots = nullptr;  // 0, 1, ..., b_max-1: sequence b reads table row b
   int32_t* d_table = nullptr;      // [b_max, ctx]: the batch's req_to_token rows, compacted
   Tensor d_logits;                 // [graph max bs, V] f32: graph replays write here
-  int32_t* d_argmax = nullptr;      // [graph max bs]: argmax-only steps' token ids
-  std::unique_ptr<PinnedInts> h_small, h_table;
+  int32_t* d_chosen = nullptr;           // [graph max bs]: sampled steps' token ids
+  RowSampling* d_sampling = nullptr;     // [graph max bs]: their parameters
+  Buffer h_small, h_table, h_sampling;   // pinned staging (uploads are asynchronous DMA)
   std::vector<int64_t> buckets;
   std::map<int64_t, cudaGraphExec_t> graphs;
 
   size_t small_count() const { return size_t(4 * t_max + 3 * b_max); }
   int32_t* small(int i) const { return d_small + (i < 4 ? i * t_max : 4 * t_max + (i - 4) * b_max); }
-  int32_t* h_at(int i) const { return h_small->data() + (i < 4 ? i * t_max : 4 * t_max + (i - 4) * b_max); }
+  int32_t* h_at(int i) const {
+    return static_cast<int32_t*>(h_small.data()) + (i < 4 ? i * t_max : 4 * t_max + (i - 4) * b_max);
+  }
+  int32_t* h_rows() const { return static_cast<int32_t*>(h_table.data()); }
 
   BatchArrays arrays(int32_t batch) const {
     BatchArrays a;
@@ -98,7 +87,7 @@ struct DeviceRunner::Impl {
     for (int32_t len : b.seq_lens) width = std::max<int64_t>(width, len);
     SPARROW_CHECK(width <= ctx, "sequence of {} tokens exceeds the context {}", width, ctx);
     for (int64_t i = 0; i < n; ++i)
-      std::memcpy(h_table->data() + i * width, table->table() + int64_t(b.req_slots[size_t(i)]) * table->max_context(),
+      std::memcpy(h_rows() + i * width, table->table() + int64_t(b.req_slots[size_t(i)]) * table->max_context(),
                   size_t(b.seq_lens[size_t(i)]) * 4);
     for (int64_t i = 0; i < pad; ++i) {
       const int64_t row = t + i, seq = n + i;
@@ -109,12 +98,12 @@ struct DeviceRunner::Impl {
       h_at(4)[seq] = 1;
       h_at(5)[seq] = 1;
       h_at(6)[seq] = int32_t(row);
-      h_table->data()[seq * width] = int32_t(kv_slots);
+      h_rows()[seq * width] = int32_t(kv_slots);
     }
     const cudaStream_t s = stream.get();
-    SPARROW_CUDA_CHECK(cudaMemcpyAsync(d_small, h_small->data(), small_count() * 4, cudaMemcpyHostToDevice, s));
+    SPARROW_CUDA_CHECK(cudaMemcpyAsync(d_small, h_small.data(), small_count() * 4, cudaMemcpyHostToDevice, s));
     if (width > 0)
-      SPARROW_CUDA_CHECK(cudaMemcpy2DAsync(d_table, size_t(ctx) * 4, h_table->data(), size_t(width) * 4, size_t(width) * 4,
+      SPARROW_CUDA_CHECK(cudaMemcpy2DAsync(d_table, size_t(ctx) * 4, h_rows(), size_t(width) * 4, size_t(width) * 4,
                                            size_t(n + pad), cudaMemcpyHostToDevice, s));
   }
 
@@ -193,10 +182,13 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   m.d_table = ws.alloc_array<int32_t>(size_t(m.b_max * m.ctx));
   if (graph_rows > 0) {
     m.d_logits = ws.alloc(DType::kF32, {graph_rows, c.vocab_size});
-    m.d_argmax = ws.alloc_array<int32_t>(size_t(graph_rows));
+    m.d_chosen = ws.alloc_array<int32_t>(size_t(graph_rows));
+    m.d_sampling = ws.alloc_array<RowSampling>(size_t(graph_rows));
+    static_assert(sizeof(RowSampling) % 4 == 0);
+    m.h_sampling = cuda::pinned_buffer(DType::kI32, {graph_rows * int64_t(sizeof(RowSampling) / 4)});
   }
-  m.h_small = std::make_unique<PinnedInts>(m.small_count());
-  m.h_table = std::make_unique<PinnedInts>(size_t(m.b_max * m.ctx));
+  m.h_small = cuda::pinned_buffer(DType::kI32, {int64_t(m.small_count())});
+  m.h_table = cuda::pinned_buffer(DType::kI32, {m.b_max * m.ctx});
   {
     std::vector<int32_t> iota(static_cast<size_t>(m.b_max));
     for (size_t i = 0; i < iota.size(); ++i) iota[i] = int32_t(i);
@@ -219,7 +211,7 @@ DeviceRunner::~DeviceRunner() {
 int64_t DeviceRunner::kv_slots() const { return impl_->kv_slots; }
 size_t DeviceRunner::kv_bytes_per_token() const { return impl_->kv->bytes_per_token(); }
 
-void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* argmax) {
+void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* chosen) {
   Impl& m = *impl_;
   cuda::StreamGuard guard(m.stream.get());
   SPARROW_CHECK(table.max_context() <= m.ctx, "req_to_token rows of {} exceed the device table's {}", table.max_context(), m.ctx);
@@ -233,9 +225,12 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
   if (it != m.graphs.end()) {
     m.upload(batch, &table, it->first - n);
     SPARROW_CUDA_CHECK(cudaGraphLaunch(it->second, m.stream.get()));
-    if (batch.argmax_only && argmax) {
-      ops::argmax_rows(m.d_logits.slice_rows(0, n), m.d_argmax);
-      cuda::copy_bytes(argmax, m.d_argmax, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost);  // waits
+    if (!batch.sampling.empty() && chosen) {
+      std::memcpy(m.h_sampling.data(), batch.sampling.data(), size_t(n) * sizeof(RowSampling));
+      SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.d_sampling, m.h_sampling.data(), size_t(n) * sizeof(RowSampling),
+                                         cudaMemcpyHostToDevice, m.stream.get()));
+      ops::sample_rows(m.d_logits.slice_rows(0, n), m.d_sampling, m.d_chosen);
+      cuda::copy_bytes(chosen, m.d_chosen, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost);  // waits
       return;
     }
     ops::copy(logits, m.d_logits.slice_rows(0, n));  // waits for the replay
@@ -244,7 +239,8 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
   m.upload(batch, &table, 0);
   m.model->forward(batch, m.arrays(int32_t(n)), *m.kv, m.arena->workspace(), logits);
   m.stream.synchronize();
-  if (batch.argmax_only && argmax) ops::argmax_rows(logits, argmax);  // eager steps bring logits back anyway
+  // Eager steps bring their logits back anyway: the same choice, from them.
+  if (!batch.sampling.empty() && chosen) ops::sample_rows(logits, batch.sampling.data(), chosen);
 }
 
 }  // namespace sparrow

@@ -31,9 +31,9 @@ class DeviceRunner {
   int64_t kv_slots() const;
   size_t kv_bytes_per_token() const;
   // Runs `batch` (rows of `table` give its KV slots); logits: host f32 [rows, V]. With
-  // batch.argmax_only, argmax [rows] (host) gets each row's choice instead: a graph replay
-  // picks it on the device and copies back only the ids.
-  void step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* argmax = nullptr);
+  // batch.sampling, chosen [rows] (host) gets each row's ops::sample_rows token instead: a
+  // graph replay samples on the device and copies back only the ids.
+  void step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* chosen = nullptr);
 
  private:
   struct Impl;

@@ -289,34 +289,6 @@ __global__ void log_softmax_kernel(LogSoftmaxParams p) {
   for (int64_t i = threadIdx.x; i < p.V; i += blockDim.x) p.out[base + i] = load_f(p.logits, p.logits_t, base + i) - lse;
 }
 
-// One block per row: each thread scans its strided indices upwards keeping the first
-// maximum ('>' only), then the block keeps the larger value, the lower index on ties.
-__global__ void argmax_kernel(ArgmaxParams p) {
-  __shared__ float sv[32];
-  __shared__ int32_t si[32];
-  pdl_wait();
-  pdl_launch_dependents();
-  const float* x = p.x + int64_t(blockIdx.x) * p.V;
-  float best = -INFINITY;
-  int32_t idx = 0x7fffffff;
-  for (int64_t i = threadIdx.x; i < p.V; i += blockDim.x)
-    if (x[i] > best || (idx == 0x7fffffff && x[i] == best)) best = x[i], idx = int32_t(i);
-  const auto better = [](float v, int32_t i, float bv, int32_t bi) { return v > bv || (v == bv && i < bi); };
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
-    if (better(ov, oi, best, idx)) best = ov, idx = oi;
-  }
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) sv[warp] = best, si[warp] = idx;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    for (int w = 1; w < int(blockDim.x >> 5); ++w)
-      if (better(sv[w], si[w], best, idx)) best = sv[w], idx = si[w];
-    p.out[blockIdx.x] = idx == 0x7fffffff ? 0 : idx;  // a row of NaN / -inf only: 0
-  }
-}
-
 __global__ void linear_simt_kernel(LinearSimtParams p) {
   const int64_t n = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, t = blockIdx.y;
   if (n >= p.N) return;
@@ -401,10 +373,6 @@ void route_topk_softmax(const RouteParams& p, cudaStream_t s) {
 void log_softmax(const LogSoftmaxParams& p, cudaStream_t s) {
   if (p.T == 0) return;
   log_softmax_kernel<<<unsigned(p.T), 512, 0, s>>>(p);
-}
-void argmax_rows(const ArgmaxParams& p, cudaStream_t s) {
-  if (p.rows == 0) return;
-  launch_pdl(argmax_kernel, dim3(unsigned(p.rows)), dim3(1024), 0, s, p);
 }
 void linear_simt(const LinearSimtParams& p, cudaStream_t s) {
   if (p.T == 0 || p.N == 0) return;

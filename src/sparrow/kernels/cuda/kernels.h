@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "sparrow/core/dtype.h"
+#include "sparrow/kernels/row_sampling.h"
 
 namespace sparrow::cuda::k {
 
@@ -96,6 +97,15 @@ struct ArgmaxParams {
   int32_t* out;    // [rows]
 };
 void argmax_rows(const ArgmaxParams& p, cudaStream_t stream);
+
+struct SampleParams {
+  const float* x;  // [rows, V]
+  int64_t rows, V;
+  const RowSampling* params;  // [rows] (device)
+  int32_t* out;               // [rows]
+  double mass_scale;          // fixed-point unit of probability: V * mass_scale <= 2^63
+};
+void sample_rows(const SampleParams& p, cudaStream_t stream);
 
 // fp32 SIMT GEMM y = x w^T (+bias), one thread per output, K in increasing order (f32 path
 // and a correctness fallback; not fast).

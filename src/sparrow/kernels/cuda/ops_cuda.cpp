@@ -4,6 +4,7 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -356,6 +357,17 @@ void argmax_rows(const Tensor& logits, int32_t* out) {
   SPARROW_REQUIRE(logits.dtype() == DType::kF32 && logits.rank() == 2, "argmax_rows: f32 [R, V] logits expected");
   kn::argmax_rows({logits.data_as<float>(), logits.size(0), logits.size(1), out}, current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("argmax_rows");
+}
+
+void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out) {
+  check_dev(logits, "sample_rows");
+  SPARROW_REQUIRE(logits.dtype() == DType::kF32 && logits.rank() == 2, "sample_rows: f32 [R, V] logits expected");
+  SPARROW_REQUIRE(logits.size(1) < (int64_t(1) << 31), "sample_rows: vocabulary of {} exceeds int32 ids", logits.size(1));
+  int bits = 0;  // ceil(log2 V)
+  while ((int64_t(1) << bits) < logits.size(1)) ++bits;
+  const double mass_scale = std::ldexp(1.0, std::min(46, 63 - bits));
+  kn::sample_rows({logits.data_as<float>(), logits.size(0), logits.size(1), params, out, mass_scale}, current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("sample_rows");
 }
 
 size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I) {

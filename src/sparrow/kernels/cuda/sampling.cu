@@ -1,0 +1,255 @@
+// Token choice per logits row on the GPU: argmax_rows, and sample_rows (ops.h gives the
+// definition; kernels/cpu/sampling.cpp is the plain sort-based version it is tested
+// against). One 1024-thread block per row; every pass re-reads the row (L2-resident).
+//
+// sample_rows never sorts. The candidate set of the definition is a prefix of the row in
+// (logit descending, id ascending) order, so each cut (top-k, top-p) is a boundary (key K,
+// id I) in that order: every token with a larger key is in, ties at K are in up to id I.
+// A boundary is found by radix select over the 32-bit order-preserving key of the logit
+// (four 8-bit passes, each a 256-bin histogram of the tokens still matching the prefix),
+// weighted by count for top-k and by probability mass for top-p; a partial tie at K is
+// split by one more select over the ids. Masses are fixed point (p_i * 2^46 for up to 2^17
+// tokens, truncated; SampleParams::mass_scale), so sums are integer and exact in any
+// order: the choice depends on the row alone. min-p
+// is a threshold on p_i itself (p_max is exactly 1). Then Gumbel-max over the kept tokens,
+// with the same keyed noise as the CPU (keyed_uniform, in double).
+#include <climits>
+
+#include "sparrow/core/hash.h"
+#include "sparrow/kernels/cuda/common.cuh"
+#include "sparrow/kernels/cuda/kernels.h"
+
+namespace sparrow::cuda::k {
+namespace {
+
+constexpr int kThreads = 1024;
+
+// Larger logit -> larger key; NaN -> 0, below every number (never chosen over one).
+__device__ __forceinline__ uint32_t order_key(float f) {
+  const uint32_t b = __float_as_uint(f);
+  if (f != f) return 0u;
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+__device__ __forceinline__ float key_value(uint32_t k) {
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// Block-wide choice of the best (value, index): larger value, then lower index. `sv`, `si`:
+// [32] shared. Every thread gets the result.
+template <typename T>
+__device__ __forceinline__ int32_t block_best(T best, int32_t idx, T* sv, int32_t* si) {
+  const auto better = [](T v, int32_t i, T bv, int32_t bi) { return v > bv || (v == bv && i < bi); };
+  for (int o = 16; o > 0; o >>= 1) {
+    const T ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (better(ov, oi, best, idx)) best = ov, idx = oi;
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();  // the arrays may still be read from a previous call
+  if (lane == 0) sv[warp] = best, si[warp] = idx;
+  __syncthreads();
+  best = sv[0], idx = si[0];
+  for (int w = 1; w < int(blockDim.x >> 5); ++w)
+    if (better(sv[w], si[w], best, idx)) best = sv[w], idx = si[w];
+  return idx;
+}
+
+// The row's argmax: each thread scans its strided indices upwards keeping the first maximum
+// ('>' only; a row of -inf keeps its first), then the block keeps the larger value, the
+// lower index on ties. A row of NaN only: 0.
+__device__ int32_t row_argmax(const float* x, int64_t V, float* sv, int32_t* si) {
+  float best = -INFINITY;
+  int32_t idx = INT_MAX;
+  for (int64_t i = threadIdx.x; i < V; i += blockDim.x)
+    if (x[i] > best || (idx == INT_MAX && x[i] == best)) best = x[i], idx = int32_t(i);
+  idx = block_best(best, idx, sv, si);
+  return idx == INT_MAX ? 0 : idx;
+}
+
+__global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxParams p) {
+  __shared__ float sv[32];
+  __shared__ int32_t si[32];
+  pdl_wait();
+  pdl_launch_dependents();
+  const int32_t idx = row_argmax(p.x + int64_t(blockIdx.x) * p.V, p.V, sv, si);
+  if (threadIdx.x == 0) p.out[blockIdx.x] = idx;
+}
+
+struct SelectSmem {
+  unsigned long long hist[256];
+  unsigned long long pick[2];  // the chosen bin, the weight before it
+};
+
+// Radix select. Among the tokens `elem` admits (elem(i, key, weight) -> bool), walked in
+// key order (descending if kDesc, else ascending), finds the key K where the accumulated
+// weight first reaches `target` (>= 1): weight(before K) < target <= weight(through K).
+// Returns K; `before` and `at` get the weight before K and the weight at K. kCount: every
+// weight is 1 (the warp's lanes in one bin add once: few bins are hot in the first pass).
+template <bool kDesc, bool kCount, typename Elem>
+__device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SelectSmem& sm, uint64_t& before, uint64_t& at) {
+  uint32_t prefix = 0, mask = 0;
+  uint64_t acc = 0;
+  const int lane = threadIdx.x & 31;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) sm.hist[i] = 0;
+    __syncthreads();
+    for (int64_t base = 0; base < V; base += blockDim.x) {  // the same trip count in every lane
+      const int64_t i = base + threadIdx.x;
+      uint32_t key = 0;
+      uint64_t w = 0;
+      const bool in = i < V && elem(i, key, w) && (key & mask) == prefix;
+      const uint32_t bin = in ? (key >> shift) & 255u : 256u;
+      if (kCount) {
+        const unsigned peers = __match_any_sync(0xffffffffu, bin);
+        if (in && lane == __ffs(peers) - 1) atomicAdd(&sm.hist[bin], (unsigned long long)__popc(peers));
+      } else if (in && w) {
+        atomicAdd(&sm.hist[bin], (unsigned long long)w);
+      }
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {  // warp 0 walks the bins in order: lane l takes walk positions 8l..8l+7
+      const auto bin_at = [](int pos) { return kDesc ? 255 - pos : pos; };
+      uint64_t local = 0;
+      for (int j = 0; j < 8; ++j) local += sm.hist[bin_at(8 * lane + j)];
+      uint64_t inc = local;
+      for (int o = 1; o < 32; o <<= 1) {
+        const uint64_t v = __shfl_up_sync(0xffffffffu, inc, o);
+        if (lane >= o) inc += v;
+      }
+      const unsigned hit = __ballot_sync(0xffffffffu, acc + inc >= target);
+      const int owner = hit ? __ffs(hit) - 1 : 31;  // (target beyond the total: the last bin)
+      if (lane == owner) {
+        uint64_t c = acc + inc - local;
+        int pos = 8 * owner + 7;
+        for (int j = 0; j < 8; ++j) {
+          const uint64_t h = sm.hist[bin_at(8 * owner + j)];
+          if (c + h >= target) { pos = 8 * owner + j; break; }
+          c += h;
+        }
+        sm.pick[0] = uint64_t(bin_at(pos));
+        sm.pick[1] = c;
+      }
+    }
+    __syncthreads();
+    const uint32_t d = uint32_t(sm.pick[0]);
+    acc = sm.pick[1];
+    prefix |= d << shift;
+    mask |= 255u << shift;
+    if (shift == 0) at = sm.hist[d];
+    __syncthreads();  // before the next pass (or select) clears the histogram
+  }
+  before = acc;
+  return prefix;
+}
+
+__global__ void __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
+  __shared__ SelectSmem sm;
+  __shared__ double sv[32];
+  __shared__ int32_t si[32];
+  __shared__ unsigned long long su[32];
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t V = p.V;
+  const float* x = p.x + int64_t(blockIdx.x) * V;
+  const RowSampling rs = p.params[blockIdx.x];
+  if (rs.temperature == 0.0f) {
+    const int32_t idx = row_argmax(x, V, reinterpret_cast<float*>(sv), si);
+    if (threadIdx.x == 0) p.out[blockIdx.x] = idx;
+    return;
+  }
+  // p_i = exp(l_i / T - max / T) in fp32, multiply and subtract unfused as on the CPU.
+  float mxl = -INFINITY;
+  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) mxl = fmaxf(mxl, x[i]);
+  mxl = block_reduce(mxl, [](float a, float b) { return fmaxf(a, b); }, reinterpret_cast<float*>(sv));
+  const float inv_t = 1.0f / rs.temperature, mx = __fmul_rn(mxl, inv_t);
+  const auto prob = [&](float l) { return expf(__fsub_rn(__fmul_rn(l, inv_t), mx)); };
+  const auto mass = [&](float l) { return (uint64_t)__double2ull_rz(double(prob(l)) * p.mass_scale); };
+
+  // Top-k boundary (Kk, Ik).
+  const bool use_k = rs.top_k > 0 && rs.top_k < V;
+  uint32_t Kk = 0;
+  int32_t Ik = INT_MAX;
+  if (use_k) {
+    uint64_t before = 0, at = 0;
+    Kk = radix_select<true, true>(
+        V, [&](int64_t i, uint32_t& key, uint64_t& w) { key = order_key(x[i]); w = 1; return true; }, uint64_t(rs.top_k), sm,
+        before, at);
+    const uint64_t need = uint64_t(rs.top_k) - before;  // ties at Kk taken, lowest ids first
+    if (need < at) {
+      uint64_t b2 = 0, a2 = 0;
+      Ik = int32_t(radix_select<false, true>(
+          V, [&](int64_t i, uint32_t& key, uint64_t& w) { key = uint32_t(i); w = 1; return order_key(x[i]) == Kk; }, need,
+          sm, b2, a2));
+    }
+  }
+  const auto in_k = [&](int64_t i, uint32_t key) { return !use_k || key > Kk || (key == Kk && i <= Ik); };
+
+  // Top-p boundary (Kp, Ip): the token where the mass before it, in order, stops being
+  // below top_p * S (S: the top-k candidates' mass).
+  const bool use_p = rs.top_p < 1.0f;
+  uint32_t Kp = 0;
+  int32_t Ip = INT_MAX;
+  if (use_p) {
+    unsigned long long s = 0;
+    for (int64_t i = threadIdx.x; i < V; i += blockDim.x)
+      if (in_k(i, order_key(x[i]))) s += mass(x[i]);
+    const uint64_t S = block_reduce(s, [](unsigned long long a, unsigned long long b) { return a + b; }, su);
+    const double goal = double(rs.top_p) * double(S);
+    const uint64_t up = uint64_t(ceil(goal)), target = up < 1 ? 1 : up > S ? S : up;
+    uint64_t before = 0, at = 0;
+    Kp = radix_select<true, false>(
+        V,
+        [&](int64_t i, uint32_t& key, uint64_t& w) {
+          key = order_key(x[i]);
+          w = in_k(i, key) ? mass(x[i]) : 0;
+          return w != 0;
+        },
+        target, sm, before, at);
+    const uint64_t q = mass(key_value(Kp));  // every tie at Kp has this mass
+    if (q > 0) {
+      const uint64_t ties = at / q, need = uint64_t(ceil((goal - double(before)) / double(q)));
+      if (need >= 1 && need < ties) {
+        uint64_t b2 = 0, a2 = 0;
+        Ip = int32_t(radix_select<false, true>(
+            V,
+            [&](int64_t i, uint32_t& key, uint64_t& w) {
+              const uint32_t k = order_key(x[i]);
+              key = uint32_t(i);
+              w = 1;
+              return k == Kp && in_k(i, k);
+            },
+            need, sm, b2, a2));
+      }
+    }
+  }
+  const auto in_p = [&](int64_t i, uint32_t key) { return !use_p || key > Kp || (key == Kp && i <= Ip); };
+
+  // Gumbel-max over the kept tokens (min-p: p_i >= min_p, as p_max == 1).
+  double best = -INFINITY;
+  int32_t idx = INT_MAX;
+  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
+    const uint32_t key = order_key(x[i]);
+    const float pr = prob(x[i]);
+    if (!(pr > 0.f) || !in_k(i, key) || !in_p(i, key)) continue;
+    if (rs.min_p > 0.f && double(pr) < double(rs.min_p)) continue;
+    const double g = -log(-log(keyed_uniform(rs.seed, rs.position, i)));
+    const double score = log(double(pr)) + g;
+    if (score > best || (score == best && int32_t(i) < idx)) best = score, idx = int32_t(i);
+  }
+  idx = block_best(best, idx, sv, si);
+  if (threadIdx.x == 0) p.out[blockIdx.x] = idx == INT_MAX ? 0 : idx;
+}
+
+}  // namespace
+
+void argmax_rows(const ArgmaxParams& p, cudaStream_t s) {
+  if (p.rows == 0) return;
+  launch_pdl(argmax_kernel, dim3(unsigned(p.rows)), dim3(kThreads), 0, s, p);
+}
+
+void sample_rows(const SampleParams& p, cudaStream_t s) {
+  if (p.rows == 0) return;
+  launch_pdl(sample_kernel, dim3(unsigned(p.rows)), dim3(kThreads), 0, s, p);
+}
+
+}  // namespace sparrow::cuda::k
