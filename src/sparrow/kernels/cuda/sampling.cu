@@ -1,6 +1,7 @@
 // Token choice per logits row on the GPU: argmax_rows, and sample_rows (ops.h gives the
 // definition; kernels/cpu/sampling.cpp is the plain sort-based version it is tested
-// against). One 1024-thread block per row; every pass re-reads the row (L2-resident).
+// against). argmax_rows: one 1024-thread block per row; sample_rows: a cluster of 8 such
+// blocks per row. Every pass re-reads the row (L2-resident).
 //
 // sample_rows never sorts. The candidate set of the definition is a prefix of the row in
 // (logit descending, id ascending) order, so each cut (top-k, top-p) is a boundary (key K,
@@ -13,6 +14,8 @@
 // order: the choice depends on the row alone. min-p
 // is a threshold on p_i itself (p_max is exactly 1). Then Gumbel-max over the kept tokens,
 // with the same keyed noise as the CPU (keyed_uniform, in double).
+#include <cooperative_groups.h>
+
 #include <climits>
 
 #include "sparrow/core/hash.h"
@@ -75,25 +78,59 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxParams p) {
   if (threadIdx.x == 0) p.out[blockIdx.x] = idx;
 }
 
-struct SelectSmem {
+// sample_rows spreads each row over a cluster of kCluster blocks (block r takes the
+// elements i with (i / kThreads) % kCluster == r): a lone row at batch 1 then runs on
+// kCluster SMs. Per-block partials meet through distributed shared memory, combined in
+// block-rank order; the integer histograms and sums are exact in any order anyway.
+constexpr int kCluster = 8;
+namespace cg = cooperative_groups;
+
+struct SampleSmem {
   unsigned long long hist[256];
-  unsigned long long pick[2];  // the chosen bin, the weight before it
+  unsigned long long pick[3];  // the chosen bin, the weight before it, the weight at it
+  unsigned long long part_u;   // this block's integer partial (a sum or a key)
+  float part_f;
+  double part_d;
+  int32_t part_i;
 };
 
-// Radix select. Among the tokens `elem` admits (elem(i, key, weight) -> bool), walked in
-// key order (descending if kDesc, else ascending), finds the key K where the accumulated
-// weight first reaches `target` (>= 1): weight(before K) < target <= weight(through K).
-// Returns K; `before` and `at` get the weight before K and the weight at K. kCount: every
-// weight is 1 (the warp's lanes in one bin add once: few bins are hot in the first pass).
+// The cluster's elements of this block: i = first(), first() + stride, ... < V.
+struct Slice {
+  int64_t first, stride;
+};
+__device__ __forceinline__ Slice my_slice() {
+  return {int64_t(cg::this_cluster().block_rank()) * blockDim.x + threadIdx.x, int64_t(kCluster) * blockDim.x};
+}
+
+// Cluster-wide fold of each block's `part` (already block-reduced) in block-rank order.
+template <typename T, typename Op>
+__device__ T cluster_fold(T part, T SampleSmem::*field, SampleSmem& sm, Op op) {
+  cg::cluster_group cluster = cg::this_cluster();
+  if (threadIdx.x == 0) sm.*field = part;
+  cluster.sync();
+  T r = cluster.map_shared_rank(&sm, 0)->*field;
+  for (int b = 1; b < kCluster; ++b) r = op(r, cluster.map_shared_rank(&sm, b)->*field);
+  cluster.sync();  // before the field is written again
+  return r;
+}
+
+// Radix select over the cluster's row. Among the tokens `elem` admits (elem(i, key,
+// weight) -> bool), walked in key order (descending if kDesc, else ascending), finds the
+// key K where the accumulated weight first reaches `target` (>= 1): weight(before K) <
+// target <= weight(through K). Returns K; `before` and `at` get the weight before K and the
+// weight at K. kCount: every weight is 1 (a warp's lanes in one bin add once: few bins are
+// hot in the first pass).
 template <bool kDesc, bool kCount, typename Elem>
-__device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SelectSmem& sm, uint64_t& before, uint64_t& at) {
+__device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SampleSmem& sm, uint64_t& before, uint64_t& at) {
+  cg::cluster_group cluster = cg::this_cluster();
+  const Slice sl = my_slice();
   uint32_t prefix = 0, mask = 0;
   uint64_t acc = 0;
   const int lane = threadIdx.x & 31;
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) sm.hist[i] = 0;
     __syncthreads();
-    for (int64_t base = 0; base < V; base += blockDim.x) {  // the same trip count in every lane
+    for (int64_t base = sl.first - threadIdx.x; base < V; base += sl.stride) {  // the same trip count in every lane
       const int64_t i = base + threadIdx.x;
       uint32_t key = 0;
       uint64_t w = 0;
@@ -106,11 +143,16 @@ __device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SelectSm
         atomicAdd(&sm.hist[bin], (unsigned long long)w);
       }
     }
-    __syncthreads();
-    if (threadIdx.x < 32) {  // warp 0 walks the bins in order: lane l takes walk positions 8l..8l+7
+    cluster.sync();  // every block's histogram complete
+    if (threadIdx.x < 32) {  // warp 0 of each block walks the merged bins: lane l takes walk positions 8l..8l+7
       const auto bin_at = [](int pos) { return kDesc ? 255 - pos : pos; };
-      uint64_t local = 0;
-      for (int j = 0; j < 8; ++j) local += sm.hist[bin_at(8 * lane + j)];
+      const auto merged = [&](int bin) {
+        uint64_t h = 0;
+        for (int b = 0; b < kCluster; ++b) h += cluster.map_shared_rank(sm.hist, b)[bin];
+        return h;
+      };
+      uint64_t mine[8], local = 0;
+      for (int j = 0; j < 8; ++j) local += mine[j] = merged(bin_at(8 * lane + j));
       uint64_t inc = local;
       for (int o = 1; o < 32; o <<= 1) {
         const uint64_t v = __shfl_up_sync(0xffffffffu, inc, o);
@@ -120,47 +162,71 @@ __device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SelectSm
       const int owner = hit ? __ffs(hit) - 1 : 31;  // (target beyond the total: the last bin)
       if (lane == owner) {
         uint64_t c = acc + inc - local;
-        int pos = 8 * owner + 7;
-        for (int j = 0; j < 8; ++j) {
-          const uint64_t h = sm.hist[bin_at(8 * owner + j)];
-          if (c + h >= target) { pos = 8 * owner + j; break; }
-          c += h;
-        }
-        sm.pick[0] = uint64_t(bin_at(pos));
+        int j = 0;
+        for (; j < 7 && c + mine[j] < target; ++j) c += mine[j];
+        sm.pick[0] = uint64_t(bin_at(8 * owner + j));
         sm.pick[1] = c;
+        sm.pick[2] = mine[j];
       }
     }
     __syncthreads();
     const uint32_t d = uint32_t(sm.pick[0]);
     acc = sm.pick[1];
+    at = sm.pick[2];
     prefix |= d << shift;
     mask |= 255u << shift;
-    if (shift == 0) at = sm.hist[d];
-    __syncthreads();  // before the next pass (or select) clears the histogram
+    cluster.sync();  // no block clears its histogram while another still reads it
   }
   before = acc;
   return prefix;
 }
 
-__global__ void __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
-  __shared__ SelectSmem sm;
+// The best (value, index) of the cluster: larger value, then lower index.
+template <typename T>
+__device__ int32_t cluster_best(T best, int32_t idx, T SampleSmem::*vf, SampleSmem& sm, T* sv, int32_t* si) {
+  idx = block_best(best, idx, sv, si);
+  best = sv[0];
+  for (int w = 1; w < int(blockDim.x >> 5); ++w)
+    if (si[w] == idx) best = sv[w];
+  cg::cluster_group cluster = cg::this_cluster();
+  if (threadIdx.x == 0) sm.*vf = best, sm.part_i = idx;
+  cluster.sync();
+  for (int b = 0; b < kCluster; ++b) {
+    const SampleSmem* o = cluster.map_shared_rank(&sm, b);
+    const T v = o->*vf;
+    const int32_t i = o->part_i;
+    if (v > best || (v == best && i < idx)) best = v, idx = i;
+  }
+  cluster.sync();
+  return idx;
+}
+
+__global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
+  __shared__ SampleSmem sm;
   __shared__ double sv[32];
   __shared__ int32_t si[32];
   __shared__ unsigned long long su[32];
   pdl_wait();
   pdl_launch_dependents();
-  const int64_t V = p.V;
-  const float* x = p.x + int64_t(blockIdx.x) * V;
-  const RowSampling rs = p.params[blockIdx.x];
-  if (rs.temperature == 0.0f) {
-    const int32_t idx = row_argmax(x, V, reinterpret_cast<float*>(sv), si);
-    if (threadIdx.x == 0) p.out[blockIdx.x] = idx;
+  const int64_t V = p.V, row = blockIdx.x / kCluster;
+  const float* x = p.x + row * V;
+  const RowSampling rs = p.params[row];
+  const Slice sl = my_slice();
+  const bool lead = cg::this_cluster().block_rank() == 0 && threadIdx.x == 0;
+  if (rs.temperature == 0.0f) {  // argmax: the first maximum, as row_argmax
+    float best = -INFINITY;
+    int32_t idx = INT_MAX;
+    for (int64_t i = sl.first; i < V; i += sl.stride)
+      if (x[i] > best || (idx == INT_MAX && x[i] == best)) best = x[i], idx = int32_t(i);
+    idx = cluster_best(best, idx, &SampleSmem::part_f, sm, reinterpret_cast<float*>(sv), si);
+    if (lead) p.out[row] = idx == INT_MAX ? 0 : idx;
     return;
   }
   // p_i = exp(l_i / T - max / T) in fp32, multiply and subtract unfused as on the CPU.
   float mxl = -INFINITY;
-  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) mxl = fmaxf(mxl, x[i]);
-  mxl = block_reduce(mxl, [](float a, float b) { return fmaxf(a, b); }, reinterpret_cast<float*>(sv));
+  for (int64_t i = sl.first; i < V; i += sl.stride) mxl = fmaxf(mxl, x[i]);
+  const auto fmax_op = [](float a, float b) { return fmaxf(a, b); };
+  mxl = cluster_fold(block_reduce(mxl, fmax_op, reinterpret_cast<float*>(sv)), &SampleSmem::part_f, sm, fmax_op);
   const float inv_t = 1.0f / rs.temperature, mx = __fmul_rn(mxl, inv_t);
   const auto prob = [&](float l) { return expf(__fsub_rn(__fmul_rn(l, inv_t), mx)); };
   const auto mass = [&](float l) { return (uint64_t)__double2ull_rz(double(prob(l)) * p.mass_scale); };
@@ -191,9 +257,10 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
   int32_t Ip = INT_MAX;
   if (use_p) {
     unsigned long long s = 0;
-    for (int64_t i = threadIdx.x; i < V; i += blockDim.x)
+    for (int64_t i = sl.first; i < V; i += sl.stride)
       if (in_k(i, order_key(x[i]))) s += mass(x[i]);
-    const uint64_t S = block_reduce(s, [](unsigned long long a, unsigned long long b) { return a + b; }, su);
+    const auto add = [](unsigned long long a, unsigned long long b) { return a + b; };
+    const uint64_t S = cluster_fold(block_reduce(s, add, su), &SampleSmem::part_u, sm, add);
     const double goal = double(rs.top_p) * double(S);
     const uint64_t up = uint64_t(ceil(goal)), target = up < 1 ? 1 : up > S ? S : up;
     uint64_t before = 0, at = 0;
@@ -227,7 +294,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
   // Gumbel-max over the kept tokens (min-p: p_i >= min_p, as p_max == 1).
   double best = -INFINITY;
   int32_t idx = INT_MAX;
-  for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
+  for (int64_t i = sl.first; i < V; i += sl.stride) {
     const uint32_t key = order_key(x[i]);
     const float pr = prob(x[i]);
     if (!(pr > 0.f) || !in_k(i, key) || !in_p(i, key)) continue;
@@ -236,8 +303,8 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
     const double score = log(double(pr)) + g;
     if (score > best || (score == best && int32_t(i) < idx)) best = score, idx = int32_t(i);
   }
-  idx = block_best(best, idx, sv, si);
-  if (threadIdx.x == 0) p.out[blockIdx.x] = idx == INT_MAX ? 0 : idx;
+  idx = cluster_best(best, idx, &SampleSmem::part_d, sm, sv, si);
+  if (lead) p.out[row] = idx == INT_MAX ? 0 : idx;
 }
 
 }  // namespace
@@ -249,7 +316,7 @@ void argmax_rows(const ArgmaxParams& p, cudaStream_t s) {
 
 void sample_rows(const SampleParams& p, cudaStream_t s) {
   if (p.rows == 0) return;
-  launch_pdl(sample_kernel, dim3(unsigned(p.rows)), dim3(kThreads), 0, s, p);
+  launch_pdl(sample_kernel, dim3(unsigned(p.rows * kCluster)), dim3(kThreads), 0, s, p);
 }
 
 }  // namespace sparrow::cuda::k
