@@ -6,7 +6,9 @@
 # exact lengths). Runs on the device machine (docs/gpu.md); needs build/sparrow.
 #
 # Usage: bench/run_gpu_serving_bench.sh OUT_DIR   -> OUT_DIR/gpu_serving.json (+ server.log)
-# Env: CONFIG (tests/testdata/configs/qwen3-30b-a3b.json), MEM_FRACTION (0.9), CONCURRENCY ("16 128")
+# Env: CONFIG (tests/testdata/configs/qwen3-30b-a3b.json), MEM_FRACTION (0.9), CONCURRENCY ("16 128"),
+# EXTRA_BODY (JSON merged into every request, e.g. '{"sampling_params": {"temperature": 0.7}}';
+# default: greedy, as SGLang's bench_serving)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -28,7 +30,8 @@ for c in ${CONCURRENCY:-16 128}; do
   n=$(( c * 4 < 64 ? 64 : c * 2 ))
   build/sparrow bench-serving --backend sglang --host 127.0.0.1 --port $PORT --dataset-name random \
     --random-input-len 1024 --random-output-len 256 --random-range-ratio 1.0 --num-prompts $n --seed 1 \
-    --max-concurrency $c --warmup-requests 2 --output-file "$OUT_DIR/serving_c$c.json" > "$OUT_DIR/bench_c$c.log" 2>&1
+    --max-concurrency $c --warmup-requests 2 ${EXTRA_BODY:+--extra-request-body "$EXTRA_BODY"} \
+    --output-file "$OUT_DIR/serving_c$c.json" > "$OUT_DIR/bench_c$c.log" 2>&1
   echo "concurrency $c rc=$?"
   results+=("$OUT_DIR/serving_c$c.json")
 done

@@ -54,6 +54,10 @@ struct BenchArgs {
   uint64_t seed = 1;
   std::string output_file;
   bool disable_ignore_eos = false;
+  // JSON object merged into every request body (RFC 7386 merge patch), as SGLang's
+  // --extra-request-body: e.g. '{"sampling_params": {"temperature": 0.7}}' (sglang backend).
+  std::string extra_request_body;
+  json extra;  // parsed
   int64_t vocab_size = 0;  // 0: ask the server
   // --offline: the same requests through the engine in-process.
   bool offline = false;
@@ -155,12 +159,14 @@ json request_body(const BenchArgs& a, const BenchRequest& r, int output_len) {
                  {"sampling_params", {{"max_new_tokens", output_len}, {"temperature", 0.0}, {"ignore_eos", ignore_eos}}}};
     if (r.text.empty()) body["input_ids"] = r.input_ids;
     else body["text"] = r.text;
+    if (!a.extra.is_null()) body.merge_patch(a.extra);
     return body;
   }
   json body = {{"model", "default"}, {"max_tokens", output_len}, {"temperature", 0.0}, {"ignore_eos", ignore_eos},
                {"stream", true}, {"stream_options", {{"include_usage", true}}}};
   if (r.text.empty()) body["prompt"] = r.input_ids;
   else body["prompt"] = r.text;
+  if (!a.extra.is_null()) body.merge_patch(a.extra);
   return body;
 }
 
@@ -312,8 +318,12 @@ void finish(const BenchArgs& a, json& r) {
 
 // ---- online ----------------------------------------------------------------------------
 
-void run_online(const BenchArgs& a) {
+void run_online(BenchArgs& a) {
   SPARROW_REQUIRE(a.backend == "sglang" || a.backend == "openai", "--backend must be sglang or openai");
+  if (!a.extra_request_body.empty()) {
+    a.extra = json::parse(a.extra_request_body, nullptr, /*allow_exceptions=*/false);
+    SPARROW_REQUIRE(a.extra.is_object(), "--extra-request-body must be a JSON object, got: {}", a.extra_request_body);
+  }
   SPARROW_REQUIRE(a.num_prompts >= 1, "--num-prompts must be >= 1");
   SPARROW_REQUIRE(wait_server(a), "no server answered /health at {}:{}", a.host, a.port);
   std::mt19937_64 rng(a.seed);
@@ -391,6 +401,7 @@ void run_online(const BenchArgs& a) {
   r["random_input_len"] = a.random_input_len;
   r["random_output_len"] = a.random_output_len;
   r["random_range_ratio"] = a.random_range_ratio;
+  if (!a.extra.is_null()) r["extra_request_body"] = a.extra;
   r["completed"] = completed;
   r["duration"] = duration;
   r["total_input_tokens"] = in_tok;
@@ -414,6 +425,7 @@ void run_online(const BenchArgs& a) {
 // default engine options: the upper bound the server is compared against.
 void run_offline(const BenchArgs& a) {
   SPARROW_REQUIRE(!a.model_path.empty(), "--offline needs --model-path");
+  SPARROW_REQUIRE(a.extra_request_body.empty(), "--extra-request-body applies to requests sent to a server, not --offline");
   SPARROW_REQUIRE(a.dataset_name == "random", "--offline supports --dataset-name random only");
   SPARROW_REQUIRE(a.num_prompts >= 1, "--num-prompts must be >= 1");
   LoadedModel m = load_model_source(a.model_path, a.load_format, parse_dtype(a.dtype), 0);
@@ -500,6 +512,8 @@ void register_bench_serving_command(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "Seed of the dataset and the arrivals")->capture_default_str();
   cmd->add_option("--output-file", a->output_file, "Write the results as JSON");
   cmd->add_flag("--disable-ignore-eos", a->disable_ignore_eos, "Let requests stop at end-of-sequence");
+  cmd->add_option("--extra-request-body", a->extra_request_body,
+                  "JSON object merged into each request body, e.g. '{\"sampling_params\": {\"temperature\": 0.7}}'");
   cmd->add_option("--vocab-size", a->vocab_size, "Vocabulary of random token ids (default: from /model_info)");
   cmd->add_flag("--offline", a->offline, "Run the same requests in-process through the engine (needs --model-path)");
   cmd->add_option("--model-path", a->model_path, "--offline: model directory or config.json");
