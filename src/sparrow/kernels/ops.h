@@ -57,10 +57,6 @@ struct AttentionBatch {
   // GPU only: paged_attention_scratch_floats() floats of device scratch. When given, a step
   // of one query per sequence computes the KV splits of each query in parallel (same results).
   float* scratch = nullptr;
-  // GPU only, with scratch: [T, Hkv] ints that are zero (and that the kernel leaves zero).
-  // The splits of each query are then merged by the last split block to finish, in split
-  // order (the same bits), instead of by a second kernel.
-  int32_t* merge_counters = nullptr;
 };
 
 // Causal GQA attention through the paged KV pool: the query at absolute position p of a

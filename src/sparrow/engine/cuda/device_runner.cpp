@@ -41,7 +41,6 @@ struct DeviceRunner::Impl {
   int32_t* d_small = nullptr;
   int32_t* d_req_slots = nullptr;  // 0, 1, ..., b_max-1: sequence b reads table row b
   int32_t* d_table = nullptr;      // [b_max, ctx]: the batch's req_to_token rows, compacted
-  int32_t* d_merge_counters = nullptr;  // [b_max, KV heads], zero between kernels (AttentionBatch)
   Tensor d_logits;                 // [graph max bs, V] f32: graph replays write here
   int32_t* d_chosen = nullptr;           // [graph max bs]: sampled steps' token ids
   RowSampling* d_sampling = nullptr;     // [graph max bs]: their parameters
@@ -69,7 +68,6 @@ struct DeviceRunner::Impl {
     a.attention.q_offsets = small(6);
     a.attention.req_to_token = d_table;
     a.attention.max_context = ctx;
-    a.attention.merge_counters = d_merge_counters;
     return a;
   }
 
@@ -159,8 +157,7 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   Arena dry("dry run", reinterpret_cast<void*>(uintptr_t(1) << 44), size_t(1) << 43, Device::kCUDA);
   const auto probe = std::make_unique<CausalLM>(c, source, dtype, rank, WeightPlacement{&dry, true});
   const size_t weights = dry.used();
-  const size_t inputs = (m.small_count() + size_t(m.b_max) + size_t(m.b_max * m.ctx) +
-                         size_t(m.b_max * probe->local_kv_heads())) * 4 + 5 * 256;
+  const size_t inputs = (m.small_count() + size_t(m.b_max) + size_t(m.b_max * m.ctx)) * 4 + 4 * 256;
   const size_t workspace = probe->workspace_bytes(m.t_max, m.ctx) + inputs + size_t(graph_rows * c.vocab_size) * 4 + 256;
   cuda::MemoryPlan plan = cuda::plan_memory(weights, workspace, opts.mem_fraction_static);
   const int64_t kv_heads = probe->local_kv_heads();
@@ -183,8 +180,6 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   m.d_small = ws.alloc_array<int32_t>(m.small_count());
   m.d_req_slots = ws.alloc_array<int32_t>(size_t(m.b_max));
   m.d_table = ws.alloc_array<int32_t>(size_t(m.b_max * m.ctx));
-  m.d_merge_counters = ws.alloc_array<int32_t>(size_t(m.b_max * kv_heads));
-  SPARROW_CUDA_CHECK(cudaMemset(m.d_merge_counters, 0, size_t(m.b_max * kv_heads) * sizeof(int32_t)));
   if (graph_rows > 0) {
     m.d_logits = ws.alloc(DType::kF32, {graph_rows, c.vocab_size});
     m.d_chosen = ws.alloc_array<int32_t>(size_t(graph_rows));

@@ -15,9 +15,7 @@
 //     KV head); each K/V tile is staged once in shared memory (fp32) and used by every
 //     (query, head) pair of the block; splits are walked in order and merged in the block.
 //   * decode-split shape (T == batch, scratch given): block = (row, KV head, split)
-//     writes its pairs' partials to scratch; they are folded per (row, head) in split
-//     order by the last split block of the (row, KV head) to finish (merge_if_last, with
-//     merge_counters) or by attention_merge_kernel.
+//     writes its pairs' partials to scratch; merge_kernel folds them per (row, head).
 // Warp w owns pairs w, w + kWarps, w + 2 kWarps, ... (pair = query * group + head), so a
 // block with few pairs (a decode query's group) still spreads them over its warps.
 // Lane l scores positions l and l+32 of a tile (four interleaved fp32 partial dot products
@@ -40,6 +38,31 @@ constexpr int kExtendWarps = 16, kSplitWarps = 8;
 constexpr int kMaxPairs = kExtendWarps * kPairsPerWarp;   // (query, head) pairs of an extend block
 static_assert(kMaxSplitGroup == kSplitWarps * kPairsPerWarp, "heads per KV head a decode block takes");
 static_assert(kAttnTile == 64, "two positions per lane");
+
+template <int DPL>  // head dims per lane: D <= 32 * DPL
+struct Partial {
+  float m, l;
+  float acc[DPL];
+};
+
+template <int DPL>
+__device__ __forceinline__ void partial_init(Partial<DPL>& s) {
+  s.m = -INFINITY;
+  s.l = 0.f;
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) s.acc[i] = 0.f;
+}
+
+// run = run (+) part, softmax-merged (run may be empty: m = -inf gives a = 0 exactly).
+template <int DPL>
+__device__ __forceinline__ void merge_partial(Partial<DPL>& run, float pm, float pl, const float* pacc) {
+  const float m_new = fmaxf(run.m, pm);
+  const float a = expf(run.m - m_new), b = expf(pm - m_new);
+  run.l = fmaf(run.l, a, __fmul_rn(pl, b));
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) run.acc[i] = fmaf(run.acc[i], a, __fmul_rn(pacc[i], b));
+  run.m = m_new;
+}
 
 // One tile of `n` staged positions into a pair's split partial.
 template <int DPL>
@@ -208,8 +231,6 @@ __global__ void __launch_bounds__(kWarps * 32, kSplit ? 2 : 1) attention_kernel(
         if (lane + 32 * i < D) store_f(p.out, p.t, qo + lane + 32 * i, run[u].acc[i] / run[u].l);
     }
   }
-  if constexpr (kSplit)
-    if (p.merge_counters) merge_if_last<DPL>(p, row0, g, group, last_pos);
 }
 
 // grid (T, Hq), one warp: folds the row's splits in increasing order, as the extend shape.
@@ -220,7 +241,20 @@ __global__ void attention_merge_kernel(AttentionParams p) {
   const int64_t row = blockIdx.x, h = blockIdx.y;
   int64_t pos = 0;
   if (find_seq(p, row, pos) < 0) return;
-  merge_splits<DPL>(p, row, h, pos, int(threadIdx.x));
+  const int lane = threadIdx.x, D = int(p.D);
+  Partial<DPL> run;
+  partial_init(run);
+  for (int64_t s = 0; s <= pos / p.split; ++s) {
+    const float* o = p.partials + ((row * p.Hq + h) * p.n_splits + s) * (p.D + 2);
+    float acc[DPL];
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) acc[i] = lane + 32 * i < D ? o[2 + lane + 32 * i] : 0.f;
+    merge_partial(run, o[0], o[1], acc);
+  }
+  const int64_t qo = (row * p.Hq + h) * D;
+#pragma unroll
+  for (int i = 0; i < DPL; ++i)
+    if (lane + 32 * i < D) store_f(p.out, p.t, qo + lane + 32 * i, run.acc[i] / run.l);
 }
 
 template <int DPL>
@@ -235,7 +269,7 @@ void launch(const AttentionParams& p, cudaStream_t s) {
   if (p.partials) {
     launch_pdl(attention_kernel<DPL, true>, dim3(unsigned(p.T), unsigned(p.Hkv), unsigned(p.n_splits)),
                dim3(kSplitWarps * 32), smem_bytes(p.D, group), s, p, int64_t(1));
-    if (!p.merge_counters) attention_merge(p, s);
+    attention_merge(p, s);
   } else {
     const int64_t q = queries_per_block(group);
     // Chunks never straddle sequences: at most T / q + batch of them.

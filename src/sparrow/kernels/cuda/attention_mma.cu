@@ -249,11 +249,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
     }
     __syncwarp();
   }
-  if constexpr (kSplit) {
-    if (p.merge_counters) merge_if_last<D / 32>(p, row0, g, group, last_pos);
-    return;
-  }
-  if (!active) return;
+  if (kSplit || !active) return;
   __syncwarp();
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -285,7 +281,7 @@ void launch_mma(const AttentionParams& p, cudaStream_t s) {
   if (p.partials) {
     launch_pdl(attention_mma_kernel<D, true>, dim3(unsigned(p.T), unsigned(p.Hkv), unsigned(p.n_splits)),
                dim3(kMmaWarps * 32), mma_smem_bytes(D, true), s, p, int64_t(1));
-    if (!p.merge_counters) attention_merge(p, s);
+    attention_merge(p, s);
   } else {
     const int64_t q = kMmaMaxPairs / group;
     launch_pdl(attention_mma_kernel<D, false>, dim3(unsigned(p.T / q + p.batch), unsigned(p.Hkv)), dim3(kMmaWarps * 32),

@@ -134,10 +134,6 @@ struct AttentionParams {
   int64_t split;       // positions per split: attention_split_size(max_context)
   int32_t n_splits;    // ceil(max_context / split)
   float* partials;     // null: extend shape; else [T, Hq, n_splits, D + 2] (decode-split shape, T == batch)
-  // Decode-split shape: [T, Hkv] ints, zero before the kernel and zero after it. The last
-  // split block of each (row, KV head) to finish merges that row's heads (split order, as
-  // the merge kernel) and re-zeroes its counter. Null: a separate merge kernel.
-  int32_t* merge_counters;
 };
 // Split size for a context of max_context positions (a multiple of kAttnTile).
 int64_t attention_split_size(int64_t max_context);

@@ -221,8 +221,7 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   kn::AttentionParams p{q.data(), k_cache.data(), v_cache.data(), out.data(), dt, q.size(0), Hq, Hkv, D,
                        batch.batch, batch.req_slots, batch.seq_lens, batch.extend_lens, batch.q_offsets,
                        batch.req_to_token, batch.max_context, scale, split,
-                       int32_t((batch.max_context + split - 1) / split), split_shape ? batch.scratch : nullptr,
-                       split_shape ? batch.merge_counters : nullptr};
+                       int32_t((batch.max_context + split - 1) / split), split_shape ? batch.scratch : nullptr};
   kn::paged_attention(p, current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("paged_attention");
 }
