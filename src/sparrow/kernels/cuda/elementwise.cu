@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(kPrepWarps * 32) attention_prep_heads_kernel(A
   const unsigned groups = p.T >= 512 ? 1u : unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
   if (blockIdx.x >= groups) {  // spare blocks (row 0 only): l2_prefetch into L2, spread over many SMs
     if (blockIdx.y != 0) return;
-    constexpr int64_t kChunk = 1024;
+    constexpr int64_t kChunk = 2048;
     const char* base = static_cast<const char*>(p.l2_prefetch);
     const int64_t spare = int64_t(gridDim.x - groups) * blockDim.x;
     for (int64_t c = int64_t(blockIdx.x - groups) * blockDim.x + threadIdx.x; c * kChunk < p.l2_prefetch_bytes; c += spare) {
@@ -362,9 +362,9 @@ void attention_prep(const AttentionPrepParams& p, cudaStream_t s) {
     // Decode-sized steps spread a token's heads over blocks; prefill-sized ones take a block
     // per token (its cos/sin computed once).
     const unsigned groups = p.T >= 512 ? 1u : unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
-    // With a prefetch: spare blocks in x, one 1 KB bulk prefetch per thread (the issuing
+    // With a prefetch: spare blocks in x, one 2 KB bulk prefetch per thread (the issuing
     // SMs' bulk-copy units bound the rate, so many SMs share it).
-    const int64_t spare = p.l2_prefetch ? (p.l2_prefetch_bytes / 1024 + kPrepWarps * 32 - 1) / (kPrepWarps * 32) : 0;
+    const int64_t spare = p.l2_prefetch ? (p.l2_prefetch_bytes / 2048 + kPrepWarps * 32 - 1) / (kPrepWarps * 32) : 0;
     launch_pdl(attention_prep_heads_kernel, dim3(groups + unsigned(spare), unsigned(p.T)), dim3(kPrepWarps * 32), smem, s, p);
     return;
   }
