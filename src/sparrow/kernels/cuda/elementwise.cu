@@ -214,13 +214,11 @@ __global__ void __launch_bounds__(kPrepWarps * 32) attention_prep_heads_kernel(A
   extern __shared__ float sm[];  // cos [D/2], sin [D/2], rows [kPrepWarps][D]
   pdl_wait();
   pdl_launch_dependents();
-  const unsigned groups = p.T >= 512 ? 1u : unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
-  if (blockIdx.x >= groups) {  // spare blocks (row 0 only): l2_prefetch into L2, spread over many SMs
-    if (blockIdx.y != 0) return;
-    constexpr int64_t kChunk = 2048;
+  if (blockIdx.y == p.T) {  // spare row of blocks: l2_prefetch into L2, 64 KB per bulk prefetch
+    constexpr int64_t kChunk = 64 * 1024;
     const char* base = static_cast<const char*>(p.l2_prefetch);
-    const int64_t spare = int64_t(gridDim.x - groups) * blockDim.x;
-    for (int64_t c = int64_t(blockIdx.x - groups) * blockDim.x + threadIdx.x; c * kChunk < p.l2_prefetch_bytes; c += spare) {
+    for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c * kChunk < p.l2_prefetch_bytes;
+         c += int64_t(gridDim.x) * blockDim.x) {
       const int64_t n = min(kChunk, p.l2_prefetch_bytes - c * kChunk);
       asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + c * kChunk), "r"(uint32_t(n)) : "memory");
     }
@@ -240,7 +238,7 @@ __global__ void __launch_bounds__(kPrepWarps * 32) attention_prep_heads_kernel(A
   __syncthreads();
   // Warps stride over the heads (one block per token for long steps: the cos/sin are then
   // computed once per token).
-  for (int64_t h = int64_t(blockIdx.x) * kPrepWarps + warp; h < p.Hq + 2 * p.Hkv; h += int64_t(groups) * kPrepWarps) {
+  for (int64_t h = int64_t(blockIdx.x) * kPrepWarps + warp; h < p.Hq + 2 * p.Hkv; h += int64_t(gridDim.x) * kPrepWarps) {
     __syncwarp();  // the previous head's row is no longer read
     for (int64_t d = lane; d < D; d += 32) x[d] = load_f(p.qkv, p.t, t * p.ld + h * D + d);
     const int64_t slot = p.cache_loc[t];
@@ -362,10 +360,8 @@ void attention_prep(const AttentionPrepParams& p, cudaStream_t s) {
     // Decode-sized steps spread a token's heads over blocks; prefill-sized ones take a block
     // per token (its cos/sin computed once).
     const unsigned groups = p.T >= 512 ? 1u : unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
-    // With a prefetch: spare blocks in x, one 2 KB bulk prefetch per thread (the issuing
-    // SMs' bulk-copy units bound the rate, so many SMs share it).
-    const int64_t spare = p.l2_prefetch ? (p.l2_prefetch_bytes / 2048 + kPrepWarps * 32 - 1) / (kPrepWarps * 32) : 0;
-    launch_pdl(attention_prep_heads_kernel, dim3(groups + unsigned(spare), unsigned(p.T)), dim3(kPrepWarps * 32), smem, s, p);
+    const unsigned rows = unsigned(p.T) + (p.l2_prefetch && p.l2_prefetch_bytes > 0 ? 1u : 0u);
+    launch_pdl(attention_prep_heads_kernel, dim3(groups, rows), dim3(kPrepWarps * 32), smem, s, p);
     return;
   }
   const size_t smem = size_t((p.Hq + 2 * p.Hkv) * p.D) * sizeof(float);
