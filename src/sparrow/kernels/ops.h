@@ -103,13 +103,10 @@ enum class HeadNorm : uint8_t { kNone, kPerHead, kProjection };
 // (q heads, then k heads, then v heads) -> RMSNorm of q and k (`norm`, fp32 weights) ->
 // RoPE of q and k at positions[t] -> q_out [T, Hq, D] (qkv's dtype); k and v rows stored
 // in the caches [slots, Hkv, D] at cache_loc[t] in the caches' dtype. Computed in fp32,
-// rounded once on store. l2_prefetch (GPU, a hint): a weight the next kernels stream (the
-// o_proj of a decode step); spare blocks pull it into L2 while this latency-bound step and
-// the attention after it leave the memory bus idle. Ignored on the CPU.
+// rounded once on store.
 void attention_prep(const Tensor& qkv, int64_t heads, int64_t kv_heads, HeadNorm norm, const Tensor* q_norm,
                     const Tensor* k_norm, float eps, const int32_t* positions, const float* inv_freq,
-                    const int32_t* cache_loc, const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache,
-                    const Tensor* l2_prefetch = nullptr);
+                    const int32_t* cache_loc, const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache);
 
 // y[T, I] = silu(gate[T, I]) * up[T, I]
 void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y);

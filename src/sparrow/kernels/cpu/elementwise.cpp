@@ -182,14 +182,11 @@ void rope(const Tensor& x, const int32_t* positions, const float* inv_freq) {
 
 void attention_prep(const Tensor& qkv, int64_t heads, int64_t kv_heads, HeadNorm norm, const Tensor* q_norm,
                     const Tensor* k_norm, float eps, const int32_t* positions, const float* inv_freq,
-                    const int32_t* cache_loc, const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache,
-                    const Tensor* l2_prefetch) {
+                    const int32_t* cache_loc, const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
 #ifdef SPARROW_HAVE_CUDA
   if (qkv.device() == Device::kCUDA)
     return cuda::attention_prep(qkv, heads, kv_heads, norm, q_norm, k_norm, eps, positions, inv_freq, cache_loc, q_out,
-                                k_cache, v_cache, l2_prefetch);
-#else
-  (void)l2_prefetch;
+                                k_cache, v_cache);
 #endif
   // The CPU model runs the separate ops; this is the plain reference the GPU kernel is held to.
   check_cpu(qkv, "attention_prep qkv");

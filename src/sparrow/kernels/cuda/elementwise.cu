@@ -214,16 +214,6 @@ __global__ void __launch_bounds__(kPrepWarps * 32) attention_prep_heads_kernel(A
   extern __shared__ float sm[];  // cos [D/2], sin [D/2], rows [kPrepWarps][D]
   pdl_wait();
   pdl_launch_dependents();
-  if (blockIdx.y == p.T) {  // spare row of blocks: l2_prefetch into L2, 64 KB per bulk prefetch
-    constexpr int64_t kChunk = 64 * 1024;
-    const char* base = static_cast<const char*>(p.l2_prefetch);
-    for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c * kChunk < p.l2_prefetch_bytes;
-         c += int64_t(gridDim.x) * blockDim.x) {
-      const int64_t n = min(kChunk, p.l2_prefetch_bytes - c * kChunk);
-      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + c * kChunk), "r"(uint32_t(n)) : "memory");
-    }
-    return;
-  }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t t = blockIdx.y, D = p.D, half = D / 2, nq = p.Hq * D, nk = p.Hkv * D;
   float* cs = sm;
@@ -360,8 +350,7 @@ void attention_prep(const AttentionPrepParams& p, cudaStream_t s) {
     // Decode-sized steps spread a token's heads over blocks; prefill-sized ones take a block
     // per token (its cos/sin computed once).
     const unsigned groups = p.T >= 512 ? 1u : unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
-    const unsigned rows = unsigned(p.T) + (p.l2_prefetch && p.l2_prefetch_bytes > 0 ? 1u : 0u);
-    launch_pdl(attention_prep_heads_kernel, dim3(groups, rows), dim3(kPrepWarps * 32), smem, s, p);
+    launch_pdl(attention_prep_heads_kernel, dim3(groups, unsigned(p.T)), dim3(kPrepWarps * 32), smem, s, p);
     return;
   }
   const size_t smem = size_t((p.Hq + 2 * p.Hkv) * p.D) * sizeof(float);

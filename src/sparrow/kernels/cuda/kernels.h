@@ -61,7 +61,6 @@ struct AttentionPrepParams {
   const int32_t* cache_loc;
   void* q_out;                           // [T, Hq, D], dtype t
   void* k_cache; void* v_cache; DType cache_t;  // [slots, Hkv, D]
-  const void* l2_prefetch; int64_t l2_prefetch_bytes;  // 16-aligned, multiple of 16; null: none
 };
 void attention_prep(const AttentionPrepParams& p, cudaStream_t stream);
 

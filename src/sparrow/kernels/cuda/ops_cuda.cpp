@@ -295,8 +295,7 @@ void rope(const Tensor& x, const int32_t* positions, const float* inv_freq) {
 
 void attention_prep(const Tensor& qkv, int64_t heads, int64_t kv_heads, HeadNorm norm, const Tensor* q_norm,
                     const Tensor* k_norm, float eps, const int32_t* positions, const float* inv_freq,
-                    const int32_t* cache_loc, const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache,
-                    const Tensor* l2_prefetch) {
+                    const int32_t* cache_loc, const Tensor& q_out, const Tensor& k_cache, const Tensor& v_cache) {
   check_dev(qkv, "attention_prep qkv");
   check_dev(q_out, "attention_prep q_out");
   check_dev(k_cache, "attention_prep k_cache");
@@ -315,17 +314,9 @@ void attention_prep(const Tensor& qkv, int64_t heads, int64_t kv_heads, HeadNorm
                         q_norm->numel() == (mode == 1 ? D : heads * D) && k_norm->numel() == (mode == 1 ? D : kv_heads * D),
                     "attention_prep: q/k norm weights must be f32 of the norm's size");
   }
-  // Only where the weight will be streamed by a skinny kernel: decode-sized steps.
-  static const bool prefetch_on = [] {
-    const char* e = std::getenv("SPARROW_L2_PREFETCH");  // 0: off (A/B timing)
-    return !(e && e[0] == '0');
-  }();
-  const bool prefetch = prefetch_on && l2_prefetch && l2_prefetch->device() == Device::kCUDA && T <= kn::kGemvMaxRows &&
-                        l2_prefetch->is_contiguous() && uintptr_t(l2_prefetch->data()) % 16 == 0;
   kn::attention_prep({qkv.data(), qkv.dtype(), qkv.size(1), T, heads, kv_heads, D, mode,
                       mode ? q_norm->data_as<float>() : nullptr, mode ? k_norm->data_as<float>() : nullptr, eps, positions,
-                      inv_freq, cache_loc, q_out.data(), k_cache.data(), v_cache.data(), k_cache.dtype(),
-                      prefetch ? l2_prefetch->data() : nullptr, prefetch ? int64_t(l2_prefetch->nbytes()) / 16 * 16 : 0},
+                      inv_freq, cache_loc, q_out.data(), k_cache.data(), v_cache.data(), k_cache.dtype()},
                      current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("attention_prep");
 }

@@ -96,7 +96,7 @@ void Attention::forward_device(const Tensor& x, const StepContext& ctx, const Te
                                                                : ops::HeadNorm::kNone;
   ops::attention_prep(qkv, heads_, kv_heads_, norm, q_norm_.data() ? &q_norm_ : nullptr,
                       k_norm_.data() ? &k_norm_ : nullptr, eps_, ctx.arrays.positions, inv_freq_.data_as<float>(),
-                      ctx.arrays.cache_loc, q, ctx.kv.k(layer_), ctx.kv.v(layer_), &wo_);
+                      ctx.arrays.cache_loc, q, ctx.kv.k(layer_), ctx.kv.v(layer_));
   const Tensor attn = ws.alloc(x.dtype(), {t, heads_, head_dim_});
   ops::AttentionBatch geometry = ctx.arrays.attention;
   if (t == geometry.batch) {  // one query per sequence (decode): each context's splits run in parallel
