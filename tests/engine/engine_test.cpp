@@ -18,8 +18,10 @@ namespace {
 
 const std::string kModel = std::string(SPARROW_TESTDATA_DIR) + "/models/qwen3_moe";
 
-std::unique_ptr<Engine> make_engine(int64_t kv_tokens = 4096, int64_t chunk = 8192, bool radix = true) {
+std::unique_ptr<Engine> make_engine(int64_t kv_tokens = 4096, int64_t chunk = 8192, bool radix = true,
+                                    bool deterministic = false) {
   EngineOptions o;
+  o.parallel.deterministic = deterministic;
   o.max_total_tokens = kv_tokens;
   o.max_running_requests = 16;
   o.chunked_prefill_size = chunk;
@@ -194,6 +196,21 @@ TEST(Engine, ExecutorSampledStepsGiveTheSamplersTokens) {
   const auto direct = generate_sync(*e, {sampled})[0].result;
   EXPECT_GT(e->stats().executor_sampled_steps, mid);
   EXPECT_EQ(direct.output_ids, generate_sync(*e, {sampled_lp})[0].result.output_ids);
+}
+
+// Deterministic mode leaves non-greedy draws to the host sampler (whether a step samples
+// on the executor depends on its batch, and a GPU draw may differ by an ulp); greedy rows
+// still come back as ids.
+TEST(Engine, DeterministicModeSamplesNonGreedyRowsOnTheHost) {
+  auto e = make_engine(4096, 8192, true, /*deterministic=*/true);
+  Request sampled = greedy(prompt(20, 3), 6, false);
+  sampled.sampling.temperature = 0.9f;
+  sampled.sampling.sampling_seed = 4;
+  const int64_t before = e->stats().executor_sampled_steps;
+  generate_sync(*e, {sampled});
+  EXPECT_EQ(e->stats().executor_sampled_steps, before);
+  generate_sync(*e, {greedy(prompt(20, 3), 6, false)});
+  EXPECT_GT(e->stats().executor_sampled_steps, before);
 }
 
 TEST(Engine, RejectsBadRequests) {

@@ -166,6 +166,11 @@ void Scheduler::plan(StepPlan& plan) {
 }
 
 bool Scheduler::executor_may_sample(const ScheduledRequest& q, int64_t pos) const {
+  // Deterministic mode keeps non-greedy draws on the host: the GPU's sampler may differ from
+  // the CPU's by an ulp of expf / log (docs/numerics.md), and whether a step samples on the
+  // executor depends on the rest of its batch, so a seeded draw could depend on the batch.
+  // Greedy choices are exact comparisons, the same on both.
+  if (opts_.parallel.deterministic && !q.r.sampling.greedy()) return false;
   return pos + 1 == int64_t(q.tokens.size()) && !q.r.return_logprob &&
          samples_logits_as_given(q.r.sampling, int64_t(q.result.output_ids.size()));
 }
