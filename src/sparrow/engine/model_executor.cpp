@@ -165,7 +165,17 @@ void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span
 
 Buffer ModelExecutor::logits_buffer(int64_t rows, int64_t vocab) const {
 #ifdef SPARROW_HAVE_CUDA
-  if (device_ == Device::kCUDA) return cuda::pinned_buffer(DType::kF32, {rows, vocab});
+  // Page-locked memory is taken from the host for good: only for the usual sizes (a step's
+  // sequences); a step that wants every prompt token's logits gets pageable memory, as does
+  // any step when the pinned allocation fails.
+  constexpr size_t kMaxPinned = size_t(1) << 30;
+  if (device_ == Device::kCUDA && size_t(rows * vocab) * 4 <= kMaxPinned) {
+    try {
+      return cuda::pinned_buffer(DType::kF32, {rows, vocab});
+    } catch (const Error& e) {
+      log(LogLevel::kWarn, "logits buffer: pinned allocation failed ({}); using pageable memory", e.what());
+    }
+  }
 #endif
   return Buffer(DType::kF32, {rows, vocab});
 }

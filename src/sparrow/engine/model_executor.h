@@ -51,8 +51,8 @@ class ModelExecutor {
   // receives each row's ops::sample_rows token instead, and logits[d] may be left unwritten.
   void step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
             std::span<const Tensor> logits, std::span<int32_t* const> chosen = {});
-  // A host buffer of f32 [rows, V] for step logits: pinned on a GPU, so the copies into it
-  // are DMA at full speed rather than staged through pageable memory.
+  // A host buffer of f32 [rows, V] for step logits: pinned on a GPU (up to 1 GiB), so the
+  // copies into it are DMA at full speed rather than staged through pageable memory.
   Buffer logits_buffer(int64_t rows, int64_t vocab) const;
 
  private:

@@ -90,7 +90,11 @@ void copy_bytes(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
 Buffer pinned_buffer(DType dtype, Shape shape) {
   const size_t n = size_t(shape.numel()) * dtype_size(dtype);
   void* p = nullptr;
-  SPARROW_CUDA_CHECK(cudaMallocHost(&p, std::max<size_t>(n, 1)));
+  const cudaError_t err = cudaMallocHost(&p, std::max<size_t>(n, 1));
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();  // not sticky: clear it, or the next launch check would report it
+    throw_cuda_error(err, "cudaMallocHost", __FILE__, __LINE__);
+  }
   std::memset(p, 0, n);
   return Buffer(p, n, [](void* q) { (void)cudaFreeHost(q); }, dtype, shape);
 }
