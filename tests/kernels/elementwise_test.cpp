@@ -136,6 +136,32 @@ TEST(ArgmaxRows, FirstMaximumWins) {
   EXPECT_EQ(out, (std::vector<int32_t>{1, 0, 2, 2}));
 }
 
+// The vectorized two-pass argmax gives the plain scan's index ('>' only, from index 0) on
+// long rows with ties, NaNs (at 0 too), -inf and signed zeros, across the lane blocks.
+TEST(ArgmaxRows, MatchesAPlainScanOnLongRows) {
+  std::mt19937 rng(3);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const auto scan = [](const std::vector<float>& r) {
+    int32_t best = 0;
+    for (size_t i = 1; i < r.size(); ++i)
+      if (r[i] > r[size_t(best)]) best = int32_t(i);
+    return best;
+  };
+  for (int64_t v : {1, 15, 16, 17, 33, 1000, 151936})
+    for (int kind = 0; kind < 6; ++kind) {
+      std::vector<float> row(static_cast<size_t>(v));
+      std::uniform_int_distribution<int> level(-3, 3);
+      for (float& x : row) x = kind == 1 ? float(level(rng)) : std::uniform_real_distribution<float>(-5, 5)(rng);
+      if (kind == 2) for (size_t i = 0; i < row.size(); i += 7) row[i] = nan;
+      if (kind == 3) row[0] = nan;
+      if (kind == 4) for (float& x : row) x = (rng() & 1) ? -inf : nan;
+      if (kind == 5) for (float& x : row) x = (rng() & 1) ? 0.0f : -0.0f;
+      int32_t got = -1;
+      ops::argmax_rows(Tensor(row.data(), DType::kF32, {1, v}), &got);
+      EXPECT_EQ(got, scan(row)) << "length " << v << " kind " << kind;
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(DTypes, ElementwiseTest, ::testing::Values(DType::kF32, DType::kBF16),
                          [](const auto& info) { return std::string(info.param == DType::kF32 ? "f32" : "bf16"); });
 

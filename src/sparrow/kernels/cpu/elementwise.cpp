@@ -264,10 +264,21 @@ void argmax_rows(const Tensor& logits, int32_t* out) {
   const int64_t v = logits.size(1);
   for (int64_t r = 0; r < logits.size(0); ++r) {
     const float* row = static_cast<const float*>(logits.row_ptr(r));
-    int32_t best = 0;
-    for (int64_t i = 1; i < v; ++i)
-      if (row[i] > row[best]) best = int32_t(i);
-    out[r] = best;
+    out[r] = 0;
+    if (v == 0 || row[0] != row[0]) continue;  // NaN first: a plain scan never moves off it
+    // The plain scan's answer in two vectorizable passes: the maximum over the numbers
+    // (NaN never wins a '>'), then its first index.
+    float lanes[kLanes];
+    for (float& l : lanes) l = row[0];
+    int64_t i = 0;
+    for (; i + kLanes <= v; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) lanes[j] = row[i + j] > lanes[j] ? row[i + j] : lanes[j];
+    float m = lanes[0];
+    for (int j = 1; j < kLanes; ++j) m = lanes[j] > m ? lanes[j] : m;
+    for (; i < v; ++i) m = row[i] > m ? row[i] : m;
+    int64_t first = 0;
+    while (!(row[first] == m)) ++first;
+    out[r] = int32_t(first);
   }
 }
 
