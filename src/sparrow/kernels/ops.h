@@ -154,10 +154,11 @@ void argmax_rows(const Tensor& logits, int32_t* out);
 // before the first token with p_i < min_p * p_max, and at the first token where the
 // cumulative mass (p_i / sum) reaches top_p; the token is the kept one with the largest
 // log p_i + Gumbel noise keyed on (seed, position, token id) (keyed_uniform, core/hash.h),
-// so a row's draw depends on its logits and parameters alone, never on the batch. The CPU
-// code sorts (the plain definition); the GPU selects the cut points by radix passes and
-// sums the masses in fixed point (the cuts may differ only where a cumulative mass is
-// within ~1e-9 of top_p: docs/numerics.md). `params` and `out` are device pointers when
+// so a row's draw depends on its logits and parameters alone, never on the batch. sum is
+// the candidates' p_i in double, added in id order. The CPU code sorts only the head of
+// the order its cuts need (kernels/reference/sampling_ref.h sorts it all); the GPU selects
+// the cut points by radix passes and sums the masses in fixed point (the cuts may differ
+// only where a cumulative mass is within ~1e-9 of top_p: docs/numerics.md). `params` and `out` are device pointers when
 // logits are on the GPU.
 void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out);
 

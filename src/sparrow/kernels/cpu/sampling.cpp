@@ -1,5 +1,7 @@
-// CPU ops::sample_rows: the plain definition (sort, cut, Gumbel-max) that the GPU kernel
-// (kernels/cuda/sampling.cu) is tested against. One row at a time, in row order.
+// CPU ops::sample_rows: the definition (order, cut, Gumbel-max) that the GPU kernel
+// (kernels/cuda/sampling.cu) is tested against, one row at a time. It sorts only as much
+// of the row as the top-k / top-p / min-p cuts need (a growing partial sort) and skips the
+// noise of tokens that cannot win (kHopeless): the same result as sorting everything.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -14,45 +16,76 @@
 namespace sparrow::ops {
 namespace {
 
+// keyed_uniform lies in [2^-54, 1 - 2^-54], so the noise g = -log(-log u) lies in
+// [-3.62, 37.43]: a token with log p < -41.05 scores below the most likely token (log p =
+// 0, always a candidate) whatever the draws, and needs no noise. Skipping those is exact.
+constexpr float kHopeless = -42.0f;
+
 int32_t sample_row(const float* logits, int64_t vocab, const RowSampling& p, std::vector<int32_t>& order,
-                   std::vector<float>& probs) {
-  if (p.temperature == 0.0f) {
-    int32_t best = 0;
-    argmax_rows(Tensor(const_cast<float*>(logits), DType::kF32, {1, vocab}), &best);
-    return best;
-  }
-  // Candidates sorted by logit (descending, ties to the lower id), then truncated.
+                   std::vector<int32_t>& ids) {
+  int32_t top = 0;  // the first maximum: the head of the (logit descending, id ascending) order
+  argmax_rows(Tensor(const_cast<float*>(logits), DType::kF32, {1, vocab}), &top);
+  if (p.temperature == 0.0f) return top;
+  const float inv_t = 1.0f / p.temperature;
+  const float mx = logits[top] * inv_t;
+  const auto prob = [&](int32_t t) { return std::exp(logits[t] * inv_t - mx); };
+  const auto better = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  // Candidates: the top_k in order, or the whole vocabulary. order[0, sorted) is always
+  // the head of the order, sorted; the rest is sorted only if the cut walk needs it.
+  const int64_t keep = p.top_k > 0 ? std::min<int64_t>(vocab, p.top_k) : vocab;
   order.resize(size_t(vocab));
   for (int64_t i = 0; i < vocab; ++i) order[size_t(i)] = int32_t(i);
-  int64_t keep = vocab;
-  if (p.top_k > 0) keep = std::min<int64_t>(keep, p.top_k);
-  const auto better = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  if (keep < vocab) std::partial_sort(order.begin(), order.begin() + keep, order.end(), better);
-  else std::sort(order.begin(), order.end(), better);
-  const float inv_t = 1.0f / p.temperature;
-  const float mx = logits[order[0]] * inv_t;
-  probs.resize(size_t(keep));
+  int64_t sorted = 0;
+  if (keep < vocab) {
+    std::partial_sort(order.begin(), order.begin() + keep, order.end(), better);
+    sorted = keep;
+  }
+  // The candidates' mass, summed in double in id order.
   double sum = 0;
-  for (int64_t i = 0; i < keep; ++i) sum += probs[size_t(i)] = std::exp(logits[order[size_t(i)]] * inv_t - mx);
+  if (keep < vocab) {
+    ids.assign(order.begin(), order.begin() + keep);
+    std::sort(ids.begin(), ids.end());
+    for (int32_t t : ids) sum += prob(t);
+  } else {
+    for (int32_t t = 0; t < int32_t(vocab); ++t) sum += prob(t);
+  }
   // top-p: the smallest prefix whose mass reaches top_p; min-p: drop tokens below min_p * max.
-  double cum = 0;
   int64_t cut = keep;
-  for (int64_t i = 0; i < keep; ++i) {
-    const double pr = probs[size_t(i)] / sum;
-    if (p.min_p > 0 && pr < double(p.min_p) * (probs[0] / sum)) { cut = i; break; }
-    cum += pr;
-    if (cum >= double(p.top_p) && p.top_p < 1.0f) { cut = i + 1; break; }
+  if (p.top_p < 1.0f || p.min_p > 0.0f) {
+    const double p0 = prob(top);
+    for (int64_t need = std::min<int64_t>(keep, 256);; need = std::min(keep, need * 8)) {
+      if (sorted < need) {
+        std::partial_sort(order.begin(), order.begin() + need, order.end(), better);
+        sorted = need;
+      }
+      double cum = 0;
+      bool found = false;
+      for (int64_t i = 0; i < sorted && !found; ++i) {
+        const double pr = prob(order[size_t(i)]) / sum;
+        if (p.min_p > 0 && pr < double(p.min_p) * (p0 / sum)) cut = i, found = true;
+        else if ((cum += pr) >= double(p.top_p) && p.top_p < 1.0f) cut = i + 1, found = true;
+      }
+      if (found || sorted == keep) break;
+    }
   }
   cut = std::max<int64_t>(cut, 1);
-  // Gumbel-max over the kept candidates: argmax(log p + g), g keyed on the token id.
-  int32_t best = order[0];
+  // Gumbel-max over the kept candidates: argmax(log p + g), g keyed on the token id, ties
+  // to the lower id.
+  int32_t best = top;
   double best_score = -std::numeric_limits<double>::infinity();
-  for (int64_t i = 0; i < cut; ++i) {
-    const int32_t tok = order[size_t(i)];
-    if (!(probs[size_t(i)] > 0)) continue;
+  const auto consider = [&](int32_t tok) {
+    const float x = logits[tok] * inv_t - mx;
+    if (!(x >= kHopeless)) return;
+    const float pr = std::exp(x);
+    if (!(pr > 0)) return;
     const double g = -std::log(-std::log(keyed_uniform(p.seed, p.position, tok)));
-    const double score = std::log(double(probs[size_t(i)])) + g;
-    if (score > best_score) { best_score = score; best = tok; }
+    const double score = std::log(double(pr)) + g;
+    if (score > best_score || (score == best_score && tok < best)) best_score = score, best = tok;
+  };
+  if (cut == vocab) {
+    for (int32_t t = 0; t < int32_t(vocab); ++t) consider(t);
+  } else {
+    for (int64_t i = 0; i < cut; ++i) consider(order[size_t(i)]);
   }
   return best;
 }
@@ -65,10 +98,9 @@ void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out) 
 #endif
   SPARROW_CHECK(logits.device() == Device::kCPU && logits.is_contiguous(), "sample_rows: contiguous CPU logits expected");
   SPARROW_CHECK(logits.dtype() == DType::kF32 && logits.rank() == 2, "sample_rows: f32 [R, V] logits expected");
-  thread_local std::vector<int32_t> order;  // scratch reused across calls
-  thread_local std::vector<float> probs;
+  thread_local std::vector<int32_t> order, ids;  // scratch reused across calls
   for (int64_t r = 0; r < logits.size(0); ++r)
-    out[r] = sample_row(static_cast<const float*>(logits.row_ptr(r)), logits.size(1), params[r], order, probs);
+    out[r] = sample_row(static_cast<const float*>(logits.row_ptr(r)), logits.size(1), params[r], order, ids);
 }
 
 }  // namespace sparrow::ops

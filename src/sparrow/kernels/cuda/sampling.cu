@@ -295,6 +295,8 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sam
   double best = -INFINITY;
   int32_t idx = INT_MAX;
   for (int64_t i = sl.first; i < V; i += sl.stride) {
+    // log p < -42: no draw lifts it above the most likely token (the CPU skips it too).
+    if (!(__fsub_rn(__fmul_rn(x[i], inv_t), mx) >= -42.0f)) continue;
     const uint32_t key = order_key(x[i]);
     const float pr = prob(x[i]);
     if (!(pr > 0.f) || !in_k(i, key) || !in_p(i, key)) continue;
