@@ -4,13 +4,6 @@
 
 namespace sparrow {
 
-int32_t argmax_row(const float* row, int64_t vocab) {
-  int32_t best = 0;
-  for (int64_t i = 1; i < vocab; ++i)
-    if (row[i] > row[best]) best = int32_t(i);
-  return best;
-}
-
 std::vector<TokenLogprob> top_n(const float* row, int64_t vocab, int n) {
   n = int(std::min<int64_t>(n, vocab));
   std::vector<int32_t> idx(static_cast<size_t>(vocab));

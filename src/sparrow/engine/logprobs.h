@@ -1,5 +1,5 @@
 // Logprobs from fp32 logits rows: full-vocabulary fp32 log-softmax, the logprob of chosen
-// tokens, top-N alternatives (descending, ties to the lower id) and greedy argmax.
+// tokens and top-N alternatives (descending, ties to the lower id).
 #pragma once
 
 #include <cstdint>
@@ -13,9 +13,6 @@ struct TokenLogprob {
   float logprob = 0.f;
   int32_t token_id = 0;
 };
-
-// Greedy choice: the highest logit, ties to the lower id.
-int32_t argmax_row(const float* row, int64_t vocab);
 
 // The n highest entries of a log-softmax row, descending, ties to the lower id.
 std::vector<TokenLogprob> top_n(const float* logprob_row, int64_t vocab, int n);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "sparrow/core/log.h"
+#include "sparrow/core/thread_pool.h"
 #include "sparrow/engine/logprobs.h"
 #include "sparrow/engine/scheduled_request.h"
 #include "sparrow/kernels/ops.h"
@@ -16,7 +17,6 @@ Scheduler::Scheduler(const ModelConfig& config, const Tokenizer* tokenizer, cons
     : config_(config), tokenizer_(tokenizer), opts_(opts), context_length_(context_length), eos_ids_(std::move(eos_ids)),
       slots_(kv_slots), rows_(opts.max_running_requests, context_length) {
   if (!opts_.disable_radix_cache) cache_ = std::make_unique<RadixCache>(slots_);
-  lp_row_.resize(size_t(config.vocab_size));
 }
 
 Scheduler::~Scheduler() {
@@ -266,10 +266,24 @@ void Scheduler::retract(ScheduledRequest& q) {
 // ------------------------------------------------------------------ consuming logits
 void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
   const ForwardBatch& fb = plan.batch;
-  for (size_t i = 0; i < plan.uses.size(); ++i) {
-    if (!fb.sampling.empty()) consume(*plan.uses[i].first, plan.uses[i].second, nullptr, plan.chosen[i]);
-    else consume(*plan.uses[i].first, plan.uses[i].second, static_cast<float*>(logits.row_ptr(int64_t(i))));
-  }
+  const int64_t n = int64_t(plan.uses.size());
+  // Rows are independent: log-softmax and sampling (a pass or two over the vocabulary
+  // each) run on the pool, each row by one thread with its own scratch; the results are
+  // recorded in row order below. The choices depend on the rows alone.
+  std::vector<RowResult> results(static_cast<size_t>(n));
+  const auto eval = [&](int64_t b, int64_t e) {
+    thread_local Sampler sampler;
+    thread_local std::vector<float> lp;
+    lp.resize(size_t(config_.vocab_size));
+    for (int64_t i = b; i < e; ++i) {
+      float* row = fb.sampling.empty() ? static_cast<float*>(logits.row_ptr(i)) : nullptr;
+      results[size_t(i)] = evaluate(*plan.uses[size_t(i)].first, plan.uses[size_t(i)].second, row,
+                                    plan.chosen[size_t(i)], sampler, lp);
+    }
+  };
+  if (fb.sampling.empty() && n > 1) ThreadPool::global().parallel_for(n, eval);
+  else eval(0, n);
+  for (int64_t i = 0; i < n; ++i) apply(*plan.uses[size_t(i)].first, std::move(results[size_t(i)]));
   for (auto& q : running_)
     if (q->state == ScheduledRequest::State::kPrefilling && q->kv_len == q->extend_target)
       q->state = ScheduledRequest::State::kDecoding;
@@ -292,40 +306,55 @@ void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
   else if (fb.mode == ForwardMode::kDecode) counters_.generation_tokens += fb.num_tokens();
 }
 
-void Scheduler::consume(ScheduledRequest& q, int64_t pos, float* row, int32_t chosen) {
+Scheduler::RowResult Scheduler::evaluate(const ScheduledRequest& q, int64_t pos, float* row, int32_t chosen,
+                                         Sampler& sampler, std::vector<float>& lp) const {
   const int64_t vocab = config_.vocab_size;
+  RowResult r;
   const bool want_lp = q.r.return_logprob;
-  if (want_lp) ops::log_softmax(Tensor(row, DType::kF32, {1, vocab}), Tensor(lp_row_.data(), DType::kF32, {1, vocab}));
-  auto extra_ids = [&](std::vector<std::vector<TokenLogprob>>& into) {
-    if (q.r.token_ids_logprob.empty()) return;
-    std::vector<TokenLogprob> v;
-    for (int32_t id : q.r.token_ids_logprob) v.push_back({lp_row_[size_t(id)], id});
-    into.push_back(std::move(v));
+  if (want_lp) ops::log_softmax(Tensor(row, DType::kF32, {1, vocab}), Tensor(lp.data(), DType::kF32, {1, vocab}));
+  const auto record = [&](int32_t tok) {
+    r.logprob = LogprobEntry{lp[size_t(tok)], tok};
+    if (q.r.top_logprobs_num > 0) r.top = top_n(lp.data(), vocab, q.r.top_logprobs_num);
+    if (!q.r.token_ids_logprob.empty()) {
+      r.ids.emplace();
+      for (int32_t id : q.r.token_ids_logprob) r.ids->push_back({lp[size_t(id)], id});
+    }
   };
   if (pos + 1 < int64_t(q.tokens.size())) {  // teacher-forced position
-    if (want_lp && !q.recompute && pos + 1 < q.prompt_len) {
-      const int32_t tok = q.tokens[size_t(pos + 1)];
-      q.result.input_token_logprobs.push_back({lp_row_[size_t(tok)], tok});
-      if (q.r.top_logprobs_num > 0) q.result.input_top_logprobs.push_back(top_n(lp_row_.data(), vocab, q.r.top_logprobs_num));
-      extra_ids(q.result.input_token_ids_logprobs);
-    }
-    return;
+    r.teacher_forced = true;
+    if (want_lp && !q.recompute && pos + 1 < q.prompt_len) record(q.tokens[size_t(pos + 1)]);
+    return r;
   }
-  if (int32_t(q.result.output_ids.size()) >= q.r.sampling.max_new_tokens) return;  // score only
+  if (int32_t(q.result.output_ids.size()) >= q.r.sampling.max_new_tokens) return r;  // score only
   SamplingState st;
   st.prompt = {q.tokens.data(), size_t(q.prompt_len)};
   st.output = {q.result.output_ids.data(), q.result.output_ids.size()};
   st.eos_ids = eos_ids_;
   st.seed = q.seed;
   st.position = pos + 1;
-  const int32_t tok = row ? sampler_.sample(row, vocab, q.r.sampling, st) : chosen;
-  SPARROW_CHECK(tok >= 0 && tok < vocab, "sampled token {} outside the vocabulary", tok);
+  r.token = row ? sampler.sample(row, vocab, q.r.sampling, st) : chosen;
+  if (want_lp && r.token >= 0 && r.token < vocab) record(r.token);
+  return r;
+}
+
+void Scheduler::apply(ScheduledRequest& q, RowResult&& r) {
+  if (r.teacher_forced) {
+    if (r.logprob) {
+      q.result.input_token_logprobs.push_back(*r.logprob);
+      if (r.top) q.result.input_top_logprobs.push_back(std::move(*r.top));
+      if (r.ids) q.result.input_token_ids_logprobs.push_back(std::move(*r.ids));
+    }
+    return;
+  }
+  if (r.token < 0 && int32_t(q.result.output_ids.size()) >= q.r.sampling.max_new_tokens) return;  // score only
+  const int32_t tok = r.token;
+  SPARROW_CHECK(tok >= 0 && tok < config_.vocab_size, "sampled token {} outside the vocabulary", tok);
   q.tokens.push_back(tok);
   q.result.output_ids.push_back(tok);
-  if (want_lp) {
-    q.result.output_token_logprobs.push_back({lp_row_[size_t(tok)], tok});
-    if (q.r.top_logprobs_num > 0) q.result.output_top_logprobs.push_back(top_n(lp_row_.data(), vocab, q.r.top_logprobs_num));
-    extra_ids(q.result.output_token_ids_logprobs);
+  if (r.logprob) {
+    q.result.output_token_logprobs.push_back(*r.logprob);
+    if (r.top) q.result.output_top_logprobs.push_back(std::move(*r.top));
+    if (r.ids) q.result.output_token_ids_logprobs.push_back(std::move(*r.ids));
   }
   const int32_t n_out = int32_t(q.result.output_ids.size());
   const bool eos = !q.r.sampling.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), int64_t(tok)) != eos_ids_.end();

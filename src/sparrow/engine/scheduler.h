@@ -68,8 +68,20 @@ class Scheduler {
   void release(ScheduledRequest& q, bool keep_in_cache);
   void finish(ScheduledRequest& q, std::optional<std::string> error);
   void retract(ScheduledRequest& q);
-  // row: the position's logits; or null with `chosen` the executor's token.
-  void consume(ScheduledRequest& q, int64_t pos, float* row, int32_t chosen = -1);
+  // What one logits row yields. evaluate() reads the request only (rows are evaluated in
+  // parallel); apply() records the results in row order.
+  struct RowResult {
+    bool teacher_forced = false;  // the row scores a known next token (input logprobs)
+    int32_t token = -1;           // the chosen next token; -1: none (teacher-forced, score only)
+    std::optional<LogprobEntry> logprob;
+    std::optional<std::vector<TokenLogprob>> top;  // top_logprobs_num > 0
+    std::optional<std::vector<TokenLogprob>> ids;  // token_ids_logprob given
+  };
+  // row: the position's logits (penalties are applied in place); or null with `chosen` the
+  // executor's token. `sampler` and `lp` ([V]) are the calling thread's scratch.
+  RowResult evaluate(const ScheduledRequest& q, int64_t pos, float* row, int32_t chosen, Sampler& sampler,
+                     std::vector<float>& lp) const;
+  void apply(ScheduledRequest& q, RowResult&& r);
   // Whether the token after `pos` is the sampler's choice from the logits as given (no
   // logprobs, penalties or masks), so the executor's ops::sample_rows can stand for it.
   bool executor_may_sample(const ScheduledRequest& q, int64_t pos) const;
@@ -88,8 +100,6 @@ class Scheduler {
   std::unique_ptr<RadixCache> cache_;
   std::list<std::unique_ptr<ScheduledRequest>> waiting_;
   std::vector<std::unique_ptr<ScheduledRequest>> running_;
-  Sampler sampler_;
-  std::vector<float> lp_row_;
   EngineStats counters_;
 };
 
