@@ -26,7 +26,8 @@ struct SamplingState {
 
 class Sampler {
  public:
-  // `logits` [V] is modified in place (penalties and masks). `scratch` is reused across calls.
+  // `logits` [V] is modified in place (penalties and masks). One Sampler per thread: its
+  // penalty counts are scratch reused across calls.
   int32_t sample(float* logits, int64_t vocab, const SamplingParams& p, const SamplingState& s);
 
  private:
