@@ -296,9 +296,10 @@ void log_softmax(const Tensor& logits, const Tensor& out) {
       convert(logits.row_ptr(t), logits.dtype(), o, DType::kF32, size_t(v));
       float mx = -INFINITY;
       for (int64_t i = 0; i < v; ++i) mx = std::max(mx, o[i]);
-      // exp-sum in double: one row per token, and logprobs are what users compare.
+      // exp in fp32 summed in double (as the GPU kernel): one row per token, and logprobs
+      // are what users compare. (An fp32 exp is ~1.8x cheaper than a double one here.)
       double sum = 0.0;
-      for (int64_t i = 0; i < v; ++i) sum += std::exp(double(o[i] - mx));
+      for (int64_t i = 0; i < v; ++i) sum += double(std::exp(o[i] - mx));
       const float lse = mx + float(std::log(sum));
       for (int64_t i = 0; i < v; ++i) o[i] -= lse;
     }
