@@ -1,8 +1,8 @@
 // CPU decode and prefill throughput of a whole model at a real shape with dummy weights,
 // next to the machine's measured memory bandwidth (the roofline for batch-1 decode).
 //
-//   build/bench/model_decode_bench --config ../shared/assets/configs/olmoe-1b-7b-0924.json \
-//       [--prompt 128] [--steps 16] [--batch 1] [--dtype bfloat16]
+//   build/bench/model_decode_bench --config ../shared/assets/configs/olmoe-1b-7b-0924.json
+//       [--prompt 128] [--steps 16] [--batch 1] [--dtype bfloat16]   (one line)
 //
 // Prints one JSON object: machine, commit, bandwidth, prefill tok/s, decode tok/s (median
 // step), bytes each decode step must read, and the fraction of the bandwidth roofline.

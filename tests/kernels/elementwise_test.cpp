@@ -122,7 +122,9 @@ TEST_P(ElementwiseTest, RouterTopKTiesGoToLowerExpert) {
     EXPECT_EQ(ids[2], 2);
     EXPECT_EQ(ids[3], 2);
     EXPECT_EQ(ids[4], 5);
-    if (renorm) EXPECT_NEAR(w[0] + w[1] + w[2], 1.0, 1e-6);
+    if (renorm) {
+      EXPECT_NEAR(w[0] + w[1] + w[2], 1.0, 1e-6);
+    }
   }
 }
 

@@ -90,7 +90,9 @@ TEST_P(GoldenTest, TeacherForcedLogprobsMatchTransformers) {
           i + 1 < top5.size() ? *res.input_top_logprobs[i + 1] : res.output_top_logprobs.at(0);
       ASSERT_EQ(ours.size(), 5u);
       const double margin = top5[i][0][1].get<double>() - top5[i][1][1].get<double>();
-      if (margin >= 0.05) EXPECT_EQ(ours[0].token_id, top5[i][0][0].get<int32_t>()) << "position " << i;
+      if (margin >= 0.05) {
+        EXPECT_EQ(ours[0].token_id, top5[i][0][0].get<int32_t>()) << "position " << i;
+      }
       const double d = std::fabs(double(ours[0].logprob) - top5[i][0][1].get<double>());
       if (ours[0].token_id == top5[i][0][0].get<int32_t>()) worst = std::max(worst, d);
     }
