@@ -321,11 +321,14 @@ Scheduler::RowResult Scheduler::evaluate(const ScheduledRequest& q, int64_t pos,
     }
   };
   if (pos + 1 < int64_t(q.tokens.size())) {  // teacher-forced position
-    r.teacher_forced = true;
+    r.kind = RowResult::Kind::kTeacherForced;
     if (want_lp && !q.recompute && pos + 1 < q.prompt_len) record(q.tokens[size_t(pos + 1)]);
     return r;
   }
-  if (int32_t(q.result.output_ids.size()) >= q.r.sampling.max_new_tokens) return r;  // score only
+  if (int32_t(q.result.output_ids.size()) >= q.r.sampling.max_new_tokens) {
+    r.kind = RowResult::Kind::kScoreOnly;
+    return r;
+  }
   SamplingState st;
   st.prompt = {q.tokens.data(), size_t(q.prompt_len)};
   st.output = {q.result.output_ids.data(), q.result.output_ids.size()};
@@ -338,7 +341,7 @@ Scheduler::RowResult Scheduler::evaluate(const ScheduledRequest& q, int64_t pos,
 }
 
 void Scheduler::apply(ScheduledRequest& q, RowResult&& r) {
-  if (r.teacher_forced) {
+  if (r.kind == RowResult::Kind::kTeacherForced) {
     if (r.logprob) {
       q.result.input_token_logprobs.push_back(*r.logprob);
       if (r.top) q.result.input_top_logprobs.push_back(std::move(*r.top));
@@ -346,7 +349,7 @@ void Scheduler::apply(ScheduledRequest& q, RowResult&& r) {
     }
     return;
   }
-  if (r.token < 0 && int32_t(q.result.output_ids.size()) >= q.r.sampling.max_new_tokens) return;  // score only
+  if (r.kind == RowResult::Kind::kScoreOnly) return;
   const int32_t tok = r.token;
   SPARROW_CHECK(tok >= 0 && tok < config_.vocab_size, "sampled token {} outside the vocabulary", tok);
   q.tokens.push_back(tok);

@@ -71,8 +71,10 @@ class Scheduler {
   // What one logits row yields. evaluate() reads the request only (rows are evaluated in
   // parallel); apply() records the results in row order.
   struct RowResult {
-    bool teacher_forced = false;  // the row scores a known next token (input logprobs)
-    int32_t token = -1;           // the chosen next token; -1: none (teacher-forced, score only)
+    // kTeacherForced: the row scores a known next token (input logprobs); kScoreOnly: the
+    // request has all its tokens; kNext: `token` is the chosen next token.
+    enum class Kind : uint8_t { kTeacherForced, kScoreOnly, kNext } kind = Kind::kNext;
+    int32_t token = -1;
     std::optional<LogprobEntry> logprob;
     std::optional<std::vector<TokenLogprob>> top;  // top_logprobs_num > 0
     std::optional<std::vector<TokenLogprob>> ids;  // token_ids_logprob given

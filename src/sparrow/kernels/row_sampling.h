@@ -7,6 +7,11 @@
 
 namespace sparrow {
 
+// keyed_uniform lies in [2^-54, 1 - 2^-54], so the Gumbel noise -log(-log u) lies in
+// [-3.62, 37.43]: a token with log p < -41.05 scores below the most likely token (log p =
+// 0, always a candidate) whatever the draws. Both samplers skip such tokens' noise.
+constexpr float kSampleHopelessLogProb = -42.0f;
+
 struct RowSampling {
   float temperature = 0.f;  // 0: greedy (the row's argmax, ties to the lower id)
   int32_t top_k = -1;       // <= 0: the whole vocabulary

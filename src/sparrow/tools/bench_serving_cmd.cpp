@@ -154,18 +154,18 @@ int64_t server_vocab(const BenchArgs& a) {
 
 json request_body(const BenchArgs& a, const BenchRequest& r, int output_len) {
   const bool ignore_eos = !a.disable_ignore_eos;
+  json body;
   if (a.backend == "sglang") {
-    json body = {{"stream", true},
-                 {"sampling_params", {{"max_new_tokens", output_len}, {"temperature", 0.0}, {"ignore_eos", ignore_eos}}}};
+    body = {{"stream", true},
+            {"sampling_params", {{"max_new_tokens", output_len}, {"temperature", 0.0}, {"ignore_eos", ignore_eos}}}};
     if (r.text.empty()) body["input_ids"] = r.input_ids;
     else body["text"] = r.text;
-    if (!a.extra.is_null()) body.merge_patch(a.extra);
-    return body;
+  } else {
+    body = {{"model", "default"}, {"max_tokens", output_len}, {"temperature", 0.0}, {"ignore_eos", ignore_eos},
+            {"stream", true}, {"stream_options", {{"include_usage", true}}}};
+    if (r.text.empty()) body["prompt"] = r.input_ids;
+    else body["prompt"] = r.text;
   }
-  json body = {{"model", "default"}, {"max_tokens", output_len}, {"temperature", 0.0}, {"ignore_eos", ignore_eos},
-               {"stream", true}, {"stream_options", {{"include_usage", true}}}};
-  if (r.text.empty()) body["prompt"] = r.input_ids;
-  else body["prompt"] = r.text;
   if (!a.extra.is_null()) body.merge_patch(a.extra);
   return body;
 }

@@ -81,11 +81,11 @@ void set_deterministic(bool on);
 void copy_async(const Tensor& dst, const Tensor& src);
 void copy(const Tensor& dst, const Tensor& src);
 void copy_bytes(void* dst, const void* src, size_t n, cudaMemcpyKind kind);  // synchronous
+void synchronize();  // the current stream
 
 // Zeroed page-locked host memory: copies between it and the device are DMA, asynchronous
 // for real, at full bus speed (pageable memory is staged by the driver).
 Buffer pinned_buffer(DType dtype, Shape shape);
-void synchronize();  // the current stream
 
 // Owning device allocation (one cudaMalloc). For set-up time only.
 class DeviceBuffer {

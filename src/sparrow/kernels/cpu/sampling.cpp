@@ -1,7 +1,8 @@
 // CPU ops::sample_rows: the definition (order, cut, Gumbel-max) that the GPU kernel
 // (kernels/cuda/sampling.cu) is tested against, one row at a time. It sorts only as much
 // of the row as the top-k / top-p / min-p cuts need (a growing partial sort) and skips the
-// noise of tokens that cannot win (kHopeless): the same result as sorting everything.
+// noise of tokens that cannot win (kSampleHopelessLogProb): the same result as sorting
+// everything.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -15,11 +16,6 @@
 
 namespace sparrow::ops {
 namespace {
-
-// keyed_uniform lies in [2^-54, 1 - 2^-54], so the noise g = -log(-log u) lies in
-// [-3.62, 37.43]: a token with log p < -41.05 scores below the most likely token (log p =
-// 0, always a candidate) whatever the draws, and needs no noise. Skipping those is exact.
-constexpr float kHopeless = -42.0f;
 
 int32_t sample_row(const float* logits, int64_t vocab, const RowSampling& p, std::vector<int32_t>& order,
                    std::vector<int32_t>& ids) {
@@ -75,7 +71,7 @@ int32_t sample_row(const float* logits, int64_t vocab, const RowSampling& p, std
   double best_score = -std::numeric_limits<double>::infinity();
   const auto consider = [&](int32_t tok) {
     const float x = logits[tok] * inv_t - mx;
-    if (!(x >= kHopeless)) return;
+    if (!(x >= kSampleHopelessLogProb)) return;
     const float pr = std::exp(x);
     if (!(pr > 0)) return;
     const double g = -std::log(-std::log(keyed_uniform(p.seed, p.position, tok)));

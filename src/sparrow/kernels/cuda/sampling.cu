@@ -1,7 +1,7 @@
 // Token choice per logits row on the GPU: argmax_rows, and sample_rows (ops.h gives the
-// definition; kernels/cpu/sampling.cpp is the plain sort-based version it is tested
-// against). argmax_rows: one 1024-thread block per row; sample_rows: a cluster of 8 such
-// blocks per row. Every pass re-reads the row (L2-resident).
+// definition; tested against the CPU's kernels/cpu/sampling.cpp, itself held to the full
+// sort of kernels/reference/sampling_ref). argmax_rows: one 1024-thread block per row;
+// sample_rows: a cluster of 8 such blocks per row. Every pass re-reads the row (L2-resident).
 //
 // sample_rows never sorts. The candidate set of the definition is a prefix of the row in
 // (logit descending, id ascending) order, so each cut (top-k, top-p) is a boundary (key K,
@@ -11,9 +11,9 @@
 // weighted by count for top-k and by probability mass for top-p; a partial tie at K is
 // split by one more select over the ids. Masses are fixed point (p_i * 2^46 for up to 2^17
 // tokens, truncated; SampleParams::mass_scale), so sums are integer and exact in any
-// order: the choice depends on the row alone. min-p
-// is a threshold on p_i itself (p_max is exactly 1). Then Gumbel-max over the kept tokens,
-// with the same keyed noise as the CPU (keyed_uniform, in double).
+// order: the choice depends on the row alone. min-p is a threshold on p_i itself (p_max is
+// exactly 1). Then Gumbel-max over the kept tokens, with the same keyed noise as the CPU
+// (keyed_uniform, in double).
 #include <cooperative_groups.h>
 
 #include <climits>
@@ -38,9 +38,9 @@ __device__ __forceinline__ float key_value(uint32_t k) {
 }
 
 // Block-wide choice of the best (value, index): larger value, then lower index. `sv`, `si`:
-// [32] shared. Every thread gets the result.
+// [32] shared. Every thread gets the result in (best, idx).
 template <typename T>
-__device__ __forceinline__ int32_t block_best(T best, int32_t idx, T* sv, int32_t* si) {
+__device__ __forceinline__ void block_best(T& best, int32_t& idx, T* sv, int32_t* si) {
   const auto better = [](T v, int32_t i, T bv, int32_t bi) { return v > bv || (v == bv && i < bi); };
   for (int o = 16; o > 0; o >>= 1) {
     const T ov = __shfl_xor_sync(0xffffffffu, best, o);
@@ -54,19 +54,17 @@ __device__ __forceinline__ int32_t block_best(T best, int32_t idx, T* sv, int32_
   best = sv[0], idx = si[0];
   for (int w = 1; w < int(blockDim.x >> 5); ++w)
     if (better(sv[w], si[w], best, idx)) best = sv[w], idx = si[w];
-  return idx;
 }
 
-// The row's argmax: each thread scans its strided indices upwards keeping the first maximum
-// ('>' only; a row of -inf keeps its first), then the block keeps the larger value, the
-// lower index on ties. A row of NaN only: 0.
-__device__ int32_t row_argmax(const float* x, int64_t V, float* sv, int32_t* si) {
-  float best = -INFINITY;
-  int32_t idx = INT_MAX;
-  for (int64_t i = threadIdx.x; i < V; i += blockDim.x)
+// One thread's part of a row's argmax: its indices first, first + stride, ... scanned
+// upwards keeping the first maximum ('>' only; among -inf the first). idx INT_MAX: none
+// (NaN only); the block / cluster then keeps the larger value, the lower index on ties.
+__device__ __forceinline__ void thread_argmax(const float* x, int64_t V, int64_t first, int64_t stride, float& best,
+                                              int32_t& idx) {
+  best = -INFINITY;
+  idx = INT_MAX;
+  for (int64_t i = first; i < V; i += stride)
     if (x[i] > best || (idx == INT_MAX && x[i] == best)) best = x[i], idx = int32_t(i);
-  idx = block_best(best, idx, sv, si);
-  return idx == INT_MAX ? 0 : idx;
 }
 
 __global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxParams p) {
@@ -74,8 +72,11 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxParams p) {
   __shared__ int32_t si[32];
   pdl_wait();
   pdl_launch_dependents();
-  const int32_t idx = row_argmax(p.x + int64_t(blockIdx.x) * p.V, p.V, sv, si);
-  if (threadIdx.x == 0) p.out[blockIdx.x] = idx;
+  float best;
+  int32_t idx;
+  thread_argmax(p.x + int64_t(blockIdx.x) * p.V, p.V, threadIdx.x, blockDim.x, best, idx);
+  block_best(best, idx, sv, si);
+  if (threadIdx.x == 0) p.out[blockIdx.x] = idx == INT_MAX ? 0 : idx;  // a row of NaN only: 0
 }
 
 // sample_rows spreads each row over a cluster of kCluster blocks (block r takes the
@@ -184,10 +185,7 @@ __device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SampleSm
 // The best (value, index) of the cluster: larger value, then lower index.
 template <typename T>
 __device__ int32_t cluster_best(T best, int32_t idx, T SampleSmem::*vf, SampleSmem& sm, T* sv, int32_t* si) {
-  idx = block_best(best, idx, sv, si);
-  best = sv[0];
-  for (int w = 1; w < int(blockDim.x >> 5); ++w)
-    if (si[w] == idx) best = sv[w];
+  block_best(best, idx, sv, si);
   cg::cluster_group cluster = cg::this_cluster();
   if (threadIdx.x == 0) sm.*vf = best, sm.part_i = idx;
   cluster.sync();
@@ -213,11 +211,10 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sam
   const RowSampling rs = p.params[row];
   const Slice sl = my_slice();
   const bool lead = cg::this_cluster().block_rank() == 0 && threadIdx.x == 0;
-  if (rs.temperature == 0.0f) {  // argmax: the first maximum, as row_argmax
-    float best = -INFINITY;
-    int32_t idx = INT_MAX;
-    for (int64_t i = sl.first; i < V; i += sl.stride)
-      if (x[i] > best || (idx == INT_MAX && x[i] == best)) best = x[i], idx = int32_t(i);
+  if (rs.temperature == 0.0f) {  // argmax, as argmax_kernel
+    float best;
+    int32_t idx;
+    thread_argmax(x, V, sl.first, sl.stride, best, idx);
     idx = cluster_best(best, idx, &SampleSmem::part_f, sm, reinterpret_cast<float*>(sv), si);
     if (lead) p.out[row] = idx == INT_MAX ? 0 : idx;
     return;
@@ -295,10 +292,10 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sam
   double best = -INFINITY;
   int32_t idx = INT_MAX;
   for (int64_t i = sl.first; i < V; i += sl.stride) {
-    // log p < -42: no draw lifts it above the most likely token (the CPU skips it too).
-    if (!(__fsub_rn(__fmul_rn(x[i], inv_t), mx) >= -42.0f)) continue;
+    const float lp = __fsub_rn(__fmul_rn(x[i], inv_t), mx);  // log p_i before the exp
+    if (!(lp >= kSampleHopelessLogProb)) continue;            // no draw lifts it to a win
     const uint32_t key = order_key(x[i]);
-    const float pr = prob(x[i]);
+    const float pr = expf(lp);
     if (!(pr > 0.f) || !in_k(i, key) || !in_p(i, key)) continue;
     if (rs.min_p > 0.f && double(pr) < double(rs.min_p)) continue;
     const double g = -log(-log(keyed_uniform(rs.seed, rs.position, i)));
