@@ -6,7 +6,11 @@
 // bandwidth (bytes read + written).
 //
 //   gpu_decode_bench --config tests/testdata/configs/qwen3-30b-a3b.json
-//       [--batches 1,8,32,128] [--prompt 256] [--steps 64] [--out result.json]  (one line)
+//       [--batches 1,8,32,128] [--prompt 256] [--steps 64] [--tp-size N] [--ep-size N]
+//       [--out result.json]  (one line)
+// With --tp-size N the model runs on N GPUs over NCCL (the `none` MoE layout, experts split
+// over --ep-size groups); the roofline then counts the bytes of all N GPUs' memory
+// (N x the measured bandwidth of GPU 0), and tokens/s per GPU is reported beside.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -63,6 +67,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> batches = {1, 8, 32, 128};
   int64_t prompt = 256, steps = 64;
   bool graphs = true;
+  ParallelOptions par;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (k == "--disable-cuda-graph") { graphs = false; continue; }
@@ -73,6 +78,8 @@ int main(int argc, char** argv) {
     else if (k == "--prompt") prompt = std::stoll(v);
     else if (k == "--steps") steps = std::stoll(v);
     else if (k == "--out") out_path = v;
+    else if (k == "--tp-size") par.layout.tp_size = std::stoi(v);
+    else if (k == "--ep-size") par.layout.ep_size = std::stoi(v);
     else { std::fprintf(stderr, "unknown flag %s\n", k.c_str()); return 2; }
   }
   const auto info = cuda::device_info();
@@ -88,7 +95,7 @@ int main(int argc, char** argv) {
   d.cuda_graph_max_bs = max_batch;
   d.max_batch = max_batch;
   d.max_context = ctx;
-  ModelExecutor ex(c, *m.source, DType::kBF16, DType::kBF16, ParallelOptions{}, slots,
+  ModelExecutor ex(c, *m.source, DType::kBF16, DType::kBF16, par, slots,
                    std::max<int64_t>(prompt * std::min<int64_t>(max_batch, 16), max_batch), Device::kCUDA, d);
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
 
@@ -150,11 +157,13 @@ int main(int argc, char** argv) {
     const double med = bench::median(step_s), med_logits = bench::median(logits_step_s);
     const double med_sampled = bench::median(sampled_step_s);
     const double bytes = bench::decode_bytes_per_step(c, batch, 2);
-    const double roof = double(batch) * bw * 1e12 / bytes;
+    const int gpus = par.layout.tp_size;
+    const double roof = double(batch) * bw * double(gpus) * 1e12 / bytes;
     rows.push_back({{"batch", batch},
                     {"prefill_tokens_per_s", double(prompt * batch) / prefill_s},
                     {"decode_step_median_ms", med * 1e3},
                     {"decode_tokens_per_s", double(batch) / med},
+                    {"decode_tokens_per_s_per_gpu", double(batch) / med / gpus},
                     {"decode_step_logits_to_host_median_ms", med_logits * 1e3},
                     {"decode_tokens_per_s_logits_to_host", double(batch) / med_logits},
                     {"decode_step_sampled_on_device_median_ms", med_sampled * 1e3},
@@ -172,6 +181,8 @@ int main(int argc, char** argv) {
   j["dtype"] = "bfloat16";
   j["load_format"] = "dummy";
   j["cuda_graphs"] = graphs;
+  j["layout"] = {{"tp_size", par.layout.tp_size}, {"ep_size", par.layout.ep_size}, {"moe_a2a_backend", "none"},
+                 {"gpus", par.layout.tp_size}};
   j["prompt_tokens"] = prompt;
   j["decode_steps"] = steps;
   j["gpu"] = {{"name", info.name}, {"sm_count", info.sm_count}, {"max_sm_clock_mhz", info.sm_clock_mhz},

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <numeric>
+#include <cstring>
 #include <random>
 #include <set>
 #include <vector>
@@ -502,6 +503,47 @@ TEST_F(Gpu, FusedMoeSkinnyMatchesReference) {
             << "E " << E << " H " << H << " I " << I << " k " << k << " T " << T << " shared " << shared;
       }
     }
+  }
+}
+
+// Expert parallelism: ops::fused_moe over a slice of the experts (experts [e0, e0 + E/parts)
+// of the router's E, ids global) sums only the local experts' slots; the slices' outputs add
+// up to the whole block. Against the CPU reference on the same slice, at decode and prefill
+// sizes (the grouped path: the skinny kernels need every expert).
+TEST_F(Gpu, FusedMoeLocalExpertsMatchReferenceAndSumToWhole) {
+  std::mt19937 rng(23);
+  const int64_t E = 16, H = 256, I = 136;
+  const int k = 4, parts = 4;
+  Buffer w13(DType::kBF16, {E, 2 * I, H}), w2(DType::kBF16, {E, H, I});
+  fill_uniform(w13.tensor(), rng, -0.1f, 0.1f);
+  fill_uniform(w2.tensor(), rng, -0.1f, 0.1f);
+  DeviceBuffer wsbuf(ops::cuda::moe_workspace_bytes(64, k, E, H, I) + (1 << 20));
+  Arena ws("test", wsbuf.data(), wsbuf.nbytes(), Device::kCUDA);
+  Arena cpu_ws;
+  for (int64_t T : {int64_t(1), int64_t(3), int64_t(64)}) {
+    Buffer x(DType::kBF16, {T, H}), logits(DType::kF32, {T, E});
+    fill_uniform(x.tensor(), rng);
+    fill_uniform(logits.tensor(), rng, -3, 3);
+    auto dx = upload(x.tensor()), dlog = upload(logits.tensor());
+    std::vector<float> sum(size_t(T * H), 0.0f);
+    for (int part = 0; part < parts; ++part) {
+      const int64_t e0 = part * (E / parts), n = E / parts;
+      Buffer lw13(DType::kBF16, {n, 2 * I, H}), lw2(DType::kBF16, {n, H, I});
+      std::memcpy(lw13.data(), w13.tensor().slice_rows(e0, e0 + n).data(), lw13.nbytes());
+      std::memcpy(lw2.data(), w2.tensor().slice_rows(e0, e0 + n).data(), lw2.nbytes());
+      auto dw13 = upload(lw13.tensor()), dw2 = upload(lw2.tensor());
+      auto out = poisoned(DType::kF32, {T, H});
+      ops::fused_moe(dx.tensor(), dlog.tensor(), k, true, dw13.tensor(), dw2.tensor(), nullptr, nullptr, ws, out.tensor(), e0);
+      Buffer ref(DType::kF32, {T, H});
+      ops::fused_moe(x.tensor(), logits.tensor(), k, true, lw13.tensor(), lw2.tensor(), nullptr, nullptr, cpu_ws,
+                     ref.tensor(), e0);
+      const std::vector<float> got = to_f32(download(out.tensor()).tensor());
+      EXPECT_LT(rel_err(got, to_f32(ref.tensor())), 2e-3) << "T " << T << " experts from " << e0;
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] += got[i];
+    }
+    Buffer whole(DType::kF32, {T, H});
+    ops::fused_moe(x.tensor(), logits.tensor(), k, true, w13.tensor(), w2.tensor(), nullptr, nullptr, cpu_ws, whole.tensor());
+    EXPECT_LT(rel_err(sum, to_f32(whole.tensor())), 2e-3) << "T " << T << ": the slices do not add up to the block";
   }
 }
 

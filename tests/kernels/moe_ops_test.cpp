@@ -56,6 +56,26 @@ TEST(MoeOps, ReferenceExpertsMatchLinearComposition) {
     }
 }
 
+// Expert parallelism: experts [1, 3) of 3 as a local slice (ids stay global). Pairs routed to
+// expert 0 get zero rows; the others are exactly the whole computation's rows.
+TEST(MoeOps, LocalExpertSliceZeroesOtherRanksPairs) {
+  const int64_t T = 5, H = 24, I = 12, E = 3;
+  const int k = 2;
+  const Buffer x = random_tensor(DType::kBF16, {T, H}, 1), w13 = random_tensor(DType::kBF16, {E, 2 * I, H}, 2),
+               w2 = random_tensor(DType::kBF16, {E, H, I}, 3);
+  const std::vector<int32_t> ids = {0, 2, 1, 0, 2, 1, 2, 2, 0, 1};
+  const std::vector<float> weights = {0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f, 0.6f, 0.4f, 0.2f, 0.8f};
+  Buffer whole(DType::kF32, {T * k, H}), local(DType::kF32, {T * k, H});
+  Arena ws(1 << 16);
+  ops::moe_experts(x.tensor(), ids.data(), weights.data(), k, w13.tensor(), w2.tensor(), ws, whole.tensor());
+  const Tensor w13_local = w13.tensor().slice_rows(1, 3), w2_local = w2.tensor().slice_rows(1, 3);
+  ops::moe_experts(x.tensor(), ids.data(), weights.data(), k, w13_local, w2_local, ws, local.tensor(), 1, E);
+  for (int64_t p = 0; p < T * k; ++p)
+    for (int64_t i = 0; i < H; ++i)
+      EXPECT_EQ(local.tensor().data_as<float>()[p * H + i], ids[size_t(p)] == 0 ? 0.0f : whole.tensor().data_as<float>()[p * H + i])
+          << p << " " << i;
+}
+
 TEST(MoeOps, ScatterRowsWritesSlotsAndConverts) {
   const Buffer src = random_tensor(DType::kF32, {3, 2, 4}, 7);
   Buffer cache(DType::kBF16, {6, 2, 4});

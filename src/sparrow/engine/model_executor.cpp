@@ -2,12 +2,18 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+
+#include <fmt/format.h>
 
 #include "sparrow/core/log.h"
 #include "sparrow/kernels/ops.h"
 #ifdef SPARROW_HAVE_CUDA
 #include "sparrow/core/cuda/device.h"
 #include "sparrow/engine/cuda/device_runner.h"
+#ifdef SPARROW_HAVE_NCCL
+#include "sparrow/parallel/cuda/nccl_world.h"
+#endif
 #else
 namespace sparrow {
 class DeviceRunner {};  // no CUDA backend in this build: never constructed
@@ -20,49 +26,52 @@ struct ModelExecutor::Rank {
   int index = 0;
   RankComms comms;
   RankContext ctx;
-  std::unique_ptr<CausalLM> model;
+  std::unique_ptr<CausalLM> model;  // CPU ranks
   std::unique_ptr<KVPool> kv;
   std::unique_ptr<Arena> ws;
-  Buffer scratch_logits;  // ranks that are not their group's attention-TP rank 0
+  Buffer scratch_logits;  // CPU ranks that are not their group's attention-TP rank 0
+  std::unique_ptr<DeviceRunner> gpu;  // --device cuda
 };
 
 ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype,
                              const ParallelOptions& p, int64_t kv_slots, int64_t max_step_tokens, Device device,
                              DeviceOptions gpu)
     : mesh_(Mesh::build(p.layout, c)), device_(device), kv_slots_(kv_slots) {
-  // The one place that decides whether this engine can run a layout across nodes: CPU
-  // ranks are threads of this process, and a GPU executor drives one rank, so ranks on
-  // other nodes need NCCL GPU ranks (parallel/cuda/nccl_world.h) driven from here.
+  // The one place that decides whether this engine can run a layout across nodes: ranks are
+  // threads of this process (CPU ranks, or one thread per GPU over NCCL), and ranks on other
+  // nodes would need the schedulers' batches shipped to them each step.
   SPARROW_REQUIRE(p.nnodes == 1,
-                  "--nnodes {}: multi-node runs need the CUDA device backend with NCCL ranks, which the engine does not "
-                  "drive yet (--device cuda runs one GPU rank, --device cpu every rank as a thread of one process); use "
-                  "--nnodes 1",
+                  "--nnodes {}: the engine drives the ranks of one process (a thread per CPU rank or per GPU); "
+                  "multi-node serving is not wired yet; use --nnodes 1",
                   p.nnodes);
   const int leaves = deterministic_leaves(c);
   if (p.deterministic)
     SPARROW_REQUIRE(mesh_.attn_tp <= leaves && mesh_.moe_tp <= leaves && leaves % mesh_.attn_tp == 0 && leaves % mesh_.moe_tp == 0,
                     "deterministic inference splits reductions into {} leaves for this model: attention TP {} and MoE TP {} must divide it",
                     leaves, mesh_.attn_tp, mesh_.moe_tp);
-  world_ = std::make_unique<InProcessWorld>(mesh_.world);
   if (device == Device::kCUDA) {
 #ifdef SPARROW_HAVE_CUDA
-    SPARROW_REQUIRE(mesh_.world == 1, "--device cuda runs one rank for now ({}): multi-GPU layouts need the NCCL backend "
-                    "in the layers; use --device cpu for CPU ranks", mesh_.describe());
-    auto rank = std::make_unique<Rank>();
-    rank->comms = RankComms::create(*world_, mesh_, 0);
-    // One GPU: the leaf tree only matters across TP splits; the batch-invariant kernels
-    // give deterministic mode its guarantee there (docs/numerics.md, "GPU").
-    rank->ctx = rank->comms.context(mesh_, 0, p.deterministic, 1, p.a2a);
     gpu.kv_slots = kv_slots;
     gpu.max_step_tokens = max_step_tokens;
-    gpu_ = std::make_unique<DeviceRunner>(c, source, dtype, kv_dtype, rank->ctx, gpu);
-    kv_slots_ = gpu_->kv_slots();
-    ranks_.push_back(std::move(rank));
+    if (mesh_.world == 1) {
+      world_ = std::make_unique<InProcessWorld>(1);
+      auto rank = std::make_unique<Rank>();
+      rank->comms = RankComms::create(*world_, mesh_, 0);
+      // One GPU: the leaf tree only matters across TP splits; the batch-invariant kernels
+      // give deterministic mode its guarantee there (docs/numerics.md, "GPU").
+      rank->ctx = rank->comms.context(mesh_, 0, p.deterministic, 1, p.a2a);
+      rank->gpu = std::make_unique<DeviceRunner>(c, source, dtype, kv_dtype, rank->ctx, gpu);
+      kv_slots_ = rank->gpu->kv_slots();
+      ranks_.push_back(std::move(rank));
+      return;
+    }
+    start_gpu_ranks(c, source, dtype, kv_dtype, p, gpu);
     return;
 #else
     throw_input_error("--device cuda: this build has no CUDA backend");
 #endif
   }
+  world_ = std::make_unique<InProcessWorld>(mesh_.world);
   SPARROW_CHECK(kv_slots > 0, "a CPU executor needs its KV pool size");
   for (int r = 0; r < mesh_.world; ++r) {
     auto rank = std::make_unique<Rank>();
@@ -82,6 +91,79 @@ ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, D
   }
 }
 
+void ModelExecutor::start_gpu_ranks(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype,
+                                    const ParallelOptions& p, const DeviceOptions& gpu) {
+#if defined(SPARROW_HAVE_CUDA) && defined(SPARROW_HAVE_NCCL)
+  // What the GPU layers support across ranks today (layers/moe.h): the `none` MoE layout in
+  // the default mode. Deterministic mode needs the leaf-tree GEMMs on the GPU, `alltoall`
+  // a device dispatch; both run on CPU ranks.
+  SPARROW_REQUIRE(!p.deterministic, "--enable-deterministic-inference on several GPUs ({}) is not wired yet: the GPU "
+                  "GEMMs do not split K into the leaf tree; use one GPU, or --device cpu", mesh_.describe());
+  SPARROW_REQUIRE(p.a2a == MoeA2ABackend::kNone, "--moe-a2a-backend alltoall on several GPUs ({}) is not wired yet (the "
+                  "dispatch runs on the host); use --moe-a2a-backend none, or --device cpu", mesh_.describe());
+  int gpus = 0;
+  SPARROW_CUDA_CHECK(cudaGetDeviceCount(&gpus));
+  SPARROW_REQUIRE(gpus >= mesh_.world, "{} needs {} GPUs (one per rank), this machine has {}", mesh_.describe(), mesh_.world,
+                  gpus);
+  NcclWorldOptions o;
+  o.size = mesh_.world;
+  o.exact_order = false;  // NCCL's own reductions: the default mode (deterministic is refused above)
+  auto* nccl = new NcclWorld(o);
+  world_.reset(nccl);
+  log(LogLevel::kInfo, "parallel: {} on {} GPUs over NCCL", mesh_.describe(), mesh_.world);
+  for (int r = 0; r < mesh_.world; ++r) {
+    ranks_.push_back(std::make_unique<Rank>());
+    ranks_.back()->index = r;
+  }
+  // NCCL set-up is collective: every rank builds its communicators, model shard, KV pool and
+  // decode graphs (whose capture runs collectives) on its own thread, all at once; the
+  // thread then serves the steps.
+  std::vector<std::string> errors(size_t(mesh_.world));
+  int started = 0;
+  for (int r = 0; r < mesh_.world; ++r)
+    threads_.emplace_back([this, r, nccl, &c, &source, dtype, kv_dtype, &p, &gpu, &errors, &started] {
+      Rank& rank = *ranks_[size_t(r)];
+      try {
+        rank.comms = RankComms::create(*nccl, mesh_, r);  // makes the rank's GPU current first
+        rank.ctx = rank.comms.context(mesh_, r, p.deterministic, 1, p.a2a);
+        rank.gpu = std::make_unique<DeviceRunner>(c, source, dtype, kv_dtype, rank.ctx, gpu);
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+      const bool ok = errors[size_t(r)].empty();  // (the vector is gone once all have started)
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++started;
+        cv_done_.notify_all();
+      }
+      if (ok) worker(r);
+    });
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_done_.wait(lock, [&] { return started == mesh_.world; });
+  }
+  std::string failed;
+  for (int r = 0; r < mesh_.world; ++r)
+    if (!errors[size_t(r)].empty()) failed += fmt::format("{}rank {}: {}", failed.empty() ? "" : "; ", r, errors[size_t(r)]);
+  if (!failed.empty()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_start_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    throw_input_error("starting the GPU ranks: {}", failed);
+  }
+  kv_slots_ = ranks_[0]->gpu->kv_slots();
+  for (const auto& r : ranks_) kv_slots_ = std::min(kv_slots_, r->gpu->kv_slots());  // slots valid on every rank
+#else
+  (void)c, (void)source, (void)dtype, (void)kv_dtype, (void)p, (void)gpu;
+  throw_input_error("--device cuda with {}: several GPU ranks need the NCCL backend, which this build lacks (docs/gpu.md, "
+                    "\"NCCL\")", mesh_.describe());
+#endif
+}
+
 ModelExecutor::~ModelExecutor() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -92,11 +174,17 @@ ModelExecutor::~ModelExecutor() {
 }
 
 size_t ModelExecutor::kv_bytes_per_token() const {
-#ifdef SPARROW_HAVE_CUDA
-  if (gpu_) return gpu_->kv_bytes_per_token();
-#endif
   size_t n = 0;
-  for (int r = 0; r < mesh_.attn_tp; ++r) n += ranks_[size_t(r)]->kv->bytes_per_token();
+  for (int r = 0; r < mesh_.attn_tp; ++r) {
+    const Rank& rank = *ranks_[size_t(r)];
+#ifdef SPARROW_HAVE_CUDA
+    if (rank.gpu) {
+      n += rank.gpu->kv_bytes_per_token();
+      continue;
+    }
+#endif
+    n += rank.kv->bytes_per_token();
+  }
   return n;
 }
 
@@ -104,6 +192,16 @@ void ModelExecutor::run_rank(Rank& r) {
   const int d = mesh_.attn_dp_rank(r.index);
   const ForwardBatch& b = *batches_[size_t(d)];
   Tensor out = logits_[size_t(d)];
+#ifdef SPARROW_HAVE_CUDA
+  if (r.gpu) {
+    // The group's attention-TP rank 0 returns its logits (or sampled ids); the others'
+    // are the same (whole lm_head on every GPU rank) and stay on their devices.
+    const bool home = mesh_.attn_tp_rank(r.index) == 0;
+    int32_t* ids = home && !chosen_.empty() && !b.sampling.empty() ? chosen_[size_t(d)] : nullptr;
+    r.gpu->step(b, *tables_[size_t(d)], home ? out : Tensor(), ids);
+    return;
+  }
+#endif
   if (mesh_.attn_tp_rank(r.index) != 0) {
     if (r.scratch_logits.tensor().numel() < out.numel()) r.scratch_logits = Buffer(DType::kF32, out.shape());
     out = Tensor(r.scratch_logits.data(), DType::kF32, out.shape());
@@ -117,7 +215,7 @@ void ModelExecutor::worker(int rank) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
+      if (stop_) break;
       seen = generation_;
     }
     try {
@@ -130,6 +228,9 @@ void ModelExecutor::worker(int rank) {
     std::lock_guard<std::mutex> lock(mu_);
     if (--pending_ == 0) cv_done_.notify_all();
   }
+  // A GPU rank frees its device state on its own thread (its device is current here).
+  ranks_[size_t(rank)]->gpu.reset();
+  ranks_[size_t(rank)]->comms = RankComms{};
 }
 
 void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
@@ -140,15 +241,10 @@ void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span
   const auto chosen_of = [&](size_t d) {
     return !chosen.empty() && !batches[d]->sampling.empty() ? chosen[d] : nullptr;
   };
-#ifdef SPARROW_HAVE_CUDA
-  if (gpu_) {
-    gpu_->step(*batches[0], *tables[0], logits[0], chosen_of(0));
-    return;
-  }
-#endif
   batches_ = batches;
   tables_ = tables;
   logits_ = logits;
+  chosen_ = chosen;
   if (mesh_.world == 1) {
     run_rank(*ranks_[0]);
   } else {
@@ -158,6 +254,7 @@ void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span
     cv_start_.notify_all();
     cv_done_.wait(lock, [&] { return pending_ == 0; });
   }
+  if (device_ == Device::kCUDA) return;  // the ranks chose on their devices (or from their logits)
   // On the CPU the logits are on the host already: the same choice, from them.
   for (size_t d = 0; d < batches.size(); ++d)
     if (int32_t* out = chosen_of(d)) ops::sample_rows(logits[d], batches[d]->sampling.data(), out);

@@ -1,9 +1,9 @@
-// ModelExecutor: runs the model on every rank of the mesh, one thread per rank (the
-// in-process backend), or on one GPU through a DeviceRunner (--device cuda; one rank for
-// now: multi-GPU layouts need the NCCL backend in the layers). Each rank owns its
-// model shard, its KV memory and its workspace; the attention-TP ranks of a DP group run
-// the same batch, and all ranks step together (a DP group with no work runs an idle batch,
-// so collectives still match).
+// ModelExecutor: runs the model on every rank of the mesh: CPU ranks as threads (the
+// in-process backend), or GPU ranks through a DeviceRunner each (--device cuda: one GPU
+// on the calling thread, or one thread per GPU over NCCL). Each rank owns its model shard,
+// its KV memory and its workspace; the attention-TP ranks of a DP group run the same
+// batch, and all ranks step together (a DP group with no work runs an idle batch, so
+// collectives still match).
 #pragma once
 
 #include <condition_variable>
@@ -37,7 +37,7 @@ class ModelExecutor {
 
   const Mesh& mesh() const { return mesh_; }
   int dp_size() const { return mesh_.attn_dp; }
-  // Bytes the ranks' collectives have moved so far (InProcessWorld::bytes_moved).
+  // Bytes the ranks' collectives have moved so far (CommWorld::bytes_moved).
   uint64_t comm_bytes() const { return world_->bytes_moved(); }
   // KV bytes per token slot of one DP group (all its ranks).
   size_t kv_bytes_per_token() const;
@@ -59,12 +59,14 @@ class ModelExecutor {
   struct Rank;
   void run_rank(Rank& r);
   void worker(int rank);
+  // Several GPUs: an NCCL world and one thread per rank, each building its DeviceRunner.
+  void start_gpu_ranks(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype,
+                       const ParallelOptions& p, const DeviceOptions& gpu);
 
   Mesh mesh_;
   Device device_ = Device::kCPU;
   int64_t kv_slots_ = 0;
-  std::unique_ptr<DeviceRunner> gpu_;  // --device cuda
-  std::unique_ptr<InProcessWorld> world_;
+  std::unique_ptr<CommWorld> world_;  // InProcessWorld, or NcclWorld for several GPUs
   std::vector<std::unique_ptr<Rank>> ranks_;
   std::vector<std::thread> threads_;
   // Step hand-off to the rank threads.
@@ -76,6 +78,7 @@ class ModelExecutor {
   std::span<const ForwardBatch* const> batches_;
   std::span<const ReqToTokenPool* const> tables_;
   std::span<const Tensor> logits_;
+  std::span<int32_t* const> chosen_;
 };
 
 }  // namespace sparrow

@@ -124,8 +124,11 @@ void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* 
 // (bf16 only; scratch from `ws`, rewound on return); the CPU version is the plain
 // reference loop it is tested against (the CPU model runs its experts through
 // layers/moe.cpp instead, which also serves every parallel layout).
+// Expert parallelism: w13 / w2 may hold only experts [expert0, expert0 + E_local) of the
+// router's `router_experts` (0: E_local, all of them); ids stay global, and pairs routed to
+// other experts get all-zero rows.
 void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
-                 const Tensor& w2, Arena& ws, const Tensor& slot_out);
+                 const Tensor& w2, Arena& ws, const Tensor& slot_out, int64_t expert0 = 0, int64_t router_experts = 0);
 // Scratch moe_experts takes from `ws` for T tokens on `device` (an upper bound; 0 on CPU).
 size_t moe_experts_workspace_bytes(Device device, int64_t T, int k, int64_t E, int64_t H, int64_t I);
 // out[t] = sum over slots in slot order (fp32) of slot_out[t*k + s], plus
@@ -138,8 +141,11 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
 // them for decode-sized batches (kernels/cuda/moe_skinny.cu; same routing bits, the
 // experts' dot products in another order than the grouped GEMMs, default mode only).
 // x [T, H], logits [T, E] f32, stacked w13/w2 as above -> out [T, H]. Scratch from ws.
+// With expert parallelism (w13 / w2 holding experts [expert0, expert0 + E_local) of the
+// logits' E), out sums only the local experts' slots: the rank's partial of the block.
 void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
-               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out);
+               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out,
+               int64_t expert0 = 0);
 
 // Greedy choice per row of f32 logits [R, V]: out[r] = the first index of the row's
 // maximum (strict '>' scanning up, so ties go to the lower id; NaN never wins over a

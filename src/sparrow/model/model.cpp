@@ -31,8 +31,6 @@ void CausalLM::build(const WeightSource& source, WeightPlacement placement) {
   const ModelConfig& c = config_;
   device_ = placement.device();
   if (device_ != Device::kCPU) {
-    SPARROW_REQUIRE(rank_.mesh.world == 1, "a GPU model runs on one rank for now (multi-GPU layouts need the NCCL "
-                    "backend wired into the layers): got {}", rank_.mesh.describe());
     SPARROW_REQUIRE(dtype_ == DType::kBF16 || dtype_ == DType::kF32, "the GPU backend runs bfloat16 or float32 models, not {}",
                     dtype_name(dtype_));
     act_dtype_ = dtype_;
@@ -43,8 +41,12 @@ void CausalLM::build(const WeightSource& source, WeightPlacement placement) {
   WeightStore& w = *weights_;
   const int64_t h = c.hidden_size;
   const int tp = rank_.mesh.attn_tp, r = rank_.attn_tp_rank();
-  // Vocabulary-parallel embedding and lm_head over attention TP.
-  const Range vocab = padded_shard_range(c.vocab_size, tp, r);
+  // Vocabulary-parallel embedding and lm_head over attention TP on CPU ranks. A GPU rank
+  // holds both whole: a lookup needs no all-reduce, every rank's logits are the TP1 logits
+  // (no gather), and the two matrices cost ~2 x V x H x 2 bytes per GPU (1.2 GiB for
+  // Qwen3-30B-A3B), small next to the experts.
+  const Range vocab = device_ != Device::kCPU ? Range{0, c.vocab_size} : padded_shard_range(c.vocab_size, tp, r);
+  whole_vocab_ = vocab.begin == 0 && vocab.end == c.vocab_size;
   vocab0_ = vocab.begin;
   embed_ = w.matrix("model.embed_tokens.weight", {c.vocab_size, h}, vocab);
   // Tied checkpoints usually omit lm_head.weight; if one carries it anyway, it is the same data.
@@ -103,7 +105,7 @@ size_t CausalLM::workspace_bytes(int64_t max_tokens, int64_t max_context) const 
 
 void CausalLM::embed(const ForwardBatch& batch, const int32_t* ids, const Tensor& residual) const {
   const int64_t t = batch.num_tokens(), h = config_.hidden_size;
-  if (rank_.mesh.attn_tp == 1) {
+  if (whole_vocab_) {
     ops::embedding(embed_, ids, residual);
     return;
   }
@@ -129,9 +131,11 @@ void CausalLM::forward(const ForwardBatch& batch, const BatchArrays& arrays, KVP
                        const Tensor& logits) const {
   const int64_t t = batch.num_tokens(), h = config_.hidden_size;
   const int64_t rows = int64_t(batch.logit_rows.size());
-  SPARROW_CHECK(logits.dtype() == DType::kF32 && (logits.device() == Device::kCPU || logits.device() == device_) &&
-                    logits.size(0) == rows &&
-                    logits.size(1) == config_.vocab_size,
+  // No buffer (null data): a rank whose attention-TP peer returns the group's logits.
+  const bool want_logits = logits.data() != nullptr;
+  SPARROW_CHECK(!want_logits || (logits.dtype() == DType::kF32 &&
+                                 (logits.device() == Device::kCPU || logits.device() == device_) &&
+                                 logits.size(0) == rows && logits.size(1) == config_.vocab_size),
                 "logits buffer {} for {} rows", logits.shape().str(), rows);
   SPARROW_CHECK(ws.device() == device_, "workspace on the model's device");
   const bool single = rank_.mesh.world == 1;
@@ -166,7 +170,7 @@ void CausalLM::forward(const ForwardBatch& batch, const BatchArrays& arrays, KVP
     ops::add_rms_norm(branch, residual, next_norm, eps, normed);
     ws.rewind(layer_mark);
   }
-  lm_head(normed, arrays.logit_rows, ws, logits);
+  if (want_logits) lm_head(normed, arrays.logit_rows, ws, logits);
   ws.rewind(mark);
 }
 
@@ -195,7 +199,7 @@ void CausalLM::lm_head(const Tensor& normed, const int32_t* logit_rows, Arena& w
   }
   const Tensor picked = ws.alloc(act_dtype_, {rows, h});
   ops::embedding(normed, logit_rows, picked);  // gathers rows of normed
-  if (rank_.mesh.attn_tp == 1) {
+  if (whole_vocab_) {
     ops::linear(picked, lm_head_, nullptr, logits);
   } else {
     const Tensor mine = ws.alloc(DType::kF32, {rows, lm_head_.size(0)});

@@ -47,7 +47,8 @@ class CausalLM {
   // The same with the batch's arrays given where the model's device reads them (a GPU
   // model: uploaded; kv and ws on the device). `logits` is host memory (a GPU model then
   // computes the lm_head in chunks of kLogitChunkRows rows and copies each back) or, for a
-  // GPU model, device memory (one GEMM, nothing waits: what CUDA graph capture needs).
+  // GPU model, device memory (one GEMM, nothing waits: what CUDA graph capture needs), or
+  // an empty Tensor (no lm_head: a rank whose attention-TP peer returns the logits).
   void forward(const ForwardBatch& batch, const BatchArrays& arrays, KVPool& kv, Arena& ws, const Tensor& logits) const;
   static constexpr int64_t kLogitChunkRows = 256;
   Device device() const { return device_; }
@@ -84,6 +85,7 @@ class CausalLM {
   std::unique_ptr<WeightStore> weights_;
   Tensor embed_, lm_head_, final_norm_;  // embed_/lm_head_: this rank's vocabulary rows
   int64_t vocab0_ = 0;
+  bool whole_vocab_ = true;  // embed_ / lm_head_ hold every vocabulary row
   int dense_leaves_ = 1;
   std::vector<Layer> layers_;
 };

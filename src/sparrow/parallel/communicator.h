@@ -38,6 +38,10 @@ class Communicator {
                             std::span<const size_t> recv_counts) = 0;
   virtual void broadcast(std::byte* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  // all_gather of small control values in HOST memory (a step's token counts), whatever
+  // memory the backend's other collectives take. Returns with recv filled (a device backend
+  // waits for its stream: not for use inside CUDA graph capture, except in a group of one).
+  virtual void all_gather_host(std::span<const std::byte> send, std::byte* recv) { all_gather(send, recv); }
 
   // Convenience for equal blocks.
   void reduce_scatter(const float* send, float* recv, size_t per_rank) {

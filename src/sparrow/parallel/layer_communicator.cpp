@@ -35,7 +35,7 @@ void expect(const Hidden& h, Layout l, PartialOver p, const char* op) {
 void LayerCommunicator::begin_step(int64_t tokens) {
   const int dp = ctx_.mesh.attn_dp;
   dp_tokens_.assign(size_t(dp), 0);
-  ctx_.attn_dp->all_gather({reinterpret_cast<const std::byte*>(&tokens), sizeof tokens},
+  ctx_.attn_dp->all_gather_host({reinterpret_cast<const std::byte*>(&tokens), sizeof tokens},
                            reinterpret_cast<std::byte*>(dp_tokens_.data()));
   full_tokens_ = 0;
   for (int64_t t : dp_tokens_) full_tokens_ += t;

@@ -34,6 +34,9 @@ struct ParityArgs {
   int32_t max_new_tokens = 16;
   uint64_t seed = 0;
   int64_t max_total_tokens = 0;
+  std::string device = "auto";
+  double mem_fraction_static = 0;
+  bool disable_cuda_graph = false;
 };
 
 // The seed's four recipes: the layouts behind the SGLang TP2+DP2+EP2 regression.
@@ -75,6 +78,7 @@ RecipeRun run_recipe(const ParityArgs& a, const Recipe& r, const std::vector<std
   for (const auto& p : prompts) need += int64_t(p.size()) + a.max_new_tokens;
   o.max_total_tokens = a.max_total_tokens > 0 ? a.max_total_tokens : need;
   r.flags.apply(o);
+  apply_device_flags(a.device, a.mem_fraction_static, a.disable_cuda_graph, o.gpu.cuda_graph_max_bs, o.device, o.gpu);
   Engine e(load_model_source(a.model_path, a.load_format, parse_dtype(a.dtype), a.seed), nullptr, o);
   std::vector<Request> reqs;
   for (const auto& p : prompts) {
@@ -151,7 +155,7 @@ void run_parity(const ParityArgs& a) {
     std::fprintf(stderr, "parity: running %s (%s)\n", r.name.c_str(), r.flags.describe().c_str());
     runs.push_back(run_recipe(a, r, prompts));
   }
-  json report = {{"model_path", a.model_path}, {"dtype", a.dtype}, {"baseline", recipes[0].name}, {"recipes", json::array()}};
+  json report = {{"model_path", a.model_path}, {"dtype", a.dtype}, {"device", a.device}, {"baseline", recipes[0].name}, {"recipes", json::array()}};
   std::printf("%-34s %14s %14s %14s\n", "recipe (vs baseline)", "greedy prefix", "mean |dlp|", "max |dlp|");
   for (size_t i = 0; i < recipes.size(); ++i) {
     json c = compare(runs[0], runs[i]);
@@ -192,6 +196,9 @@ void register_parity_command(CLI::App& app) {
   cmd->add_option("--max-new-tokens", a->max_new_tokens, "Greedy tokens per prompt");
   cmd->add_option("--max-total-tokens", a->max_total_tokens, "KV pool per DP group (default: what the prompts need)");
   cmd->add_option("--seed", a->seed, "Seed of --load-format dummy");
+  cmd->add_option("--device", a->device, "auto (cuda when a GPU is present) | cuda | cpu (every recipe; GPU: one per rank)");
+  cmd->add_option("--mem-fraction-static", a->mem_fraction_static, "GPU: share of device memory for weights + KV + workspace");
+  cmd->add_flag("--disable-cuda-graph", a->disable_cuda_graph, "Run decode without CUDA graphs");
   cmd->add_option("--json-output", a->json_output, "Also write the report as JSON to this file");
   cmd->callback([a] { run_parity(*a); });
 }

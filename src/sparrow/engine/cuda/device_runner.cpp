@@ -30,6 +30,7 @@ std::vector<int64_t> graph_buckets(int64_t max_bs) {
 struct DeviceRunner::Impl {
   ModelConfig config;
   DeviceOptions opts;
+  int world = 1;  // ranks of the deployment (NCCL when above 1)
   cuda::Stream stream;
   std::unique_ptr<cuda::DeviceArena> arena;
   std::unique_ptr<CausalLM> model;
@@ -145,12 +146,21 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   Impl& m = *impl_;
   m.config = c;
   m.opts = opts;
+  m.world = rank.mesh.world;
+  // Decode graphs bake in every kernel and collective of a step. Several DP groups run
+  // different batches and exchange their token counts on the host each step, which a graph
+  // cannot hold: those layouts run eagerly (SGLang pads DP groups to one graph size instead).
+  if (rank.mesh.attn_dp > 1 && opts.cuda_graphs) {
+    if (rank.rank == 0) log(LogLevel::kInfo, "device: CUDA graphs off with DP attention ({})", rank.mesh.describe());
+    m.opts.cuda_graphs = false;
+  }
+  const bool cuda_graphs = m.opts.cuda_graphs;
   cuda::StreamGuard guard(m.stream.get());
   cuda::set_deterministic(rank.deterministic);
   m.ctx = opts.max_context;
-  m.b_max = std::max<int64_t>(opts.max_batch, opts.cuda_graphs ? opts.cuda_graph_max_bs : 1);
+  m.b_max = std::max<int64_t>(opts.max_batch, cuda_graphs ? opts.cuda_graph_max_bs : 1);
   m.t_max = std::max(opts.max_step_tokens, m.b_max);
-  if (opts.cuda_graphs) m.buckets = graph_buckets(opts.cuda_graph_max_bs);
+  if (cuda_graphs) m.buckets = graph_buckets(opts.cuda_graph_max_bs);
   const int64_t graph_rows = m.buckets.empty() ? 0 : m.buckets.back();
 
   // Measure the weights with a dry run (fake addresses, nothing read), then plan memory.
@@ -158,7 +168,8 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   const auto probe = std::make_unique<CausalLM>(c, source, dtype, rank, WeightPlacement{&dry, true});
   const size_t weights = dry.used();
   const size_t inputs = (m.small_count() + size_t(m.b_max) + size_t(m.b_max * m.ctx)) * 4 + 4 * 256;
-  const size_t workspace = probe->workspace_bytes(m.t_max, m.ctx) + inputs + size_t(graph_rows * c.vocab_size) * 4 + 256;
+  // MoE layers may see every DP group's tokens.
+  const size_t workspace = probe->workspace_bytes(m.t_max * rank.mesh.attn_dp, m.ctx) + inputs + size_t(graph_rows * c.vocab_size) * 4 + 256;
   cuda::MemoryPlan plan = cuda::plan_memory(weights, workspace, opts.mem_fraction_static);
   const int64_t kv_heads = probe->local_kv_heads();
   const size_t per_token = KVPool::bytes_per_token(c.num_layers, kv_heads, c.head_dim, kv_dtype);
@@ -195,12 +206,14 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
     cuda::copy_bytes(m.d_req_slots, iota.data(), iota.size() * 4, cudaMemcpyHostToDevice);
   }
   const cuda::DeviceInfo info = cuda::device_info();
-  log(LogLevel::kInfo, "device: {} ({} SMs, {:.1f} GiB): weights {:.2f} GiB, KV {:.2f} GiB ({} slots), workspace {:.2f} GiB",
+  if (rank.rank == 0)
+    log(LogLevel::kInfo, "device: {} ({} SMs, {:.1f} GiB): weights {:.2f} GiB, KV {:.2f} GiB ({} slots), workspace {:.2f} GiB",
       info.name, info.sm_count, double(info.total_mem) / (1 << 30), double(plan.weights_bytes) / (1 << 30),
       double(plan.kv_bytes) / (1 << 30), m.kv_slots, double(plan.workspace_bytes) / (1 << 30));
   if (!m.buckets.empty()) {
     m.capture_graphs();
-    log(LogLevel::kInfo, "device: {} decode CUDA graphs captured (batch 1..{})", m.graphs.size(), graph_rows);
+    if (rank.rank == 0)
+      log(LogLevel::kInfo, "device: {} decode CUDA graphs captured (batch 1..{})", m.graphs.size(), graph_rows);
   }
 }
 
@@ -216,7 +229,8 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
   cuda::StreamGuard guard(m.stream.get());
   SPARROW_CHECK(table.max_context() <= m.ctx, "req_to_token rows of {} exceed the device table's {}", table.max_context(), m.ctx);
   const int64_t n = batch.batch_size();
-  if (batch.num_tokens() == 0) return;
+  if (batch.num_tokens() == 0 && m.world == 1) return;  // (ranks of a world join its collectives)
+  const bool output = logits.data() != nullptr || chosen != nullptr;
   // A decode batch whose logits are its sequences' rows in order replays a graph.
   bool plain_decode = batch.mode == ForwardMode::kDecode && int64_t(batch.logit_rows.size()) == n &&
                       batch.num_tokens() == n;
@@ -233,7 +247,8 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
       cuda::copy_bytes(chosen, m.d_chosen, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost);  // waits
       return;
     }
-    ops::copy(logits, m.d_logits.slice_rows(0, n));  // waits for the replay
+    if (output) ops::copy(logits, m.d_logits.slice_rows(0, n));  // waits for the replay
+    else m.stream.synchronize();  // the pinned staging is rewritten by the next step
     return;
   }
   m.upload(batch, &table, 0);

@@ -30,9 +30,12 @@ class DeviceRunner {
   // KV slots the scheduler may hand out.
   int64_t kv_slots() const;
   size_t kv_bytes_per_token() const;
-  // Runs `batch` (rows of `table` give its KV slots); logits: host f32 [rows, V]. With
-  // batch.sampling, chosen [rows] (host) gets each row's ops::sample_rows token instead: a
-  // graph replay samples on the device and copies back only the ids.
+  // Runs `batch` (rows of `table` give its KV slots); logits: host f32 [rows, V], or an
+  // empty Tensor for a rank whose attention-TP peer returns them. With batch.sampling,
+  // chosen [rows] (host) gets each row's ops::sample_rows token instead: a graph replay
+  // samples on the device and copies back only the ids. Returns when the step is done.
+  // One of several ranks (NCCL): every rank calls step() for every step, with its DP
+  // group's batch (empty: idle, it still joins the collectives).
   void step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* chosen = nullptr);
 
  private:

@@ -13,15 +13,16 @@
 namespace sparrow::ops {
 
 void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
-                 const Tensor& w2, Arena& ws, const Tensor& slot_out) {
+                 const Tensor& w2, Arena& ws, const Tensor& slot_out, int64_t expert0, int64_t router_experts) {
 #ifdef SPARROW_HAVE_CUDA
-  if (x.device() == Device::kCUDA) return cuda::moe_experts(x, ids, weights, k, w13, w2, ws, slot_out);
+  if (x.device() == Device::kCUDA)
+    return cuda::moe_experts(x, ids, weights, k, w13, w2, ws, slot_out, expert0, router_experts);
 #endif
   SPARROW_CHECK(x.device() == Device::kCPU && w13.device() == Device::kCPU && w2.device() == Device::kCPU &&
                     slot_out.device() == Device::kCPU,
                 "moe_experts: tensors on different devices");
   SPARROW_CHECK(w13.rank() == 3 && w2.rank() == 3 && x.rank() == 2, "moe_experts: x [T, H], w13 [E, 2I, H], w2 [E, H, I]");
-  ref::moe_experts(x, ids, weights, k, w13, w2, slot_out);
+  ref::moe_experts(x, ids, weights, k, w13, w2, slot_out, expert0);
 }
 
 size_t moe_experts_workspace_bytes(Device device, int64_t T, int k, int64_t E, int64_t H, int64_t I) {
@@ -43,17 +44,17 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
 }
 
 void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
-               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out) {
+               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out, int64_t expert0) {
 #ifdef SPARROW_HAVE_CUDA
   if (x.device() == Device::kCUDA)
-    return cuda::fused_moe(x, logits, k, renormalize, w13, w2, shared_out, shared_logit, ws, out);
+    return cuda::fused_moe(x, logits, k, renormalize, w13, w2, shared_out, shared_logit, ws, out, expert0);
 #endif
   const int64_t T = x.size(0);
   std::vector<int32_t> ids(size_t(T * k));
   std::vector<float> weights(size_t(T * k));
   route_topk_softmax(logits, k, renormalize, ids.data(), weights.data());
   Buffer slot_out(DType::kF32, {T * k, x.size(1)});
-  moe_experts(x, ids.data(), weights.data(), k, w13, w2, ws, slot_out.tensor());
+  moe_experts(x, ids.data(), weights.data(), k, w13, w2, ws, slot_out.tensor(), expert0, logits.size(1));
   moe_combine(slot_out.tensor(), k, shared_out, shared_logit, out);
 }
 

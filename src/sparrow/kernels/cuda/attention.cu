@@ -259,11 +259,10 @@ __global__ void attention_merge_kernel(AttentionParams p) {
 
 template <int DPL>
 void launch(const AttentionParams& p, cudaStream_t s) {
-  static bool configured = false;  // opt in to large dynamic shared memory once (before any graph capture)
-  if (!configured) {
+  static std::atomic<uint64_t> configured{0};  // large dynamic shared memory, once per device (before any graph capture)
+  if (first_use_on_device(configured)) {
     cudaFuncSetAttribute(attention_kernel<DPL, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
     cudaFuncSetAttribute(attention_kernel<DPL, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
-    configured = true;
   }
   const int64_t group = p.Hq / p.Hkv;
   if (p.partials) {

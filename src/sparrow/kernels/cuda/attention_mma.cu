@@ -270,12 +270,11 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
 
 template <int D>
 void launch_mma(const AttentionParams& p, cudaStream_t s) {
-  static bool configured = false;  // large dynamic shared memory, once (before any graph capture)
-  if (!configured) {
+  static std::atomic<uint64_t> configured{0};  // large dynamic shared memory, once per device (before any graph capture)
+  if (first_use_on_device(configured)) {
     cudaFuncSetAttribute(attention_mma_kernel<D, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(mma_smem_bytes(D, false)));
     cudaFuncSetAttribute(attention_mma_kernel<D, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(mma_smem_bytes(D, true)));
-    configured = true;
   }
   const int64_t group = p.Hq / p.Hkv;
   if (p.partials) {

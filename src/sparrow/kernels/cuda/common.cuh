@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <utility>
@@ -12,6 +13,17 @@
 #include "sparrow/core/dtype.h"
 
 namespace sparrow::cuda::k {
+
+// True the first time the calling thread's current device asks (then never again for it).
+// Kernel attributes such as the dynamic shared memory limit are per device: a process that
+// drives several GPUs (one rank thread each) sets them once on every device, before its
+// first launch there (the warm-up, outside graph capture).
+inline bool first_use_on_device(std::atomic<uint64_t>& seen) {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  const uint64_t bit = uint64_t(1) << (dev & 63);
+  return (seen.fetch_or(bit) & bit) == 0;
+}
 
 __device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
 __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {

@@ -354,10 +354,9 @@ void attention_prep(const AttentionPrepParams& p, cudaStream_t s) {
     return;
   }
   const size_t smem = size_t((p.Hq + 2 * p.Hkv) * p.D) * sizeof(float);
-  static bool configured = false;  // before any graph capture (the first call is a warm-up)
-  if (!configured) {
+  static std::atomic<uint64_t> configured{0};  // large dynamic shared memory, once per device (before any graph capture)
+  if (first_use_on_device(configured)) {
     cudaFuncSetAttribute(attention_prep_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
-    configured = true;
   }
   attention_prep_kernel<<<unsigned(p.T), 256, smem, s>>>(p);
 }

@@ -205,10 +205,9 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(const GemmParams p)
 
 template <GemmMode kMode>
 void launch(const GemmParams& p, cudaStream_t s) {
-  static bool configured = false;  // attribute set once per instantiation (host thread-safe enough: idempotent)
-  if (!configured) {
+  static std::atomic<uint64_t> configured{0};  // large dynamic shared memory, once per device (before any graph capture)
+  if (first_use_on_device(configured)) {
     cudaFuncSetAttribute(gemm_bf16_kernel<kMode>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemBytes));
-    configured = true;
   }
   dim3 grid;
   if constexpr (kMode == GemmMode::kDense) {

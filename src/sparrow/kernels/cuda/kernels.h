@@ -182,9 +182,12 @@ void gemv_bf16(const GemvParams& p, cudaStream_t stream);
 // Groups the P = T*k (token, slot) pairs by expert with a stable counting sort (within an
 // expert, pairs keep index order). Outputs expert_start [E+1], pair_of_row [P] (grouped
 // row -> token*k+slot) and the GEMM row tiles (BM rows at most, never crossing experts).
+// ids are global expert ids; the E grouped experts are [expert0, expert0 + E) (expert
+// parallelism): pairs routed elsewhere are left out of every group and tile.
 struct MoeGroupParams {
   const int32_t* ids; int64_t P; int32_t E; int32_t bm;
   int32_t* expert_start; int32_t* pair_of_row; int32_t* tiles; int32_t* num_tiles;
+  int32_t expert0;
 };
 int32_t moe_max_tiles(int64_t P, int32_t E, int32_t bm);
 void moe_group(const MoeGroupParams& p, cudaStream_t stream);

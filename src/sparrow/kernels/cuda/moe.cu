@@ -18,7 +18,10 @@ __global__ void __launch_bounds__(kThreads) moe_group_kernel(MoeGroupParams p) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   for (int e = tid; e < p.E; e += kThreads) cnt[e] = 0;
   __syncthreads();
-  for (int64_t i = tid; i < p.P; i += kThreads) atomicAdd(&cnt[p.ids[i]], 1);
+  for (int64_t i = tid; i < p.P; i += kThreads) {
+    const int e = p.ids[i] - p.expert0;
+    if (e >= 0 && e < p.E) atomicAdd(&cnt[e], 1);
+  }
   __syncthreads();
   if (warp == 0) {
     // Exclusive scan over experts (one warp, chunks of 32) and the tile list.
@@ -55,7 +58,8 @@ __global__ void __launch_bounds__(kThreads) moe_group_kernel(MoeGroupParams p) {
     for (int i = tid; i < kWarps * p.E; i += kThreads) wcnt[i] = 0;
     __syncthreads();
     const int64_t i = c0 + tid;
-    const int e = i < p.P ? p.ids[i] : -1;
+    int e = i < p.P ? p.ids[i] - p.expert0 : -1;
+    if (e >= p.E) e = -1;  // another rank's expert (e < 0 likewise)
     const unsigned mask = __match_any_sync(0xffffffffu, e);
     const int rank = __popc(mask & ((1u << lane) - 1u));
     if (e >= 0 && rank == 0) wcnt[warp * p.E + e] = __popc(mask);
@@ -84,10 +88,9 @@ int32_t moe_max_tiles(int64_t P, int32_t E, int32_t bm) {
 
 void moe_group(const MoeGroupParams& p, cudaStream_t s) {
   const size_t smem = size_t(2 + kWarps) * size_t(p.E) * sizeof(int32_t);
-  static bool configured = false;
-  if (!configured) {
+  static std::atomic<uint64_t> configured{0};  // large dynamic shared memory, once per device (before any graph capture)
+  if (first_use_on_device(configured)) {
     cudaFuncSetAttribute(moe_group_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
-    configured = true;
   }
   moe_group_kernel<<<1, kThreads, smem, s>>>(p);
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
 
@@ -46,8 +47,9 @@ Tensor as_matrix(const Tensor& t, const char* what) {
                   cublasLtGetStatusString(st_), #expr);                                      \
   } while (0)
 
-// ---- cuBLASLt: one handle, one 32 MiB workspace (allocated on first use, i.e. at
-// warm-up, never in the decode loop), heuristics cached per shape.
+// ---- cuBLASLt: one handle and one 32 MiB workspace per device (allocated on first use
+// there, i.e. at warm-up, never in the decode loop; each GPU rank's thread gets its own
+// device's), heuristics cached per shape.
 struct Lt {
   cublasLtHandle_t handle = nullptr;
   ::sparrow::cuda::DeviceBuffer workspace;
@@ -60,8 +62,15 @@ struct Lt {
   };
   std::map<Key, Plan> plans;
   static Lt& get() {
-    static Lt lt;
-    return lt;
+    static constexpr int kMaxDevices = 64;
+    static std::unique_ptr<Lt> per_device[kMaxDevices];
+    static std::mutex create;
+    int dev = 0;
+    SPARROW_CUDA_CHECK(cudaGetDevice(&dev));
+    SPARROW_CHECK(dev < kMaxDevices, "cuBLASLt: device {} beyond {}", dev, kMaxDevices);
+    std::lock_guard<std::mutex> lock(create);
+    if (!per_device[dev]) per_device[dev] = std::make_unique<Lt>();
+    return *per_device[dev];
   }
   Lt() {
     CUBLAS_CHECK(cublasLtCreate(&handle));
@@ -378,7 +387,7 @@ size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I) {
 }
 
 void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
-                 const Tensor& w2, Arena& ws, const Tensor& slot_out) {
+                 const Tensor& w2, Arena& ws, const Tensor& slot_out, int64_t expert0, int64_t router_experts) {
   check_dev(x, "moe x");
   check_dev(w13, "moe w13");
   check_dev(w2, "moe w2");
@@ -396,14 +405,19 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
   if (T == 0) return;
   const int64_t P = T * k;
   const size_t mark = ws.used();
+  const cudaStream_t s = current_stream();
+  SPARROW_REQUIRE(expert0 >= 0 && (router_experts == 0 || expert0 + E <= router_experts),
+                  "moe: experts [{}, {}) of a router over {}", expert0, expert0 + E, router_experts);
+  // Pairs of other ranks' experts are in no group: the GEMMs never write their rows.
+  if (expert0 != 0 || (router_experts != 0 && router_experts != E))
+    SPARROW_CUDA_CHECK(cudaMemsetAsync(slot_out.data(), 0, slot_out.nbytes(), s));
   auto* expert_start = ws.alloc_array<int32_t>(size_t(E + 1));
   auto* pair_of_row = ws.alloc_array<int32_t>(size_t(P));
   const int32_t max_tiles = kn::moe_max_tiles(P, int32_t(E), kn::kGemmBM);
   auto* tiles = ws.alloc_array<int32_t>(size_t(max_tiles) * 3);
   auto* num_tiles = ws.alloc_array<int32_t>(1);
   auto* act = ws.alloc_array<uint16_t>(size_t(P * I));
-  const cudaStream_t s = current_stream();
-  kn::moe_group({ids, P, int32_t(E), kn::kGemmBM, expert_start, pair_of_row, tiles, num_tiles}, s);
+  kn::moe_group({ids, P, int32_t(E), kn::kGemmBM, expert_start, pair_of_row, tiles, num_tiles, int32_t(expert0)}, s);
   SPARROW_CUDA_CHECK_LAUNCH("moe_group");
 
   kn::GemmParams g{};
@@ -472,14 +486,16 @@ bool moe_skinny_eligible(const Tensor& x, int64_t E, int k) {
 }
 
 void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
-               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out) {
+               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out, int64_t expert0) {
   check_dev(x, "fused_moe x");
   check_dev(logits, "fused_moe logits");
   check_dev(out, "fused_moe out");
   const int64_t T = x.size(0), H = x.size(1), E = logits.size(1);
-  SPARROW_REQUIRE(logits.rank() == 2 && logits.size(0) == T && w13.rank() == 3 && w13.size(0) == E,
-                  "fused_moe: logits [T, E] {} for x {} and w13 {}", logits.shape().str(), x.shape().str(),
-                  w13.shape().str());
+  SPARROW_REQUIRE(logits.rank() == 2 && logits.size(0) == T && w13.rank() == 3 && expert0 >= 0 &&
+                      expert0 + w13.size(0) <= E,
+                  "fused_moe: logits [T, E] {} for x {} and w13 {} from expert {}", logits.shape().str(), x.shape().str(),
+                  w13.shape().str(), expert0);
+  const bool all_experts = w13.size(0) == E;
   SPARROW_REQUIRE(out.rank() == 2 && out.size(0) == T && out.size(1) == H, "fused_moe: out {} for x {}",
                   out.shape().str(), x.shape().str());
   SPARROW_REQUIRE(!shared_out == !shared_logit, "fused_moe: shared_out and shared_logit go together");
@@ -487,7 +503,9 @@ void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, c
   const size_t mark = ws.used();
   auto* ids = ws.alloc_array<int32_t>(size_t(T * k));
   auto* weights = ws.alloc_array<float>(size_t(T * k));
-  if (moe_skinny_eligible(x, E, k) && x.dtype() == DType::kBF16 && w13.dtype() == DType::kBF16 &&
+  // The skinny kernels stream every routed expert's weights: the local experts only
+  // (expert parallelism) go through the grouped path, which leaves the others out.
+  if (all_experts && moe_skinny_eligible(x, E, k) && x.dtype() == DType::kBF16 && w13.dtype() == DType::kBF16 &&
       w2.dtype() == DType::kBF16) {
     const int64_t I = w13.size(1) / 2;
     SPARROW_REQUIRE(w13.size(1) == 2 * I && w13.size(2) == H && w2.rank() == 3 && w2.size(0) == E &&
@@ -507,7 +525,7 @@ void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, c
   } else {
     const Tensor slot_out = ws.alloc(DType::kF32, {T * k, H});
     route_topk_softmax(logits, k, renormalize, ids, weights);
-    moe_experts(x, ids, weights, k, w13, w2, ws, slot_out);
+    moe_experts(x, ids, weights, k, w13, w2, ws, slot_out, expert0, E);
     moe_combine(slot_out, k, shared_out, shared_logit, out);
   }
   ws.rewind(mark);

@@ -45,7 +45,7 @@ size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I);
 
 // The ops.h MoE pair on the GPU (same contracts).
 void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
-                 const Tensor& w2, Arena& ws, const Tensor& slot_out);
+                 const Tensor& w2, Arena& ws, const Tensor& slot_out, int64_t expert0 = 0, int64_t router_experts = 0);
 void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
                  const Tensor& out);
 
@@ -53,7 +53,8 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
 // batches in the default mode take the two-kernel skinny path (moe_skinny.cu); otherwise
 // route_topk_softmax, moe_experts and moe_combine.
 void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
-               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out);
+               const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out,
+               int64_t expert0 = 0);
 // Whether fused_moe takes the skinny path for x [T, H] with E experts and top-k.
 bool moe_skinny_eligible(const Tensor& x, int64_t E, int k);
 

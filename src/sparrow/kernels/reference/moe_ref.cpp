@@ -1,5 +1,6 @@
 #include "sparrow/kernels/reference/moe_ref.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -22,7 +23,7 @@ float round_to(DType dt, float v) {
 }  // namespace
 
 void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
-                 const Tensor& w2, const Tensor& slot_out) {
+                 const Tensor& w2, const Tensor& slot_out, int64_t expert0) {
   const int64_t t_n = x.size(0), h = x.size(1), e_n = w13.size(0), inter = w13.size(1) / 2;
   SPARROW_CHECK(w13.size(2) == h && w2.size(0) == e_n && w2.size(1) == h && w2.size(2) == inter,
                 "moe_experts: w13 {} / w2 {} vs H {}", w13.shape().str(), w2.shape().str(), h);
@@ -30,8 +31,12 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
                 "moe_experts: slot_out must be f32 [T*k, H]");
   std::vector<float> act(static_cast<size_t>(inter));
   for (int64_t p = 0; p < t_n * k; ++p) {
-    const int64_t t = p / k, e = ids[p];
-    SPARROW_CHECK(e >= 0 && e < e_n, "moe_experts: expert id {} of {}", e, e_n);
+    const int64_t t = p / k, e = ids[p] - expert0;
+    float* out = slot_out.data_as<float>() + p * h;
+    if (e < 0 || e >= e_n) {  // another rank's expert
+      std::fill(out, out + h, 0.0f);
+      continue;
+    }
     for (int64_t i = 0; i < inter; ++i) {
       float g = 0.f, u = 0.f;
       for (int64_t j = 0; j < h; ++j) {
@@ -44,7 +49,6 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
       u = round_to(x.dtype(), u);
       act[size_t(i)] = round_to(x.dtype(), g / (1.0f + std::exp(-g)) * u);
     }
-    float* out = slot_out.data_as<float>() + p * h;
     for (int64_t n = 0; n < h; ++n) {
       float acc = 0.f;
       for (int64_t i = 0; i < inter; ++i) acc += act[size_t(i)] * at(w2, (e * h + n) * inter + i);

@@ -8,7 +8,7 @@
 namespace sparrow::ref {
 
 void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
-                 const Tensor& w2, const Tensor& slot_out);
+                 const Tensor& w2, const Tensor& slot_out, int64_t expert0 = 0);
 void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
                  const Tensor& out);
 

@@ -52,7 +52,6 @@ Attention::Attention(const ModelConfig& c, int64_t layer, WeightStore& w, const 
       bv_ = w.vector_f32(p + ".v_proj.bias", kv_dim, kv_rows);
     }
   } else {
-    SPARROW_REQUIRE(tp_ == 1, "attention on the GPU runs on one rank");
     const int64_t nq = heads_ * d, nk = kv_heads_ * d;
     wqkv_ = w.alloc(w.compute_dtype(), {nq + 2 * nk, h});
     w.matrix_into(p + ".q_proj.weight", {q_dim, h}, q_rows, Range::all(), wqkv_.slice_rows(0, nq));
@@ -87,6 +86,7 @@ Attention::Attention(const ModelConfig& c, int64_t layer, WeightStore& w, const 
 
 void Attention::forward_device(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
   const int64_t t = x.size(0), nq = heads_ * head_dim_, nk = kv_heads_ * head_dim_;
+  if (t == 0) return;  // an idle DP group: its attention-TP peers are idle too
   Arena& ws = ctx.workspace;
   const Tensor qkv = ws.alloc(x.dtype(), {t, nq + 2 * nk});
   ops::linear(x, wqkv_, bqkv_.data() ? &bqkv_ : nullptr, qkv);
@@ -104,8 +104,11 @@ void Attention::forward_device(const Tensor& x, const StepContext& ctx, const Te
     if (n > 0) geometry.scratch = ws.alloc_array<float>(n);
   }
   ops::paged_attention(q, ctx.kv.k(layer_), ctx.kv.v(layer_), geometry, scale_, attn);
-  // One GPU rank: o_proj with its bias in the GEMM epilogue.
-  ops::linear(attn.view({t, nq}), wo_, bo_.data() ? &bo_ : nullptr, out);
+  // o_proj with its bias in the GEMM epilogue; under attention TP a partial sum over the
+  // heads, the bias added by rank 0 alone so the all-reduce counts it once.
+  const bool bias = bo_.data() && ctx.comm.ctx().attn_tp_rank() == 0;
+  ops::linear(attn.view({t, nq}), wo_, bias ? &bo_ : nullptr, out);
+  if (tp_ > 1) ctx.comm.reduce_attn_tp({out, Layout::kAttnTPFull, PartialOver::kAttnTP});
 }
 
 void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const {

@@ -21,7 +21,9 @@ SparseMoe::SparseMoe(const ModelConfig& c, WeightStore& w, const std::string& p,
   shared_leaves_ = local_leaves(rank, attn_tp_);
   const Range slice = shard_range(c.moe_intermediate_size, moe_tp_, rank.moe_tp_rank());
   if (w.device() == Device::kCUDA) {
-    SPARROW_REQUIRE(m.world == 1, "MoE on the GPU runs on one rank for now (the NCCL layouts are not wired yet)");
+    SPARROW_REQUIRE(rank.a2a == MoeA2ABackend::kNone && (!rank.deterministic || m.world == 1),
+                    "MoE on GPU ranks: --moe-a2a-backend none in the default mode only for now ({}{})", m.describe(),
+                    rank.deterministic ? ", deterministic" : ", alltoall");
     SPARROW_REQUIRE(w.compute_dtype() == DType::kBF16, "the GPU MoE kernels are bf16: use --dtype bfloat16");
     const int64_t h = c.hidden_size, inter = slice.size();
     w13_ = w.alloc(DType::kBF16, {experts_local_, 2 * inter, h});
@@ -111,6 +113,7 @@ void SparseMoe::combine(const Tensor& values, const float* weights, int64_t toke
 }
 
 void SparseMoe::forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  if (ctx.comm.ctx().mesh.world > 1) return forward_fused_ranks(x, ctx, out);
   Arena& ws = ctx.workspace;
   const int64_t t = x.size(0), h = hidden_;
   const Tensor logits = ws.alloc(DType::kF32, {t, num_experts_});
@@ -123,6 +126,33 @@ void SparseMoe::forward_fused(const Tensor& x, const StepContext& ctx, const Ten
   shared_->forward(x, ws, s, 1);
   ops::linear(x, shared_gate_, nullptr, logit);
   ops::fused_moe(x, logits, int(top_k_), renormalize_, w13_, w2_, &s, &logit, ws, out);
+}
+
+void SparseMoe::forward_fused_ranks(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  // The `none` layout on GPU ranks: every rank routes every token of the world (Full) and
+  // sums its experts' slots over its intermediate slice, a partial over the world that one
+  // all-reduce completes; the shared expert (split over attention TP) is completed within
+  // the DP group and added at home, as on the CPU.
+  Arena& ws = ctx.workspace;
+  LayerCommunicator& lc = ctx.comm;
+  const int64_t t = x.size(0), h = hidden_;
+  const Hidden in = lc.to_moe_input({x, Layout::kAttnTPFull, PartialOver::kNone}, ws);
+  const int64_t tf = in.t.size(0);
+  const Tensor logits = ws.alloc(DType::kF32, {tf, num_experts_});
+  ops::linear(in.t, router_, nullptr, logits);
+  // One DP group: the Full rows are this group's, so the sum lands in `out` itself.
+  const Tensor partial = tf == t && !shared_ ? out : ws.alloc(DType::kF32, {tf, h});
+  ops::fused_moe(in.t, logits, int(top_k_), renormalize_, w13_, w2_, nullptr, nullptr, ws, partial, expert0_);
+  const Hidden done = lc.from_moe_output({partial, Layout::kFull, PartialOver::kWorld}, ws);
+  if (!shared_) {
+    if (done.t.data() != out.data()) ops::copy(out, done.t);
+    return;
+  }
+  const Tensor s = ws.alloc(DType::kF32, {t, h}), logit = ws.alloc(DType::kF32, {t, 1});
+  shared_->forward(x, ws, s, shared_leaves_);
+  if (attn_tp_ > 1) lc.all_reduce_attn_tp(s.data_as<float>(), size_t(t * h));
+  ops::linear(x, shared_gate_, nullptr, logit);
+  ops::moe_combine(done.t, 1, &s, &logit, out);  // routed + sigmoid(gate) * shared
 }
 
 void SparseMoe::forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const {

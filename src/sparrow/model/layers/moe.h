@@ -18,8 +18,9 @@
 // On a GPU the experts are stacked per layer (w13 [E, 2I, H], w2 [E, H, I]) and the block
 // runs as fused device ops: router GEMM, top-k, grouped expert GEMMs with the routing weight
 // in the epilogue, slot-ordered combine with the gated shared expert (ops::moe_experts /
-// moe_combine). One rank only, for now: multi-GPU layouts need the NCCL backend wired into
-// LayerCommunicator.
+// moe_combine). On several GPU ranks (NCCL) the `none` layout runs in the default mode: the
+// local experts' partial sums are all-reduced over the world (forward_fused_ranks);
+// `alltoall` and deterministic mode are CPU-only for now.
 #pragma once
 
 #include <memory>
@@ -75,6 +76,8 @@ class SparseMoe {
   // combine over contiguous values [tokens * K, H].
   void combine(const Tensor& values, const float* weights, int64_t tokens, const float* shared, float* out) const;
   void forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
+  // forward_fused on one of several GPU ranks (the `none` layout, default mode).
+  void forward_fused_ranks(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
 
   int64_t hidden_, top_k_, num_experts_;
   bool renormalize_;

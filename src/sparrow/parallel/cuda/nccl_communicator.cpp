@@ -1,5 +1,6 @@
 #include "sparrow/parallel/cuda/nccl_communicator.h"
 
+#include <cstring>
 #include <vector>
 
 #include "sparrow/parallel/cuda/nccl_check.h"
@@ -106,6 +107,21 @@ void NcclCommunicator::all_gather(std::span<const std::byte> send, std::byte* re
   if (send.empty()) return;
   count(double(size_ - 1) * double(send.size()));
   SPARROW_NCCL_CHECK(ncclAllGather(send.data(), recv, send.size(), ncclUint8, comm_, s));
+}
+
+void NcclCommunicator::all_gather_host(std::span<const std::byte> send, std::byte* recv) {
+  if (send.empty()) return;
+  if (comm_ == nullptr) {
+    std::memcpy(recv, send.data(), send.size());
+    return;
+  }
+  const cudaStream_t s = cuda::current_stream();
+  auto* staged = reinterpret_cast<std::byte*>(scratch_for(size_t(size_ + 1) * send.size(), "all_gather_host"));
+  std::byte* mine = staged + size_t(size_) * send.size();
+  SPARROW_CUDA_CHECK(cudaMemcpyAsync(mine, send.data(), send.size(), cudaMemcpyHostToDevice, s));
+  all_gather({mine, send.size()}, staged);
+  SPARROW_CUDA_CHECK(cudaMemcpyAsync(recv, staged, size_t(size_) * send.size(), cudaMemcpyDeviceToHost, s));
+  SPARROW_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 void NcclCommunicator::all_gatherv(std::span<const std::byte> send, std::byte* recv, std::span<const size_t> counts) {

@@ -50,6 +50,8 @@ class NcclCommunicator final : public Communicator {
   void all_to_all_v(const std::byte* send, std::span<const size_t> send_counts, std::byte* recv,
                     std::span<const size_t> recv_counts) override;
   void broadcast(std::byte* data, size_t bytes, int root) override;
+  // Host buffers, staged through the scratch (a group of one: a plain memcpy, no CUDA).
+  void all_gather_host(std::span<const std::byte> send, std::byte* recv) override;
   // All ranks have reached it and this rank's earlier work on the stream is done (a one-
   // float all-reduce, then a stream synchronize: not for use inside CUDA graph capture).
   void barrier() override;
