@@ -129,6 +129,8 @@ void ModelExecutor::start_gpu_ranks(const ModelConfig& c, const WeightSource& so
         rank.gpu = std::make_unique<DeviceRunner>(c, source, dtype, kv_dtype, rank.ctx, gpu);
       } catch (const std::exception& e) {
         errors[size_t(r)] = e.what();
+        rank.gpu.reset();  // device state is freed on its own thread
+        rank.comms = RankComms{};
       }
       const bool ok = errors[size_t(r)].empty();  // (the vector is gone once all have started)
       {

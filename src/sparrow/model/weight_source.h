@@ -38,4 +38,9 @@ std::unique_ptr<WeightSource> open_safetensors_checkpoint(const std::string& dir
 // asking again for a name with a different shape is an InputError.
 std::unique_ptr<WeightSource> make_dummy_weights(uint64_t seed, DType dtype);
 
+// A source that reads through to `base` (which must outlive it): several engines in one
+// process (the recipes of `sparrow parity`, a benchmark's layouts) then load one copy of the
+// weights (a checkpoint mapped once, dummy weights generated once).
+std::unique_ptr<WeightSource> borrow_weights(const WeightSource& base);
+
 }  // namespace sparrow

@@ -70,7 +70,8 @@ struct RecipeRun {
   std::vector<GenerateResult> results;
 };
 
-RecipeRun run_recipe(const ParityArgs& a, const Recipe& r, const std::vector<std::vector<int32_t>>& prompts) {
+RecipeRun run_recipe(const ParityArgs& a, const LoadedModel& weights, const Recipe& r,
+                     const std::vector<std::vector<int32_t>>& prompts) {
   EngineOptions o;
   o.log_interval_s = 0;
   o.max_running_requests = int32_t(std::max<size_t>(prompts.size(), 1));
@@ -79,7 +80,15 @@ RecipeRun run_recipe(const ParityArgs& a, const Recipe& r, const std::vector<std
   o.max_total_tokens = a.max_total_tokens > 0 ? a.max_total_tokens : need;
   r.flags.apply(o);
   apply_device_flags(a.device, a.mem_fraction_static, a.disable_cuda_graph, o.gpu.cuda_graph_max_bs, o.device, o.gpu);
-  Engine e(load_model_source(a.model_path, a.load_format, parse_dtype(a.dtype), a.seed), nullptr, o);
+  // Every recipe reads the one copy of the weights (dummy weights are generated once).
+  LoadedModel m;
+  m.path = weights.path;
+  m.load_format = weights.load_format;
+  m.dtype = weights.dtype;
+  m.seed = weights.seed;
+  m.config = weights.config;
+  m.source = borrow_weights(*weights.source);
+  Engine e(std::move(m), nullptr, o);
   std::vector<Request> reqs;
   for (const auto& p : prompts) {
     Request q;
@@ -150,10 +159,11 @@ void run_parity(const ParityArgs& a) {
       for (int j = 0; j < 8 + 13 * i; ++j) p.push_back((j * 37 + i * 101 + 11) % 251);
       prompts.push_back(p);
     }
+  const LoadedModel weights = load_model_source(a.model_path, a.load_format, parse_dtype(a.dtype), a.seed);
   std::vector<RecipeRun> runs;
   for (const Recipe& r : recipes) {
     std::fprintf(stderr, "parity: running %s (%s)\n", r.name.c_str(), r.flags.describe().c_str());
-    runs.push_back(run_recipe(a, r, prompts));
+    runs.push_back(run_recipe(a, weights, r, prompts));
   }
   json report = {{"model_path", a.model_path}, {"dtype", a.dtype}, {"device", a.device}, {"baseline", recipes[0].name}, {"recipes", json::array()}};
   std::printf("%-34s %14s %14s %14s\n", "recipe (vs baseline)", "greedy prefix", "mean |dlp|", "max |dlp|");
