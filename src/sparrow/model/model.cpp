@@ -131,8 +131,10 @@ void CausalLM::forward(const ForwardBatch& batch, const BatchArrays& arrays, KVP
                        const Tensor& logits) const {
   const int64_t t = batch.num_tokens(), h = config_.hidden_size;
   const int64_t rows = int64_t(batch.logit_rows.size());
-  // No buffer (null data): a rank whose attention-TP peer returns the group's logits.
-  const bool want_logits = logits.data() != nullptr;
+  // A GPU rank given no buffer (null data) leaves out the lm_head: its attention-TP peer
+  // returns the group's logits. (GPU ranks hold the lm_head whole, so no collective is
+  // skipped; a CPU rank's vocabulary-parallel lm_head is collective and always runs.)
+  const bool want_logits = logits.data() != nullptr || device_ == Device::kCPU;
   SPARROW_CHECK(!want_logits || (logits.dtype() == DType::kF32 &&
                                  (logits.device() == Device::kCPU || logits.device() == device_) &&
                                  logits.size(0) == rows && logits.size(1) == config_.vocab_size),
