@@ -1,8 +1,10 @@
-// The parallel layouts on several GPUs over NCCL (--device cuda with a world above 1): the
-// seed's four recipes (TP2, TP2 + DP2 with DP attention, TP2 + EP2, TP2 + DP2 + EP2 with DP
-// attention; the `none` MoE backend, default mode) against TP1 on one GPU, per test model:
-// teacher-forced logprobs of the golden prompts and greedy continuations. Skipped with
-// fewer than 2 GPUs. Layouts the GPU ranks do not run yet are refused with a message.
+// The parallel layouts on GPU ranks (--device cuda with a world above 1): the seed's four
+// recipes (TP2, TP2 + DP2 with DP attention, TP2 + EP2, TP2 + DP2 + EP2 with DP attention;
+// the `none` MoE backend, default mode) against TP1 on one GPU, per test model:
+// teacher-forced logprobs of the golden prompts and greedy continuations. Twice: one GPU
+// per rank over NCCL (skipped with fewer than 2 GPUs), and every rank on one GPU over the
+// shared-device test backend (the same layer code, on any GPU machine). Layouts the GPU
+// ranks do not run yet are refused with a message.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -41,7 +43,7 @@ const Recipe kRecipes[] = {
 };
 
 std::unique_ptr<Engine> make_engine(const std::string& dir, const ParallelConfig& layout, bool deterministic = false,
-                                    MoeA2ABackend a2a = MoeA2ABackend::kNone) {
+                                    MoeA2ABackend a2a = MoeA2ABackend::kNone, bool shared_device = false) {
   EngineOptions o;
   o.max_total_tokens = 4096;
   o.max_running_requests = 16;
@@ -51,6 +53,7 @@ std::unique_ptr<Engine> make_engine(const std::string& dir, const ParallelConfig
   o.parallel.layout = layout;
   o.parallel.deterministic = deterministic;
   o.parallel.a2a = a2a;
+  o.gpu.share_one_device = shared_device;
   return std::make_unique<Engine>(load_model_source(dir, "auto", DType::kBF16), nullptr, o);
 }
 
@@ -106,12 +109,6 @@ Diff compare(const std::vector<GenerateResult>& base, const std::vector<Generate
   return d;
 }
 
-class GpuLayouts : public ::testing::TestWithParam<std::string> {
- protected:
-  void SetUp() override {
-    if (gpu_count() < 2) GTEST_SKIP() << "needs 2 GPUs, found " << gpu_count();
-  }
-};
 
 // Every recipe against TP1 on one GPU. The ranks split GEMM reductions differently and
 // NCCL sums the partials in its own order, so activations rounded to bf16 differ in the
@@ -120,8 +117,7 @@ class GpuLayouts : public ::testing::TestWithParam<std::string> {
 // <= 0.05, at most 5% of positions beyond 0.3, none beyond 1.5. The greedy continuations
 // must agree on most tokens. A second pass with one request leaves a DP group idle (it still
 // joins every MoE collective) and must give that request's results again.
-TEST_P(GpuLayouts, RecipesMatchOneGpu) {
-  const std::string model = GetParam();
+void check_recipes(const std::string& model, bool shared_device) {
   const std::vector<Request> reqs = golden_requests(model, 8);
   std::vector<GenerateResult> base;
   {
@@ -132,15 +128,16 @@ TEST_P(GpuLayouts, RecipesMatchOneGpu) {
     // OLMoE normalizes q / k over the whole projection: under attention TP that needs the
     // whole projection on every rank, which the GPU attention does not do yet.
     if (model == "olmoe" && r.layout.tp_size / (r.layout.enable_dp_attention ? r.layout.dp_size : 1) > 1) {
-      EXPECT_THROW(make_engine(model_dir(model), r.layout), InputError) << r.name;
+      EXPECT_THROW(make_engine(model_dir(model), r.layout, false, MoeA2ABackend::kNone, shared_device), InputError)
+          << r.name;
       continue;
     }
-    auto e = make_engine(model_dir(model), r.layout);
+    auto e = make_engine(model_dir(model), r.layout, false, MoeA2ABackend::kNone, shared_device);
     const std::vector<GenerateResult> got = run(*e, reqs);
     const Diff d = compare(base, got);
     const double mean = d.sum / double(std::max<int64_t>(d.n, 1));
-    std::printf("[gpu layouts %s %s] mean |dlogprob| %.3g, max %.3g, %lld of %lld beyond 0.3; greedy prefix %lld/%lld\n",
-                model.c_str(), r.name, mean, d.worst, (long long)d.far, (long long)d.n, (long long)d.common,
+    std::printf("[gpu layouts%s %s %s] mean |dlogprob| %.3g, max %.3g, %lld of %lld beyond 0.3; greedy prefix %lld/%lld\n",
+                shared_device ? " (one GPU)" : "", model.c_str(), r.name, mean, d.worst, (long long)d.far, (long long)d.n, (long long)d.common,
                 (long long)d.outputs);
     EXPECT_LE(mean, 0.05) << r.name;
     EXPECT_LE(double(d.far), 0.05 * double(d.n)) << r.name;
@@ -153,20 +150,33 @@ TEST_P(GpuLayouts, RecipesMatchOneGpu) {
   }
 }
 
+class GpuLayouts : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GpuLayouts, RecipesOnTwoGpusMatchOneGpu) {
+  if (gpu_count() < 2) GTEST_SKIP() << "needs 2 GPUs, found " << gpu_count();
+  check_recipes(GetParam(), false);
+}
+
+TEST_P(GpuLayouts, RecipesSharingOneGpuMatchOneGpu) {
+  if (gpu_count() < 1) GTEST_SKIP() << "no CUDA device";
+  check_recipes(GetParam(), true);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, GpuLayouts, ::testing::Values("qwen3_moe", "qwen2_moe", "mixtral", "olmoe"));
 
 // What GPU ranks do not run yet is refused at start-up, naming the flag.
 TEST(GpuLayoutLimits, DeterministicAndAllToAllAreRefused) {
-  if (gpu_count() < 2) GTEST_SKIP() << "needs 2 GPUs, found " << gpu_count();
+  if (gpu_count() < 1) GTEST_SKIP() << "no CUDA device";
+  const bool shared = gpu_count() < 2;  // the refusals come before any rank starts
   const std::string dir = model_dir("qwen3_moe");
   try {
-    make_engine(dir, {2, 1, 1, false}, true);
+    make_engine(dir, {2, 1, 1, false}, true, MoeA2ABackend::kNone, shared);
     ADD_FAILURE() << "deterministic TP2 on GPUs was accepted";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("--enable-deterministic-inference"), std::string::npos) << e.what();
   }
   try {
-    make_engine(dir, {2, 1, 2, false}, false, MoeA2ABackend::kAllToAll);
+    make_engine(dir, {2, 1, 2, false}, false, MoeA2ABackend::kAllToAll, shared);
     ADD_FAILURE() << "alltoall on GPUs was accepted";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("--moe-a2a-backend"), std::string::npos) << e.what();

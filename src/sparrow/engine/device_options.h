@@ -18,6 +18,10 @@ struct DeviceOptions {
   int64_t max_step_tokens = 8192;     // most tokens of one step (sizes the workspace)
   int64_t max_batch = 256;            // most sequences of one step
   int64_t max_context = 4096;         // req_to_token row width
+  // Tests on a one-GPU machine: a world above 1 puts every rank on the current GPU over
+  // SharedDeviceWorld (parallel/cuda/shared_device_world.h) instead of one GPU per rank
+  // over NCCL; no CUDA graphs, and --mem-fraction-static is split between the ranks.
+  bool share_one_device = false;
 };
 
 // "cpu", "cuda" or "auto" (cuda when this build has CUDA and a GPU is present). InputError

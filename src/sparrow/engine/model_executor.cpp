@@ -13,6 +13,7 @@
 #include "sparrow/engine/cuda/device_runner.h"
 #ifdef SPARROW_HAVE_NCCL
 #include "sparrow/parallel/cuda/nccl_world.h"
+#include "sparrow/parallel/cuda/shared_device_world.h"
 #endif
 #else
 namespace sparrow {
@@ -101,16 +102,26 @@ void ModelExecutor::start_gpu_ranks(const ModelConfig& c, const WeightSource& so
                   "GEMMs do not split K into the leaf tree; use one GPU, or --device cpu", mesh_.describe());
   SPARROW_REQUIRE(p.a2a == MoeA2ABackend::kNone, "--moe-a2a-backend alltoall on several GPUs ({}) is not wired yet (the "
                   "dispatch runs on the host); use --moe-a2a-backend none, or --device cpu", mesh_.describe());
-  int gpus = 0;
-  SPARROW_CUDA_CHECK(cudaGetDeviceCount(&gpus));
-  SPARROW_REQUIRE(gpus >= mesh_.world, "{} needs {} GPUs (one per rank), this machine has {}", mesh_.describe(), mesh_.world,
-                  gpus);
-  NcclWorldOptions o;
-  o.size = mesh_.world;
-  o.exact_order = false;  // NCCL's own reductions: the default mode (deterministic is refused above)
-  auto* nccl = new NcclWorld(o);
-  world_.reset(nccl);
-  log(LogLevel::kInfo, "parallel: {} on {} GPUs over NCCL", mesh_.describe(), mesh_.world);
+  DeviceOptions opts = gpu;
+  int shared_device = -1;  // share_one_device: the GPU every rank runs on
+  if (gpu.share_one_device) {
+    SPARROW_CUDA_CHECK(cudaGetDevice(&shared_device));
+    world_ = std::make_unique<SharedDeviceWorld>(mesh_.world);
+    opts.cuda_graphs = false;  // its collectives wait on the host
+    opts.mem_fraction_static /= mesh_.world;
+    log(LogLevel::kInfo, "parallel: {} on one GPU (shared-device test backend)", mesh_.describe());
+  } else {
+    int gpus = 0;
+    SPARROW_CUDA_CHECK(cudaGetDeviceCount(&gpus));
+    SPARROW_REQUIRE(gpus >= mesh_.world, "{} needs {} GPUs (one per rank), this machine has {}", mesh_.describe(),
+                    mesh_.world, gpus);
+    NcclWorldOptions o;
+    o.size = mesh_.world;
+    o.exact_order = false;  // NCCL's own reductions: the default mode (deterministic is refused above)
+    world_ = std::make_unique<NcclWorld>(o);
+    log(LogLevel::kInfo, "parallel: {} on {} GPUs over NCCL", mesh_.describe(), mesh_.world);
+  }
+  CommWorld* comm_world = world_.get();
   for (int r = 0; r < mesh_.world; ++r) {
     ranks_.push_back(std::make_unique<Rank>());
     ranks_.back()->index = r;
@@ -121,12 +132,13 @@ void ModelExecutor::start_gpu_ranks(const ModelConfig& c, const WeightSource& so
   std::vector<std::string> errors(size_t(mesh_.world));
   int started = 0;
   for (int r = 0; r < mesh_.world; ++r)
-    threads_.emplace_back([this, r, nccl, &c, &source, dtype, kv_dtype, &p, &gpu, &errors, &started] {
+    threads_.emplace_back([this, r, comm_world, shared_device, &c, &source, dtype, kv_dtype, &p, &opts, &errors, &started] {
       Rank& rank = *ranks_[size_t(r)];
       try {
-        rank.comms = RankComms::create(*nccl, mesh_, r);  // makes the rank's GPU current first
+        if (shared_device >= 0) SPARROW_CUDA_CHECK(cudaSetDevice(shared_device));
+        rank.comms = RankComms::create(*comm_world, mesh_, r);  // NCCL: makes the rank's GPU current first
         rank.ctx = rank.comms.context(mesh_, r, p.deterministic, 1, p.a2a);
-        rank.gpu = std::make_unique<DeviceRunner>(c, source, dtype, kv_dtype, rank.ctx, gpu);
+        rank.gpu = std::make_unique<DeviceRunner>(c, source, dtype, kv_dtype, rank.ctx, opts);
       } catch (const std::exception& e) {
         errors[size_t(r)] = e.what();
         rank.gpu.reset();  // device state is freed on its own thread
