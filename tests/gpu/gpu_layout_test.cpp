@@ -61,6 +61,7 @@ std::vector<GenerateResult> run(Engine& e, const std::vector<Request>& rs) {
   std::vector<GenerateResult> out;
   for (auto& o : generate_sync(e, rs)) {
     EXPECT_FALSE(o.error) << *o.error;
+    if (o.error) std::fprintf(stderr, "generation error: %s\n", o.error->c_str());
     out.push_back(o.result);
   }
   return out;
@@ -98,6 +99,12 @@ Diff compare(const std::vector<GenerateResult>& base, const std::vector<Generate
   Diff d;
   for (size_t i = 0; i < base.size(); ++i) {
     const GenerateResult &a = base[i], &b = got[i];
+    if (b.input_token_logprobs.size() != a.input_token_logprobs.size() ||
+        b.output_token_logprobs.size() != b.output_ids.size()) {
+      ADD_FAILURE() << "prompt " << i << ": " << b.input_token_logprobs.size() << " input logprobs, expected "
+                    << a.input_token_logprobs.size();
+      continue;
+    }
     for (size_t j = 1; j < a.input_token_logprobs.size(); ++j)
       d.add(*a.input_token_logprobs[j].logprob, *b.input_token_logprobs[j].logprob);
     size_t c = 0;
@@ -134,11 +141,13 @@ void check_recipes(const std::string& model, bool shared_device) {
     }
     auto e = make_engine(model_dir(model), r.layout, false, MoeA2ABackend::kNone, shared_device);
     const std::vector<GenerateResult> got = run(*e, reqs);
+    ASSERT_EQ(got.size(), base.size()) << r.name;
     const Diff d = compare(base, got);
     const double mean = d.sum / double(std::max<int64_t>(d.n, 1));
     std::printf("[gpu layouts%s %s %s] mean |dlogprob| %.3g, max %.3g, %lld of %lld beyond 0.3; greedy prefix %lld/%lld\n",
                 shared_device ? " (one GPU)" : "", model.c_str(), r.name, mean, d.worst, (long long)d.far, (long long)d.n, (long long)d.common,
                 (long long)d.outputs);
+    std::fflush(stdout);
     EXPECT_LE(mean, 0.05) << r.name;
     EXPECT_LE(double(d.far), 0.05 * double(d.n)) << r.name;
     EXPECT_LE(d.worst, 1.5) << r.name;
