@@ -71,7 +71,8 @@ std::vector<Request> golden_requests(const std::string& model, int32_t max_new) 
   std::ifstream f(model_dir(model) + "/golden.json");
   EXPECT_TRUE(f.good()) << "missing golden for " << model;
   std::vector<Request> rs;
-  for (const json& p : json::parse(f)["prompts"]) {
+  const json golden = json::parse(f);  // (named: a range-for over a temporary's member dangles)
+  for (const json& p : golden["prompts"]) {
     Request r;
     r.input_ids = p["input_ids"].get<std::vector<int32_t>>();
     r.sampling.max_new_tokens = max_new;
@@ -126,6 +127,7 @@ Diff compare(const std::vector<GenerateResult>& base, const std::vector<Generate
 // joins every MoE collective) and must give that request's results again.
 void check_recipes(const std::string& model, bool shared_device) {
   const std::vector<Request> reqs = golden_requests(model, 8);
+  ASSERT_FALSE(reqs.empty()) << model << ": no golden prompts";
   std::vector<GenerateResult> base;
   {
     auto e = make_engine(model_dir(model), {});
