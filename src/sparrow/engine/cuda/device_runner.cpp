@@ -8,6 +8,7 @@
 
 #include "sparrow/core/cuda/device.h"
 #include "sparrow/core/log.h"
+#include "sparrow/kernels/cuda/ops_cuda.h"
 #include "sparrow/model/layers/step_context.h"
 
 namespace sparrow {
@@ -219,6 +220,8 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
 
 DeviceRunner::~DeviceRunner() {
   for (auto& [bs, exec] : impl_->graphs) (void)cudaGraphExecDestroy(exec);
+  (void)cudaStreamSynchronize(impl_->stream.get());  // (no throwing from a destructor)
+  ops::cuda::release_stream_workspace(impl_->stream.get());
 }
 
 int64_t DeviceRunner::kv_slots() const { return impl_->kv_slots; }

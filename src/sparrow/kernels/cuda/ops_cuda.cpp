@@ -47,13 +47,20 @@ Tensor as_matrix(const Tensor& t, const char* what) {
                   cublasLtGetStatusString(st_), #expr);                                      \
   } while (0)
 
-// ---- cuBLASLt: one handle and one 32 MiB workspace per device (allocated on first use
-// there, i.e. at warm-up, never in the decode loop; each GPU rank's thread gets its own
-// device's), heuristics cached per shape.
+// ---- cuBLASLt: one handle per device, and a 32 MiB workspace per stream (allocated on the
+// stream's first GEMM, i.e. at warm-up, never in the decode loop): GEMMs in flight on two
+// streams of one device (ranks sharing a GPU) must not share scratch. Heuristics cached
+// per shape.
 struct Lt {
   cublasLtHandle_t handle = nullptr;
-  ::sparrow::cuda::DeviceBuffer workspace;
+  std::map<cudaStream_t, ::sparrow::cuda::DeviceBuffer> workspaces;
   std::mutex mu;
+  static constexpr size_t kWorkspaceBytes = size_t(32) << 20;
+  const ::sparrow::cuda::DeviceBuffer& workspace(cudaStream_t s) {  // under mu
+    auto& w = workspaces[s];
+    if (w.data() == nullptr) w = ::sparrow::cuda::DeviceBuffer(kWorkspaceBytes);
+    return w;
+  }
   using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, int>;
   struct Plan {
     cublasLtMatmulDesc_t op = nullptr;
@@ -74,7 +81,6 @@ struct Lt {
   }
   Lt() {
     CUBLAS_CHECK(cublasLtCreate(&handle));
-    workspace = ::sparrow::cuda::DeviceBuffer(size_t(32) << 20);
   }
 };
 
@@ -114,7 +120,7 @@ void lt_matmul(const Tensor& x, const Tensor& w, const Tensor& y, int64_t ldx, i
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, out, uint64_t(N), uint64_t(T), ldy));
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    const uint64_t ws = lt.workspace.nbytes();
+    const uint64_t ws = Lt::kWorkspaceBytes;
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
     const uint32_t a32 = uint32_t(al);
     for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
@@ -130,14 +136,21 @@ void lt_matmul(const Tensor& x, const Tensor& w, const Tensor& y, int64_t ldx, i
   }
   const float alpha = 1.f, beta = 0.f;
   const Lt::Plan& p = it->second;
+  const cudaStream_t s = current_stream();
+  const ::sparrow::cuda::DeviceBuffer& ws = lt.workspace(s);
   CUBLAS_CHECK(cublasLtMatmul(lt.handle, p.op, &alpha, w.data(), p.a, x.data(), p.b, &beta, y.data(), p.c,
-                              y.data(), p.c, &p.algo, lt.workspace.data(), lt.workspace.nbytes(),
-                              current_stream()));
+                              y.data(), p.c, &p.algo, ws.data(), ws.nbytes(), s));
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 }  // namespace
+
+void release_stream_workspace(cudaStream_t stream) {
+  Lt& lt = Lt::get();
+  std::lock_guard<std::mutex> lock(lt.mu);
+  lt.workspaces.erase(stream);  // (the caller has finished the stream's work)
+}
 
 void linear_with(GemmBackend backend, const Tensor& x_in, const Tensor& w, const Tensor* bias, const Tensor& y_in) {
   SPARROW_REQUIRE(x_in.device() == Device::kCUDA && w.device() == Device::kCUDA &&

@@ -37,6 +37,9 @@ void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out);
 // tensor-core kernel, every T); else T <= kGemvMaxRows -> kGemv (skinny streaming kernel);
 // else cuBLASLt (kFixed when there is a bias).
 enum class GemmBackend { kAuto, kCublasLt, kFixed, kGemv };
+// Frees the cuBLASLt workspace of `stream` on the current device (call before destroying a
+// stream that ran GEMMs, after its work is done: the handle may be reused by a new stream).
+void release_stream_workspace(cudaStream_t stream);
 void linear_with(GemmBackend backend, const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y);
 
 // ---- MoE ---------------------------------------------------------------------------
