@@ -6,6 +6,7 @@
 #            counts), the layout recipes against TP1 on the test models, refusals
 #   parity   `sparrow parity --device cuda` on the Qwen3-30B-A3B shape (dummy bf16): the seed's
 #            four recipes with TP2 as the baseline, plus TP1 on one GPU -> $OUT/parity.json
+#            (PARITY_FLAGS="--share-one-gpu": every rank on GPU 0, for a one-GPU machine)
 #   decode   gpu_decode_bench over LAYOUTS (default 1x1,2x1,2x2: TPxEP) -> $OUT/gpu_decode_multi.json
 #   serving  bench/run_gpu_serving_bench.sh at concurrency 64 and 256 for each of SERVING
 #            (";"-separated server flag sets; default TP1, TP2, TP2+EP2, TP2+DP2 with DP
@@ -35,7 +36,7 @@ for step in $STEPS; do
   case $step in
     tests) ;;
     parity)
-      timeout 560 build/sparrow parity --device cuda --model-path $CONFIG --load-format dummy --max-new-tokens 16 \
+      timeout 560 build/sparrow parity --device cuda ${PARITY_FLAGS:-} --model-path $CONFIG --load-format dummy --max-new-tokens 16 \
         --recipe "tp2=--tp-size 2" --recipe "tp1=--tp-size 1" \
         --recipe "tp2+dp2+dp-attention=--tp-size 2 --dp-size 2 --enable-dp-attention" \
         --recipe "tp2+ep2=--tp-size 2 --ep-size 2" \

@@ -37,6 +37,7 @@ struct ParityArgs {
   std::string device = "auto";
   double mem_fraction_static = 0;
   bool disable_cuda_graph = false;
+  bool share_one_gpu = false;
 };
 
 // The seed's four recipes: the layouts behind the SGLang TP2+DP2+EP2 regression.
@@ -80,6 +81,7 @@ RecipeRun run_recipe(const ParityArgs& a, const LoadedModel& weights, const Reci
   o.max_total_tokens = a.max_total_tokens > 0 ? a.max_total_tokens : need;
   r.flags.apply(o);
   apply_device_flags(a.device, a.mem_fraction_static, a.disable_cuda_graph, o.gpu.cuda_graph_max_bs, o.device, o.gpu);
+  o.gpu.share_one_device = a.share_one_gpu;
   // Every recipe reads the one copy of the weights (dummy weights are generated once).
   LoadedModel m;
   m.path = weights.path;
@@ -165,7 +167,7 @@ void run_parity(const ParityArgs& a) {
     std::fprintf(stderr, "parity: running %s (%s)\n", r.name.c_str(), r.flags.describe().c_str());
     runs.push_back(run_recipe(a, weights, r, prompts));
   }
-  json report = {{"model_path", a.model_path}, {"dtype", a.dtype}, {"device", a.device}, {"baseline", recipes[0].name}, {"recipes", json::array()}};
+  json report = {{"model_path", a.model_path}, {"dtype", a.dtype}, {"device", a.device}, {"share_one_gpu", a.share_one_gpu}, {"baseline", recipes[0].name}, {"recipes", json::array()}};
   std::printf("%-34s %14s %14s %14s\n", "recipe (vs baseline)", "greedy prefix", "mean |dlp|", "max |dlp|");
   for (size_t i = 0; i < recipes.size(); ++i) {
     json c = compare(runs[0], runs[i]);
@@ -209,6 +211,9 @@ void register_parity_command(CLI::App& app) {
   cmd->add_option("--device", a->device, "auto (cuda when a GPU is present) | cuda | cpu (every recipe; GPU: one per rank)");
   cmd->add_option("--mem-fraction-static", a->mem_fraction_static, "GPU: share of device memory for weights + KV + workspace");
   cmd->add_flag("--disable-cuda-graph", a->disable_cuda_graph, "Run decode without CUDA graphs");
+  cmd->add_flag("--share-one-gpu", a->share_one_gpu,
+                "GPU: every rank of a recipe on the current GPU (the shared-device test backend, rank-order sums; "
+                "checks layouts on a one-GPU machine, slowly)");
   cmd->add_option("--json-output", a->json_output, "Also write the report as JSON to this file");
   cmd->callback([a] { run_parity(*a); });
 }
