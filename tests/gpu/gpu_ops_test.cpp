@@ -506,6 +506,94 @@ TEST_F(Gpu, FusedMoeSkinnyMatchesReference) {
   }
 }
 
+// Deterministic leaf tree on the GPU: linear_leaves is the fixed-config GEMM of each K
+// block followed by the pairwise tree, and a rank holding half of K (half the leaves) gives
+// exactly the left / right subtree: their sum is the whole result, bit for bit.
+TEST_F(Gpu, LinearLeavesSplitsIntoRankSubtrees) {
+  std::mt19937 rng(31);
+  for (int64_t T : {int64_t(1), int64_t(5), int64_t(300)}) {
+    const int64_t K = 256, N = 72;
+    Buffer x(DType::kBF16, {T, K}), w(DType::kBF16, {N, K});
+    fill_uniform(x.tensor(), rng);
+    fill_uniform(w.tensor(), rng, -0.2f, 0.2f);
+    auto dx = upload(x.tensor()), dw = upload(w.tensor());
+    DeviceBuffer wsbuf(ops::linear_leaves_workspace_bytes(Device::kCUDA, N, 8) + (1 << 20));
+    Arena ws("test", wsbuf.data(), wsbuf.nbytes(), Device::kCUDA);
+    for (int L : {2, 4, 8}) {
+      auto whole = poisoned(DType::kF32, {T, N}), left = poisoned(DType::kF32, {T, N}), right = poisoned(DType::kF32, {T, N});
+      ops::linear_leaves(dx.tensor(), dw.tensor(), L, whole.tensor(), &ws);
+      ops::linear_leaves(dx.tensor().slice_cols(0, K / 2), dw.tensor().slice_cols(0, K / 2), L / 2, left.tensor(), &ws);
+      ops::linear_leaves(dx.tensor().slice_cols(K / 2, K), dw.tensor().slice_cols(K / 2, K), L / 2, right.tensor(), &ws);
+      const std::vector<float> a = download_vec<float>(whole.data(), size_t(T * N)), l = download_vec<float>(left.data(), size_t(T * N)),
+                               r = download_vec<float>(right.data(), size_t(T * N));
+      int64_t differ = 0;
+      for (size_t i = 0; i < a.size(); ++i) differ += a[i] != l[i] + r[i];
+      EXPECT_EQ(differ, 0) << "T " << T << " leaves " << L;
+      Buffer ref(DType::kF32, {T, N});
+      ops::linear(x.tensor(), w.tensor(), nullptr, ref.tensor());
+      EXPECT_LT(rel_err(a, to_f32(ref.tensor())), 1e-5) << "T " << T << " leaves " << L;
+    }
+  }
+}
+
+// Deterministic MoE values: unweighted per-slot values whose down projection is the leaf
+// tree over I; a MoE-TP rank (half of I, half the leaves) gives a subtree, the two add up to
+// the whole bit for bit, other ranks' experts give -0.0, and the values match the reference.
+TEST_F(Gpu, MoeExpertValuesSplitIntoRankSubtrees) {
+  std::mt19937 rng(37);
+  const int64_t E = 8, H = 128, I = 64, T = 300;  // T above one chunk
+  const int k = 2, L = 4;
+  Buffer w13(DType::kBF16, {E, 2 * I, H}), w2(DType::kBF16, {E, H, I}), x(DType::kBF16, {T, H});
+  fill_uniform(w13.tensor(), rng, -0.1f, 0.1f);
+  fill_uniform(w2.tensor(), rng, -0.1f, 0.1f);
+  fill_uniform(x.tensor(), rng);
+  std::vector<int32_t> ids(size_t(T * k));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 7 + i / 3) % E);
+  // The halves of I as a MoE-TP rank holds them: gate / up rows and down columns.
+  Buffer w13h[2] = {Buffer(DType::kBF16, {E, I, H}), Buffer(DType::kBF16, {E, I, H})};
+  Buffer w2h[2] = {Buffer(DType::kBF16, {E, H, I / 2}), Buffer(DType::kBF16, {E, H, I / 2})};
+  for (int r = 0; r < 2; ++r)
+    for (int64_t e = 0; e < E; ++e) {
+      const auto* src = static_cast<const uint16_t*>(w13.data()) + e * 2 * I * H;
+      auto* dst = static_cast<uint16_t*>(w13h[r].data()) + e * I * H;
+      std::memcpy(dst, src + r * (I / 2) * H, size_t(I / 2 * H) * 2);                 // gate rows
+      std::memcpy(dst + (I / 2) * H, src + (I + r * (I / 2)) * H, size_t(I / 2 * H) * 2);  // up rows
+      for (int64_t n = 0; n < H; ++n)
+        std::memcpy(static_cast<uint16_t*>(w2h[r].data()) + (e * H + n) * (I / 2),
+                    static_cast<const uint16_t*>(w2.data()) + (e * H + n) * I + r * (I / 2), size_t(I / 2) * 2);
+    }
+  auto dx = upload(x.tensor()), dids = upload_vec(ids);
+  DeviceBuffer wsbuf(ops::moe_expert_values_workspace_bytes(k, E, H, I, L) + (8 << 20));
+  Arena ws("test", wsbuf.data(), wsbuf.nbytes(), Device::kCUDA);
+  auto run = [&](const Tensor& a13, const Tensor& a2, int leaves, int64_t e0) {
+    auto d13 = upload(a13), d2 = upload(a2);
+    auto v = poisoned(DType::kF32, {T * k, H});
+    ops::moe_expert_values(dx.tensor(), static_cast<const int32_t*>(dids.data()), k, d13.tensor(), d2.tensor(), leaves, e0,
+                           E, ws, v.tensor());
+    return download_vec<float>(v.data(), size_t(T * k * H));
+  };
+  const std::vector<float> whole = run(w13.tensor(), w2.tensor(), L, 0);
+  const std::vector<float> left = run(w13h[0].tensor(), w2h[0].tensor(), L / 2, 0);
+  const std::vector<float> right = run(w13h[1].tensor(), w2h[1].tensor(), L / 2, 0);
+  int64_t differ = 0;
+  for (size_t i = 0; i < whole.size(); ++i) differ += whole[i] != left[i] + right[i];
+  EXPECT_EQ(differ, 0) << "the MoE-TP halves do not add up to the whole values";
+  // Experts [4, 8) only: pairs of experts 0..3 are -0.0, the others the whole values.
+  const std::vector<float> upper = run(w13.tensor().slice_rows(4, 8), w2.tensor().slice_rows(4, 8), L, 4);
+  for (int64_t p = 0; p < T * k; ++p)
+    for (int64_t i = 0; i < H; i += 17) {
+      const float got = upper[size_t(p * H + i)];
+      if (ids[size_t(p)] < 4) EXPECT_TRUE(got == 0.0f && std::signbit(got)) << p << " " << i;
+      else EXPECT_EQ(got, whole[size_t(p * H + i)]) << p << " " << i;
+    }
+  // Against the reference pair loop with unit weights.
+  std::vector<float> ones(size_t(T * k), 1.0f);
+  Buffer ref(DType::kF32, {T * k, H});
+  Arena cpu_ws;
+  ops::moe_experts(x.tensor(), ids.data(), ones.data(), k, w13.tensor(), w2.tensor(), cpu_ws, ref.tensor());
+  EXPECT_LT(rel_err(whole, to_f32(ref.tensor())), 2e-3);
+}
+
 // Expert parallelism: ops::fused_moe over a slice of the experts (experts [e0, e0 + E/parts)
 // of the router's E, ids global) sums only the local experts' slots; the slices' outputs add
 // up to the whole block. Against the CPU reference on the same slice, at decode and prefill

@@ -272,13 +272,20 @@ TEST(NcclMultiGpu, BroadcastAndBarrier) {
   });
 }
 
-TEST(NcclMultiGpu, TooLittleScratchThrowsNamingTheSize) {
+TEST(NcclMultiGpu, TooLittleScratchSlicesTheAllReduceAndThrowsElsewhere) {
   NEED_GPUS(2);
   NcclWorld world(world_options(n, true, 1024));
-  run_ranks(world, [&](int, Communicator& c) {
+  run_ranks(world, [&](int r, Communicator& c) {
+    // An exact all-reduce larger than the scratch (n * 4096 bytes of 1024) runs in slices.
     DeviceBuffer d = filled(1024, 1.0f);
+    c.all_reduce(static_cast<float*>(d.data()), 1024);
+    const std::vector<float> got = download<float>(d.data(), 1024);
+    EXPECT_EQ(got.front(), float(n));
+    EXPECT_EQ(got.back(), float(n));
+    // reduce_scatterv gathers its whole block: too little scratch throws naming the size.
+    DeviceBuffer big = filled(size_t(n) * 1024, 1.0f), out = filled(1024, 0.0f);
     try {
-      c.all_reduce(static_cast<float*>(d.data()), 1024);  // needs n * 4096 bytes
+      c.reduce_scatter(static_cast<const float*>(big.data()), static_cast<float*>(out.data()), 1024);
       ADD_FAILURE() << "no error";
     } catch (const Error& e) {
       const std::string m = e.what();
@@ -287,8 +294,8 @@ TEST(NcclMultiGpu, TooLittleScratchThrowsNamingTheSize) {
     }
     // Growing it at set-up makes the same call work.
     nccl(c).reserve_scratch(size_t(n) * 4096);
-    c.all_reduce(static_cast<float*>(d.data()), 1024);
-    EXPECT_EQ(download<float>(d.data(), 1)[0], float(n));
+    c.reduce_scatter(static_cast<const float*>(big.data()), static_cast<float*>(out.data()), 1024);
+    EXPECT_EQ(download<float>(out.data(), 1)[0], float(n)) << "rank " << r;
   });
 }
 

@@ -8,7 +8,7 @@
 
 #include "nccl_test_util.h"
 #include "sparrow/parallel/communicator.h"
-#include "sparrow/parallel/cuda/rank_tree_sum.h"
+#include "sparrow/kernels/cuda/rank_tree_sum.h"
 
 namespace sparrow {
 namespace {

@@ -58,15 +58,15 @@ ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, D
       world_ = std::make_unique<InProcessWorld>(1);
       auto rank = std::make_unique<Rank>();
       rank->comms = RankComms::create(*world_, mesh_, 0);
-      // One GPU: the leaf tree only matters across TP splits; the batch-invariant kernels
-      // give deterministic mode its guarantee there (docs/numerics.md, "GPU").
-      rank->ctx = rank->comms.context(mesh_, 0, p.deterministic, 1, p.a2a);
+      // Deterministic mode runs the leaf tree on one GPU too, so its bits are those of every
+      // multi-GPU layout (docs/numerics.md, "GPU").
+      rank->ctx = rank->comms.context(mesh_, 0, p.deterministic, leaves, p.a2a);
       rank->gpu = std::make_unique<DeviceRunner>(c, source, dtype, kv_dtype, rank->ctx, gpu);
       kv_slots_ = rank->gpu->kv_slots();
       ranks_.push_back(std::move(rank));
       return;
     }
-    start_gpu_ranks(c, source, dtype, kv_dtype, p, gpu);
+    start_gpu_ranks(c, source, dtype, kv_dtype, p, gpu, leaves);
     return;
 #else
     throw_input_error("--device cuda: this build has no CUDA backend");
@@ -93,13 +93,10 @@ ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, D
 }
 
 void ModelExecutor::start_gpu_ranks(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype,
-                                    const ParallelOptions& p, const DeviceOptions& gpu) {
+                                    const ParallelOptions& p, const DeviceOptions& gpu, int leaves) {
 #if defined(SPARROW_HAVE_CUDA) && defined(SPARROW_HAVE_NCCL)
-  // What the GPU layers support across ranks today (layers/moe.h): the `none` MoE layout in
-  // the default mode. Deterministic mode needs the leaf-tree GEMMs on the GPU, `alltoall`
-  // a device dispatch; both run on CPU ranks.
-  SPARROW_REQUIRE(!p.deterministic, "--enable-deterministic-inference on several GPUs ({}) is not wired yet: the GPU "
-                  "GEMMs do not split K into the leaf tree; use one GPU, or --device cpu", mesh_.describe());
+  // What the GPU layers support across ranks today (layers/moe.h): the `none` MoE layout;
+  // `alltoall` needs a device dispatch (it runs on CPU ranks).
   SPARROW_REQUIRE(p.a2a == MoeA2ABackend::kNone, "--moe-a2a-backend alltoall on several GPUs ({}) is not wired yet (the "
                   "dispatch runs on the host); use --moe-a2a-backend none, or --device cpu", mesh_.describe());
   DeviceOptions opts = gpu;
@@ -117,7 +114,8 @@ void ModelExecutor::start_gpu_ranks(const ModelConfig& c, const WeightSource& so
                     mesh_.world, gpus);
     NcclWorldOptions o;
     o.size = mesh_.world;
-    o.exact_order = false;  // NCCL's own reductions: the default mode (deterministic is refused above)
+    // Deterministic mode: every reduction in rank order (the leaf tree's top); default: NCCL's own.
+    o.exact_order = p.deterministic;
     world_ = std::make_unique<NcclWorld>(o);
     log(LogLevel::kInfo, "parallel: {} on {} GPUs over NCCL", mesh_.describe(), mesh_.world);
   }
@@ -132,12 +130,13 @@ void ModelExecutor::start_gpu_ranks(const ModelConfig& c, const WeightSource& so
   std::vector<std::string> errors(size_t(mesh_.world));
   int started = 0;
   for (int r = 0; r < mesh_.world; ++r)
-    threads_.emplace_back([this, r, comm_world, shared_device, &c, &source, dtype, kv_dtype, &p, &opts, &errors, &started] {
+    threads_.emplace_back([this, r, comm_world, shared_device, leaves, &c, &source, dtype, kv_dtype, &p, &opts, &errors,
+                           &started] {
       Rank& rank = *ranks_[size_t(r)];
       try {
         if (shared_device >= 0) SPARROW_CUDA_CHECK(cudaSetDevice(shared_device));
         rank.comms = RankComms::create(*comm_world, mesh_, r);  // NCCL: makes the rank's GPU current first
-        rank.ctx = rank.comms.context(mesh_, r, p.deterministic, 1, p.a2a);
+        rank.ctx = rank.comms.context(mesh_, r, p.deterministic, leaves, p.a2a);
         rank.gpu = std::make_unique<DeviceRunner>(c, source, dtype, kv_dtype, rank.ctx, opts);
       } catch (const std::exception& e) {
         errors[size_t(r)] = e.what();
@@ -172,7 +171,7 @@ void ModelExecutor::start_gpu_ranks(const ModelConfig& c, const WeightSource& so
   kv_slots_ = ranks_[0]->gpu->kv_slots();
   for (const auto& r : ranks_) kv_slots_ = std::min(kv_slots_, r->gpu->kv_slots());  // slots valid on every rank
 #else
-  (void)c, (void)source, (void)dtype, (void)kv_dtype, (void)p, (void)gpu;
+  (void)c, (void)source, (void)dtype, (void)kv_dtype, (void)p, (void)gpu, (void)leaves;
   throw_input_error("--device cuda with {}: several GPU ranks need the NCCL backend, which this build lacks (docs/gpu.md, "
                     "\"NCCL\")", mesh_.describe());
 #endif

@@ -61,7 +61,7 @@ class ModelExecutor {
   void worker(int rank);
   // Several GPUs: an NCCL world and one thread per rank, each building its DeviceRunner.
   void start_gpu_ranks(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype,
-                       const ParallelOptions& p, const DeviceOptions& gpu);
+                       const ParallelOptions& p, const DeviceOptions& gpu, int leaves);
 
   Mesh mesh_;
   Device device_ = Device::kCPU;

@@ -38,9 +38,14 @@ void copy(const Tensor& dst, const Tensor& src);
 // fixed pairwise tree ((b0 + b1) + (b2 + b3)) ... in fp32, then rounded once to y's dtype.
 // With an fp32 y this is bit-identical to `leaves` ops::linear calls on the column blocks
 // followed by that tree, but it is one pass over w with no scratch: the kernel keeps the
-// per-leaf sums of a register block on a small stack. CPU only; no bias (a row-parallel
-// bias is added once, after the ranks' partial sums are reduced).
-void linear_leaves(const Tensor& x, const Tensor& w, int leaves, const Tensor& y);
+// per-leaf sums of a register block on a small stack. No bias (a row-parallel bias is
+// added once, after the ranks' partial sums are reduced). On the GPU (bf16 x / w, y f32
+// contiguous): each leaf is the fixed-config GEMM over its K block (the deterministic
+// mode's linear) into [leaves, T, N] f32 scratch taken from `ws` (required there, rewound),
+// then the same tree (kernels/cuda/rank_tree_sum.h).
+void linear_leaves(const Tensor& x, const Tensor& w, int leaves, const Tensor& y, Arena* ws = nullptr);
+// Scratch linear_leaves takes from ws for N outputs on `device` (rows go in bounded chunks).
+size_t linear_leaves_workspace_bytes(Device device, int64_t N, int leaves);
 
 // Per-sequence geometry of a paged attention batch. Sequence b owns req_to_token row
 // req_slots[b]; after this step it holds seq_lens[b] tokens, the last extend_lens[b] of
@@ -135,6 +140,23 @@ size_t moe_experts_workspace_bytes(Device device, int64_t T, int k, int64_t E, i
 // sigmoid(shared_logit[t]) * shared_out[t] when given (Qwen2-MoE's gated shared expert).
 void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
                  const Tensor& out);
+
+// Deterministic mode on the GPU: the UNWEIGHTED value of every (token, slot) pair, values
+// [T*k, H] f32 (row token*k+slot): gate / up as moe_experts, the down projection with I cut
+// into `leaves` equal blocks (each the fixed-config GEMM over its block) combined by the
+// fixed tree, so a MoE-TP rank's values are a subtree of the single-rank values and a
+// rank-order all-reduce completes them. Pairs routed outside the local experts [expert0,
+// expert0 + E_local) of `router_experts` are -0.0 (x + -0.0 == x: they vanish in that
+// all-reduce). Tokens go through in chunks (each row's bits do not depend on the others),
+// so the scratch from ws is bounded: moe_expert_values_workspace_bytes. GPU only.
+void moe_expert_values(const Tensor& x, const int32_t* ids, int k, const Tensor& w13, const Tensor& w2, int leaves,
+                       int64_t expert0, int64_t router_experts, Arena& ws, const Tensor& values);
+size_t moe_expert_values_workspace_bytes(int k, int64_t E, int64_t H, int64_t I, int leaves);
+// out[t] = sum over slots s in slot order of weights[t*k+s] * values[t*k+s] (fp32), plus
+// sigmoid(shared_logit[t]) * shared_out[t] when given: the deterministic combine of the
+// values above (moe_combine with the routing weights applied here instead of in the GEMM).
+void moe_combine_weighted(const Tensor& values, const float* weights, int k, const Tensor* shared_out,
+                          const Tensor* shared_logit, const Tensor& out);
 
 // The routed MoE block after the router GEMM: route_topk_softmax(logits) -> moe_experts ->
 // moe_combine (with the gated shared expert when given), in one call so the GPU can fuse

@@ -91,6 +91,10 @@ size_t CausalLM::workspace_bytes(int64_t max_tokens, int64_t max_context) const 
     // The fused MoE's grouping scratch and activations, and the lm_head chunk (rows + logits).
     bytes += ops::moe_experts_workspace_bytes(device_, max_tokens, int(k), c.num_experts, c.hidden_size,
                                               c.moe_intermediate_size);
+    if (rank_.deterministic)  // the leaf trees' scratch (chunked: independent of max_tokens)
+      bytes += ops::moe_expert_values_workspace_bytes(int(k), c.num_experts, c.hidden_size, c.moe_intermediate_size,
+                                                      rank_.leaves) +
+               ops::linear_leaves_workspace_bytes(device_, c.hidden_size, rank_.leaves) + (1u << 16);
     bytes += size_t(kLogitChunkRows) * (h * s + size_t(c.vocab_size) * 4) + (1u << 16);
     // Decode-split attention partials (steps of one token per sequence).
     const int64_t ctx = max_context > 0 ? max_context : std::max<int64_t>(c.max_position_embeddings, 1);

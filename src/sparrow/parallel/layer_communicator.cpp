@@ -156,6 +156,8 @@ std::vector<const float*> LayerCommunicator::gather_slots(const Tensor& rows, co
 
 void LayerCommunicator::all_reduce_attn_tp(float* data, size_t n) { ctx_.attn_tp->all_reduce(data, n); }
 
+void LayerCommunicator::complete_slot_values(float* data, size_t n) { ctx_.world->all_reduce(data, n); }
+
 void LayerCommunicator::all_gather_cols_attn_tp(const Tensor& mine, const Tensor& out, Arena& ws) {
   const int n = ctx_.mesh.attn_tp;
   const int64_t rows = mine.size(0);

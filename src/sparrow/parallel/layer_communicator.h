@@ -62,6 +62,10 @@ class LayerCommunicator {
   // without the K x larger reduction.
   std::vector<const float*> gather_slots(const Tensor& rows, const std::vector<int64_t>& pair, const int32_t* ids,
                                          int64_t k, int64_t experts_per_group);
+  // Deterministic `none` on GPU ranks: the world all-reduce (rank-order tree) of per-slot
+  // values [T_full * k, H] where each pair's owners hold their partial values and every
+  // other rank -0.0, in place: each value becomes its owners' subtree, complete.
+  void complete_slot_values(float* data, size_t n);
   // Attention-TP all-reduce of a plain fp32 buffer (vocab-parallel embedding, a replicated
   // sub-result such as a shared expert's partial).
   void all_reduce_attn_tp(float* data, size_t n);

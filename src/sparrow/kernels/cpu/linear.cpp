@@ -148,8 +148,19 @@ void linear(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& 
   linear_cpu(x, w, bias, y, 1);
 }
 
-void linear_leaves(const Tensor& x, const Tensor& w, int leaves, const Tensor& y) {
-  SPARROW_REQUIRE(x.device() == Device::kCPU, "linear_leaves: CPU tensors only (the deterministic leaf tree is a CPU path)");
+size_t linear_leaves_workspace_bytes(Device device, int64_t N, int leaves) {
+#ifdef SPARROW_HAVE_CUDA
+  if (device == Device::kCUDA) return cuda::linear_leaves_workspace_bytes(N, leaves);
+#endif
+  (void)device, (void)N, (void)leaves;
+  return 0;
+}
+
+void linear_leaves(const Tensor& x, const Tensor& w, int leaves, const Tensor& y, Arena* ws) {
+#ifdef SPARROW_HAVE_CUDA
+  if (x.device() == Device::kCUDA) return cuda::linear_leaves(x, w, leaves, y, ws);
+#endif
+  (void)ws;
   linear_cpu(x, w, nullptr, y, leaves);
 }
 

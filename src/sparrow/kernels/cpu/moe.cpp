@@ -58,4 +58,32 @@ void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, c
   moe_combine(slot_out.tensor(), k, shared_out, shared_logit, out);
 }
 
+void moe_expert_values(const Tensor& x, const int32_t* ids, int k, const Tensor& w13, const Tensor& w2, int leaves,
+                       int64_t expert0, int64_t router_experts, Arena& ws, const Tensor& values) {
+#ifdef SPARROW_HAVE_CUDA
+  if (x.device() == Device::kCUDA)
+    return cuda::moe_expert_values(x, ids, k, w13, w2, leaves, expert0, router_experts, ws, values);
+#endif
+  (void)ids, (void)k, (void)w13, (void)w2, (void)leaves, (void)expert0, (void)router_experts, (void)ws, (void)values;
+  throw_input_error("moe_expert_values: a GPU op (the CPU model runs its deterministic experts in layers/moe.cpp)");
+}
+
+size_t moe_expert_values_workspace_bytes(int k, int64_t E, int64_t H, int64_t I, int leaves) {
+#ifdef SPARROW_HAVE_CUDA
+  return cuda::moe_expert_values_workspace_bytes(k, E, H, I, leaves);
+#else
+  (void)k, (void)E, (void)H, (void)I, (void)leaves;
+  return 0;
+#endif
+}
+
+void moe_combine_weighted(const Tensor& values, const float* weights, int k, const Tensor* shared_out,
+                          const Tensor* shared_logit, const Tensor& out) {
+#ifdef SPARROW_HAVE_CUDA
+  if (out.device() == Device::kCUDA) return cuda::moe_combine_weighted(values, weights, k, shared_out, shared_logit, out);
+#endif
+  (void)values, (void)weights, (void)k, (void)shared_out, (void)shared_logit;
+  throw_input_error("moe_combine_weighted: a GPU op");
+}
+
 }  // namespace sparrow::ops

@@ -2,6 +2,8 @@
 // never depends on how many rows are in the launch.
 #include <cfloat>
 
+#include <algorithm>
+
 #include "sparrow/kernels/cuda/common.cuh"
 #include "sparrow/kernels/cuda/kernels.h"
 #include "sparrow/kernels/cuda/route.cuh"
@@ -306,13 +308,24 @@ __global__ void moe_combine_kernel(MoeCombineParams p) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.H) return;
   const float* src = p.slot_out + t * p.k * p.H + i;
-  float acc = src[0];
-  for (int s = 1; s < p.k; ++s) acc += src[int64_t(s) * p.H];
+  float acc;
+  if (p.weights) {
+    const float* w = p.weights + t * p.k;
+    acc = w[0] * src[0];
+    for (int s = 1; s < p.k; ++s) acc = fmaf(w[s], src[int64_t(s) * p.H], acc);
+  } else {
+    acc = src[0];
+    for (int s = 1; s < p.k; ++s) acc += src[int64_t(s) * p.H];
+  }
   if (p.shared_out) {
     const float g = 1.0f / (1.0f + expf(-p.shared_logit[t]));
     acc += g * p.shared_out[t * p.H + i];
   }
   store_f(p.out, p.out_t, t * p.H + i, acc);
+}
+
+__global__ void fill_f32_kernel(float* dst, size_t n, float value) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) dst[i] = value;
 }
 
 int row_threads(int64_t h) { return h >= 1024 ? 256 : h >= 256 ? 128 : 64; }
@@ -376,6 +389,11 @@ void log_softmax(const LogSoftmaxParams& p, cudaStream_t s) {
 void linear_simt(const LinearSimtParams& p, cudaStream_t s) {
   if (p.T == 0 || p.N == 0) return;
   linear_simt_kernel<<<dim3(blocks_for(p.N, 128), unsigned(p.T)), 128, 0, s>>>(p);
+}
+void fill_f32(float* dst, size_t n, float value, cudaStream_t s) {
+  if (n == 0) return;
+  const size_t blocks = std::min<size_t>((n + 255) / 256, 65535);
+  fill_f32_kernel<<<unsigned(blocks), 256, 0, s>>>(dst, n, value);
 }
 void moe_combine(const MoeCombineParams& p, cudaStream_t s) {
   if (p.T == 0) return;

@@ -15,7 +15,8 @@
 //    odd, so a thread holds gate and up of the same n: act = bf16(silu(g) * u) with g, u
 //    first rounded to bf16 (as the CPU's separate GEMMs store them). A rows are gathered:
 //    x row a_gather[r] / a_gather_div.
-//  * down: B = w2[e] [H, I]; slot_out[pair_of_row[r], n] = acc * route_w[pair] in fp32.
+//  * down: B = w2[e] [H, I]; slot_out[pair_of_row[r], n] = acc * route_w[pair] in fp32
+//    (acc itself when route_w is null).
 #include "sparrow/kernels/cuda/common.cuh"
 #include "sparrow/kernels/cuda/kernels.h"
 
@@ -187,7 +188,7 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(const GemmParams p)
           }
       } else {
         const int32_t pair = p.pair_of_row[r];
-        const float w = p.route_w[pair];
+        const float w = p.route_w ? p.route_w[pair] : 1.0f;  // null: unweighted values (deterministic)
         float* out = static_cast<float*>(p.c) + int64_t(pair) * p.ldc;
 #pragma unroll
         for (int ni = 0; ni < 4; ++ni) {

@@ -193,14 +193,20 @@ int32_t moe_max_tiles(int64_t P, int32_t E, int32_t bm);
 void moe_group(const MoeGroupParams& p, cudaStream_t stream);
 
 // out[t] = sum_{s<k} slot_out[t*k+s] (slot order, fp32) (+ sigmoid(shared_logit[t]) * shared[t]).
+// With weights (deterministic values): out[t] = sum_s weights[t*k+s] * slot_out[t*k+s], the
+// first slot a product, then fmaf in slot order.
 struct MoeCombineParams {
   const float* slot_out;      // [T*k, H]
   const float* shared_out;    // [T, H] or null
   const float* shared_logit;  // [T] or null
   void* out; DType out_t;     // [T, H]
   int64_t T, H; int k;
+  const float* weights;       // [T*k] or null (slot_out already weighted)
 };
 void moe_combine(const MoeCombineParams& p, cudaStream_t stream);
+
+// dst[i] = value for i < n (e.g. -0.0: the additive identity that keeps -0.0 itself).
+void fill_f32(float* dst, size_t n, float value, cudaStream_t stream);
 
 // The routed MoE block for decode-sized batches (moe_skinny.cu; default mode): routing
 // from the router logits, the experts' gate_up and down, and the slot-order combine (with

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "sparrow/kernels/cuda/kernels.h"
+#include "sparrow/kernels/cuda/rank_tree_sum.h"
 
 namespace sparrow::ops::cuda {
 
@@ -476,6 +477,11 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
 
 void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
                  const Tensor& out) {
+  moe_combine_weighted(slot_out, nullptr, k, shared_out, shared_logit, out);
+}
+
+void moe_combine_weighted(const Tensor& slot_out, const float* weights, int k, const Tensor* shared_out,
+                          const Tensor* shared_logit, const Tensor& out) {
   check_dev(slot_out, "moe_combine slot_out");
   check_dev(out, "moe_combine out");
   const int64_t T = out.size(0), H = out.size(1);
@@ -487,9 +493,133 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
                         shared_out->numel() == T * H && shared_logit->numel() == T,
                     "moe_combine: shared_out f32 [T, H], shared_logit f32 [T]");
   kn::moe_combine({slot_out.data_as<float>(), shared_out ? shared_out->data_as<float>() : nullptr,
-                  shared_logit ? shared_logit->data_as<float>() : nullptr, out.data(), out.dtype(), T, H, k},
+                  shared_logit ? shared_logit->data_as<float>() : nullptr, out.data(), out.dtype(), T, H, k, weights},
                  current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("moe_combine");
+}
+
+size_t linear_leaves_workspace_bytes(int64_t N, int leaves) {
+  return leaves > 1 ? size_t(leaves) * size_t(kLeafChunkRows * N) * 4 + 256 : 0;
+}
+
+void linear_leaves(const Tensor& x_in, const Tensor& w, int leaves, const Tensor& y, Arena* ws) {
+  check_dev(x_in, "linear_leaves x");
+  check_dev(w, "linear_leaves w");
+  check_dev(y, "linear_leaves y");
+  const Tensor x = as_matrix(x_in, "x");
+  const int64_t T = x.size(0), K = x.size(1), N = w.size(0);
+  SPARROW_REQUIRE(w.rank() == 2 && w.size(1) == K && leaves >= 1 && leaves <= 64 && K % leaves == 0,
+                  "linear_leaves: x {} / w {} in {} leaves", x_in.shape().str(), w.shape().str(), leaves);
+  SPARROW_REQUIRE(y.dtype() == DType::kF32 && y.is_contiguous() && y.numel() == T * N,
+                  "linear_leaves: y must be contiguous f32 [{}, {}]", T, N);
+  if (leaves == 1) return linear_with(GemmBackend::kFixed, x, w, nullptr, y);
+  if (T == 0 || N == 0) return;
+  SPARROW_REQUIRE(ws != nullptr, "linear_leaves on the GPU takes its scratch from a workspace");
+  const int64_t kb = K / leaves;
+  // Rows in chunks (a row's bits do not depend on the others): bounded scratch.
+  for (int64_t r0 = 0; r0 < T; r0 += kLeafChunkRows) {
+    const int64_t rn = std::min(kLeafChunkRows, T - r0);
+    const Tensor xr = x.slice_rows(r0, r0 + rn);
+    const size_t mark = ws->used();
+    const Tensor parts = ws->alloc(DType::kF32, {leaves, rn, N});
+    for (int b = 0; b < leaves; ++b)
+      linear_with(GemmBackend::kFixed, xr.slice_cols(b * kb, (b + 1) * kb), w.slice_cols(b * kb, (b + 1) * kb), nullptr,
+                  parts.slice_rows(b, b + 1).view({rn, N}));
+    kn::rank_tree_sum(parts.data_as<float>(), size_t(rn * N), leaves, y.data_as<float>() + r0 * N, size_t(rn * N),
+                      current_stream());
+    SPARROW_CUDA_CHECK_LAUNCH("rank_tree_sum (leaves)");
+    ws->rewind(mark);  // stream-ordered
+  }
+}
+
+namespace {
+// Tokens per pass of moe_expert_values: bounds its [leaves, T*k, H] scratch.
+constexpr int64_t kValueChunkTokens = 256;
+}  // namespace
+
+size_t moe_expert_values_workspace_bytes(int k, int64_t E, int64_t H, int64_t I, int leaves) {
+  const int64_t P = kValueChunkTokens * k;
+  return moe_workspace_bytes(kValueChunkTokens, k, E, H, I) + size_t(leaves) * size_t(P * H) * 4 + 1024;
+}
+
+void moe_expert_values(const Tensor& x, const int32_t* ids, int k, const Tensor& w13, const Tensor& w2, int leaves,
+                       int64_t expert0, int64_t router_experts, Arena& ws, const Tensor& values) {
+  check_dev(x, "moe values x");
+  check_dev(w13, "moe values w13");
+  check_dev(w2, "moe values w2");
+  check_dev(values, "moe values out");
+  SPARROW_REQUIRE(x.dtype() == DType::kBF16 && w13.dtype() == DType::kBF16 && w2.dtype() == DType::kBF16,
+                  "moe values: x and expert weights must be bf16");
+  const int64_t T = x.size(0), H = x.size(1), E = w13.size(0), I = w13.size(1) / 2;
+  SPARROW_REQUIRE(w13.rank() == 3 && w2.rank() == 3 && w13.size(1) == 2 * I && w13.size(2) == H && w2.size(0) == E &&
+                      w2.size(1) == H && w2.size(2) == I && H % 8 == 0 && I % 8 == 0,
+                  "moe values: w13 {} / w2 {} do not match H {}", w13.shape().str(), w2.shape().str(), H);
+  SPARROW_REQUIRE(leaves >= 1 && I % leaves == 0 && (I / leaves) % 8 == 0, "moe values: I {} in {} leaves of a multiple of 8",
+                  I, leaves);
+  SPARROW_REQUIRE(expert0 >= 0 && expert0 + E <= router_experts, "moe values: experts [{}, {}) of a router over {}",
+                  expert0, expert0 + E, router_experts);
+  SPARROW_REQUIRE(values.dtype() == DType::kF32 && values.is_contiguous() && values.numel() == T * k * H,
+                  "moe values: values must be contiguous f32 [T*k, H]");
+  const cudaStream_t s = current_stream();
+  const int64_t ib = I / leaves;
+  for (int64_t t0 = 0; t0 < T; t0 += kValueChunkTokens) {
+    const int64_t tn = std::min(kValueChunkTokens, T - t0), P = tn * k;
+    const size_t mark = ws.used();
+    auto* expert_start = ws.alloc_array<int32_t>(size_t(E + 1));
+    auto* pair_of_row = ws.alloc_array<int32_t>(size_t(P));
+    const int32_t max_tiles = kn::moe_max_tiles(P, int32_t(E), kn::kGemmBM);
+    auto* tiles = ws.alloc_array<int32_t>(size_t(max_tiles) * 3);
+    auto* num_tiles = ws.alloc_array<int32_t>(1);
+    auto* act = ws.alloc_array<uint16_t>(size_t(P * I));
+    float* parts = ws.alloc_array<float>(size_t(leaves) * size_t(P * H));
+    // Pairs of other ranks' experts are in no group: their rows keep -0.0 in every leaf.
+    kn::fill_f32(parts, size_t(leaves) * size_t(P * H), -0.0f, s);
+    kn::moe_group({ids + t0 * k, P, int32_t(E), kn::kGemmBM, expert_start, pair_of_row, tiles, num_tiles,
+                   int32_t(expert0)}, s);
+    SPARROW_CUDA_CHECK_LAUNCH("moe_group");
+    kn::GemmParams g{};
+    g.mode = kn::GemmMode::kMoeGateUp;
+    g.a = x.slice_rows(t0, t0 + tn).data_as<uint16_t>();
+    g.lda = H;
+    g.a_gather = pair_of_row;
+    g.a_gather_div = k;
+    g.b = w13.data_as<uint16_t>();
+    g.ldb = H;
+    g.b_expert_stride = 2 * I * H;
+    g.M = P;
+    g.N = 2 * I;
+    g.K = H;
+    g.c = act;
+    g.c_t = DType::kBF16;
+    g.ldc = I;
+    g.tiles = tiles;
+    g.num_tiles = num_tiles;
+    g.max_tiles = max_tiles;
+    kn::gemm_bf16(g, s);
+    SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe gate_up (values)");
+    for (int b = 0; b < leaves; ++b) {  // each leaf: the down projection over its block of I
+      kn::GemmParams d = g;
+      d.mode = kn::GemmMode::kMoeDown;
+      d.a = act + b * ib;
+      d.lda = I;
+      d.a_gather = nullptr;
+      d.b = w2.data_as<uint16_t>() + b * ib;
+      d.ldb = I;
+      d.b_expert_stride = H * I;
+      d.N = H;
+      d.K = ib;
+      d.c = parts + size_t(b) * size_t(P * H);
+      d.c_t = DType::kF32;
+      d.ldc = H;
+      d.pair_of_row = pair_of_row;
+      d.route_w = nullptr;  // unweighted: the weights come in the combine, after the reduction
+      kn::gemm_bf16(d, s);
+      SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe down (leaf)");
+    }
+    kn::rank_tree_sum(parts, size_t(P * H), leaves, values.data_as<float>() + t0 * k * H, size_t(P * H), s);
+    SPARROW_CUDA_CHECK_LAUNCH("rank_tree_sum (moe leaves)");
+    ws.rewind(mark);
+  }
 }
 
 bool moe_skinny_eligible(const Tensor& x, int64_t E, int k) {

@@ -37,6 +37,12 @@ void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out);
 // tensor-core kernel, every T); else T <= kGemvMaxRows -> kGemv (skinny streaming kernel);
 // else cuBLASLt (kFixed when there is a bias).
 enum class GemmBackend { kAuto, kCublasLt, kFixed, kGemv };
+// ops::linear_leaves on the GPU (its contract; scratch from ws, rows in chunks of
+// kLeafChunkRows: at most linear_leaves_workspace_bytes).
+constexpr int64_t kLeafChunkRows = 256;
+void linear_leaves(const Tensor& x, const Tensor& w, int leaves, const Tensor& y, Arena* ws);
+size_t linear_leaves_workspace_bytes(int64_t N, int leaves);
+
 // Frees the cuBLASLt workspace of `stream` on the current device (call before destroying a
 // stream that ran GEMMs, after its work is done: the handle may be reused by a new stream).
 void release_stream_workspace(cudaStream_t stream);
@@ -51,6 +57,9 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
                  const Tensor& w2, Arena& ws, const Tensor& slot_out, int64_t expert0 = 0, int64_t router_experts = 0);
 void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
                  const Tensor& out);
+void moe_combine_weighted(const Tensor& values, const float* weights, int k, const Tensor* shared_out,
+                          const Tensor* shared_logit, const Tensor& out);
+size_t moe_expert_values_workspace_bytes(int k, int64_t E, int64_t H, int64_t I, int leaves);
 
 // Routing + experts + combine from the router logits [T, E] (ops::fused_moe). Decode-sized
 // batches in the default mode take the two-kernel skinny path (moe_skinny.cu); otherwise
@@ -58,6 +67,9 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
 void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, const Tensor& w13, const Tensor& w2,
                const Tensor* shared_out, const Tensor* shared_logit, Arena& ws, const Tensor& out,
                int64_t expert0 = 0);
+// Deterministic MoE values (ops::moe_expert_values on the GPU).
+void moe_expert_values(const Tensor& x, const int32_t* ids, int k, const Tensor& w13, const Tensor& w2, int leaves,
+                       int64_t expert0, int64_t router_experts, Arena& ws, const Tensor& values);
 // Whether fused_moe takes the skinny path for x [T, H] with E experts and top-k.
 bool moe_skinny_eligible(const Tensor& x, int64_t E, int k);
 

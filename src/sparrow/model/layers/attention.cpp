@@ -105,9 +105,16 @@ void Attention::forward_device(const Tensor& x, const StepContext& ctx, const Te
   }
   ops::paged_attention(q, ctx.kv.k(layer_), ctx.kv.v(layer_), geometry, scale_, attn);
   // o_proj with its bias in the GEMM epilogue; under attention TP a partial sum over the
-  // heads, the bias added by rank 0 alone so the all-reduce counts it once.
+  // heads, the bias added by rank 0 alone so the all-reduce counts it once. Deterministic
+  // mode: this rank's leaves of the fixed tree (ops::linear_leaves), which the rank-order
+  // all-reduce completes into the single-rank bits.
   const bool bias = bo_.data() && ctx.comm.ctx().attn_tp_rank() == 0;
-  ops::linear(attn.view({t, nq}), wo_, bias ? &bo_ : nullptr, out);
+  if (ctx.comm.ctx().deterministic) {
+    SPARROW_REQUIRE(!bo_.data(), "deterministic inference on the GPU: an o_proj bias is not supported yet");
+    ops::linear_leaves(attn.view({t, nq}), wo_, leaves_, out, &ws);
+  } else {
+    ops::linear(attn.view({t, nq}), wo_, bias ? &bo_ : nullptr, out);
+  }
   if (tp_ > 1) ctx.comm.reduce_attn_tp({out, Layout::kAttnTPFull, PartialOver::kAttnTP});
 }
 
@@ -153,7 +160,7 @@ void Attention::forward(const Tensor& x, const StepContext& ctx, const Tensor& o
   ops::scatter_rows(v, ctx.arrays.cache_loc, v_cache);
   const Tensor attn = ws.alloc(dt, {t, heads_, head_dim_});
   ops::paged_attention(q, k_cache, v_cache, ctx.arrays.attention, scale_, attn);
-  row_parallel_linear(attn.view({t, heads_ * head_dim_}), wo_, leaves_, out);
+  row_parallel_linear(attn.view({t, heads_ * head_dim_}), wo_, leaves_, out, &ws);
   Hidden h{out, Layout::kAttnTPFull, tp_ > 1 ? PartialOver::kAttnTP : PartialOver::kNone};
   if (tp_ > 1) h = ctx.comm.reduce_attn_tp(h);
   if (bo_.data()) {

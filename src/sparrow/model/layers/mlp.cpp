@@ -17,7 +17,7 @@ void Mlp::forward(const Tensor& x, Arena& ws, const Tensor& y, int leaves) const
   ops::linear(x, gate_, nullptr, g);
   ops::linear(x, up_, nullptr, u);
   ops::silu_mul(g, u, g);
-  row_parallel_linear(g, down_, leaves, y);
+  row_parallel_linear(g, down_, leaves, y, &ws);
 }
 
 }  // namespace sparrow

@@ -21,9 +21,8 @@ SparseMoe::SparseMoe(const ModelConfig& c, WeightStore& w, const std::string& p,
   shared_leaves_ = local_leaves(rank, attn_tp_);
   const Range slice = shard_range(c.moe_intermediate_size, moe_tp_, rank.moe_tp_rank());
   if (w.device() == Device::kCUDA) {
-    SPARROW_REQUIRE(rank.a2a == MoeA2ABackend::kNone && (!rank.deterministic || m.world == 1),
-                    "MoE on GPU ranks: --moe-a2a-backend none in the default mode only for now ({}{})", m.describe(),
-                    rank.deterministic ? ", deterministic" : ", alltoall");
+    SPARROW_REQUIRE(rank.a2a == MoeA2ABackend::kNone || m.world == 1,
+                    "MoE on GPU ranks: --moe-a2a-backend none only for now ({}, alltoall)", m.describe());
     SPARROW_REQUIRE(w.compute_dtype() == DType::kBF16, "the GPU MoE kernels are bf16: use --dtype bfloat16");
     const int64_t h = c.hidden_size, inter = slice.size();
     w13_ = w.alloc(DType::kBF16, {experts_local_, 2 * inter, h});
@@ -113,6 +112,7 @@ void SparseMoe::combine(const Tensor& values, const float* weights, int64_t toke
 }
 
 void SparseMoe::forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  if (ctx.comm.ctx().deterministic) return forward_device_deterministic(x, ctx, out);
   if (ctx.comm.ctx().mesh.world > 1) return forward_fused_ranks(x, ctx, out);
   Arena& ws = ctx.workspace;
   const int64_t t = x.size(0), h = hidden_;
@@ -126,6 +126,39 @@ void SparseMoe::forward_fused(const Tensor& x, const StepContext& ctx, const Ten
   shared_->forward(x, ws, s, 1);
   ops::linear(x, shared_gate_, nullptr, logit);
   ops::fused_moe(x, logits, int(top_k_), renormalize_, w13_, w2_, &s, &logit, ws, out);
+}
+
+void SparseMoe::forward_device_deterministic(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  // Every layout gives the single-GPU bits: every rank routes every token of the world
+  // (Full), computes the unweighted values of the pairs its experts own as its leaves of the
+  // down projection's fixed tree (-0.0 for the other pairs), and one rank-order all-reduce
+  // over the world completes each value into the single-rank tree (the owners' subtree;
+  // x + -0.0 == x). Each rank then weights and sums its DP group's slots in slot order,
+  // plus the gated shared expert (its leaves completed over attention TP), as slot K.
+  Arena& ws = ctx.workspace;
+  LayerCommunicator& lc = ctx.comm;
+  const int64_t t = x.size(0), h = hidden_, k = top_k_;
+  const Hidden in = lc.to_moe_input({x, Layout::kAttnTPFull, PartialOver::kNone}, ws);
+  const int64_t tf = in.t.size(0);
+  const Tensor logits = ws.alloc(DType::kF32, {tf, num_experts_});
+  ops::linear(in.t, router_, nullptr, logits);
+  auto* ids = ws.alloc_array<int32_t>(size_t(tf * k));
+  auto* weights = ws.alloc_array<float>(size_t(tf * k));
+  if (tf > 0) ops::route_topk_softmax(logits, int(k), renormalize_, ids, weights);
+  const Tensor values = ws.alloc(DType::kF32, {tf * k, h});
+  ops::moe_expert_values(in.t, ids, int(k), w13_, w2_, expert_leaves_, expert0_, num_experts_, ws, values);
+  if (lc.ctx().mesh.world > 1) lc.complete_slot_values(values.data_as<float>(), size_t(values.numel()));
+  const int64_t off = lc.dp_offset();
+  const Tensor mine = values.slice_rows(off * k, (off + t) * k);
+  if (!shared_) {
+    ops::moe_combine_weighted(mine, weights + off * k, int(k), nullptr, nullptr, out);
+    return;
+  }
+  const Tensor s = ws.alloc(DType::kF32, {t, h}), logit = ws.alloc(DType::kF32, {t, 1});
+  shared_->forward(x, ws, s, shared_leaves_);
+  if (attn_tp_ > 1) lc.all_reduce_attn_tp(s.data_as<float>(), size_t(t * h));
+  ops::linear(x, shared_gate_, nullptr, logit);
+  ops::moe_combine_weighted(mine, weights + off * k, int(k), &s, &logit, out);
 }
 
 void SparseMoe::forward_fused_ranks(const Tensor& x, const StepContext& ctx, const Tensor& out) const {

@@ -18,9 +18,10 @@
 // On a GPU the experts are stacked per layer (w13 [E, 2I, H], w2 [E, H, I]) and the block
 // runs as fused device ops: router GEMM, top-k, grouped expert GEMMs with the routing weight
 // in the epilogue, slot-ordered combine with the gated shared expert (ops::moe_experts /
-// moe_combine). On several GPU ranks (NCCL) the `none` layout runs in the default mode: the
-// local experts' partial sums are all-reduced over the world (forward_fused_ranks);
-// `alltoall` and deterministic mode are CPU-only for now.
+// moe_combine). On several GPU ranks (NCCL) the `none` layout runs: in the default mode the
+// local experts' partial sums are all-reduced over the world (forward_fused_ranks); in
+// deterministic mode the per-slot values are (forward_device_deterministic), so every
+// layout has the single-GPU bits. `alltoall` is CPU-only for now.
 #pragma once
 
 #include <memory>
@@ -78,6 +79,8 @@ class SparseMoe {
   void forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
   // forward_fused on one of several GPU ranks (the `none` layout, default mode).
   void forward_fused_ranks(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
+  // forward_fused in deterministic mode, any number of GPU ranks (the `none` layout).
+  void forward_device_deterministic(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
 
   int64_t hidden_, top_k_, num_experts_;
   bool renormalize_;

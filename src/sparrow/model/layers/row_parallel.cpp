@@ -13,12 +13,12 @@ void tree_combine(float* const* blocks, int count, size_t n) {
     }
 }
 
-void row_parallel_linear(const Tensor& x, const Tensor& w, int leaves, const Tensor& y) {
+void row_parallel_linear(const Tensor& x, const Tensor& w, int leaves, const Tensor& y, Arena* ws) {
   SPARROW_CHECK(y.dtype() == DType::kF32 && y.is_contiguous(), "row-parallel output is contiguous fp32");
   if (leaves <= 1)
     ops::linear(x, w, nullptr, y);
   else
-    ops::linear_leaves(x, w, leaves, y);
+    ops::linear_leaves(x, w, leaves, y, ws);
 }
 
 }  // namespace sparrow

@@ -8,12 +8,14 @@
 // reduction, and the tree-ordered all-reduce completes the same tree.
 #pragma once
 
+#include "sparrow/core/arena.h"
 #include "sparrow/core/tensor.h"
 
 namespace sparrow {
 
-// x [T, K_local], w [N, K_local] (possibly strided views), y f32 [T, N].
-void row_parallel_linear(const Tensor& x, const Tensor& w, int leaves, const Tensor& y);
+// x [T, K_local], w [N, K_local] (possibly strided views), y f32 [T, N]. `ws`: scratch of
+// the GPU leaf tree (ops::linear_leaves).
+void row_parallel_linear(const Tensor& x, const Tensor& w, int leaves, const Tensor& y, Arena* ws = nullptr);
 
 // In-place pairwise tree over `count` fp32 blocks of `n` floats at blocks[0..count): leaves
 // (i, i+1) first, then pairs of pairs. The result is left in block 0.

@@ -1,10 +1,11 @@
 #include "sparrow/parallel/cuda/nccl_communicator.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "sparrow/parallel/cuda/nccl_check.h"
-#include "sparrow/parallel/cuda/rank_tree_sum.h"
+#include "sparrow/kernels/cuda/rank_tree_sum.h"
 
 namespace sparrow {
 namespace {
@@ -94,11 +95,17 @@ void NcclCommunicator::all_reduce(float* data, size_t n) {
     SPARROW_NCCL_CHECK(ncclAllReduce(data, data, n, ncclFloat, ncclSum, comm_, s));
     return;
   }
-  float* gathered = scratch_for(size_t(size_) * n * sizeof(float), "all_reduce");
+  // In slices of what the scratch holds: the tree is elementwise, so slicing keeps the bits
+  // (a prefill step's slot values can be far larger than the scratch).
+  const size_t per = std::min(n, scratch_bytes_ / (size_t(size_) * sizeof(float)));
+  float* gathered = scratch_for(size_t(size_) * std::max<size_t>(per, 1) * sizeof(float), "all_reduce");
   count((g - 1) * buf);
-  SPARROW_NCCL_CHECK(ncclAllGather(data, gathered, n, ncclFloat, comm_, s));
-  cuda::k::rank_tree_sum(gathered, n, size_, data, n, s);
-  SPARROW_CUDA_CHECK_LAUNCH("rank_tree_sum");
+  for (size_t off = 0; off < n; off += per) {
+    const size_t m = std::min(per, n - off);
+    SPARROW_NCCL_CHECK(ncclAllGather(data + off, gathered, m, ncclFloat, comm_, s));
+    cuda::k::rank_tree_sum(gathered, m, size_, data + off, m, s);
+    SPARROW_CUDA_CHECK_LAUNCH("rank_tree_sum");
+  }
 }
 
 void NcclCommunicator::all_gather(std::span<const std::byte> send, std::byte* recv) {

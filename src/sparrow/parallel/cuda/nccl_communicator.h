@@ -6,7 +6,7 @@
 //
 // Reductions, two modes:
 //   exact order (default): all_reduce gathers every rank's buffer into device scratch and a
-//     kernel sums them in the Communicator's rank-order tree (cuda/rank_tree_sum.h), so
+//     kernel sums them in the Communicator's rank-order tree (kernels/cuda/rank_tree_sum.h), so
 //     every rank gets the in-process backend's bits; reduce_scatterv sends each rank its
 //     block from every peer (grouped send/recv) and sums the same way. It moves (g-1) x the
 //     buffer per rank instead of a ring's 2 (g-1)/g: the price of determinism.
@@ -16,9 +16,10 @@
 //     for the default (non-deterministic) serving mode, not for --enable-deterministic-inference.
 //
 // Scratch: allocated once when the communicator is made; a call that needs more throws
-// (naming the size) instead of allocating on the serving path. Exact all_reduce of n floats
-// needs g * n * 4 bytes, exact reduce_scatterv g * counts[rank] * 4; gathers, all-to-all
-// and the fast mode need none. reserve_scratch() grows it, at set-up time only.
+// (naming the size) instead of allocating on the serving path. Exact all_reduce runs in
+// slices of what it holds (g * 4 bytes at least); exact reduce_scatterv needs
+// g * counts[rank] * 4; gathers, all-to-all and the fast mode need none. reserve_scratch()
+// grows it, at set-up time only.
 #pragma once
 
 #include <atomic>

@@ -10,7 +10,7 @@
 
 #include "sparrow/core/cuda/device.h"
 #include "sparrow/core/error.h"
-#include "sparrow/parallel/cuda/rank_tree_sum.h"
+#include "sparrow/kernels/cuda/rank_tree_sum.h"
 
 namespace sparrow {
 
@@ -55,12 +55,17 @@ class SharedDeviceCommunicator final : public Communicator {
 
   void all_reduce(float* data, size_t n) override {
     if (size_ == 1 || n == 0) return;
-    float* gathered = scratch(size_t(size_) * n * sizeof(float));
-    post(data);
-    for (int r = 0; r < size_; ++r) d2d(gathered + size_t(r) * n, g_.ptr[size_t(r)], n * sizeof(float), stream());
-    finish(double(size_ - 1) * double(n * sizeof(float)));  // everyone has read `data`
-    cuda::k::rank_tree_sum(gathered, n, size_, data, n, stream());
-    SPARROW_CUDA_CHECK_LAUNCH("rank_tree_sum");
+    // In slices of what the scratch holds (the tree is elementwise: same bits).
+    const size_t per = std::min(n, scratch_.nbytes() / (size_t(size_) * sizeof(float)));
+    float* gathered = scratch(size_t(size_) * std::max<size_t>(per, 1) * sizeof(float));
+    for (size_t off = 0; off < n; off += per) {
+      const size_t m = std::min(per, n - off);
+      post(data + off);
+      for (int r = 0; r < size_; ++r) d2d(gathered + size_t(r) * m, g_.ptr[size_t(r)], m * sizeof(float), stream());
+      finish(double(size_ - 1) * double(m * sizeof(float)));  // everyone has read the slice
+      cuda::k::rank_tree_sum(gathered, m, size_, data + off, m, stream());
+      SPARROW_CUDA_CHECK_LAUNCH("rank_tree_sum");
+    }
     wait();
   }
 

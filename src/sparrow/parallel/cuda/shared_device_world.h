@@ -3,7 +3,7 @@
 // device). Like NcclCommunicator every pointer is a DEVICE pointer and work goes on the
 // calling thread's current stream; like InProcessWorld the ranks meet at host barriers and
 // read each other's buffers directly (device-to-device copies on the reader's stream), and
-// reductions sum in the Communicator's rank-order tree (cuda/rank_tree_sum.h), so results
+// reductions sum in the Communicator's rank-order tree (kernels/cuda/rank_tree_sum.h), so results
 // are the exact-order NCCL bits. Each collective synchronizes its stream: not for CUDA
 // graph capture, and slow; a test backend, never a serving one.
 #pragma once

@@ -1,4 +1,4 @@
-#include "sparrow/parallel/cuda/rank_tree_sum.h"
+#include "sparrow/kernels/cuda/rank_tree_sum.h"
 
 #include <algorithm>
 #include <cstdint>
