@@ -503,9 +503,9 @@ size_t linear_leaves_workspace_bytes(int64_t N, int leaves) {
 }
 
 void linear_leaves(const Tensor& x_in, const Tensor& w, int leaves, const Tensor& y, Arena* ws) {
-  check_dev(x_in, "linear_leaves x");
-  check_dev(w, "linear_leaves w");
-  check_dev(y, "linear_leaves y");
+  // x and w may be column slices (a rank's share of K): strided rows are fine.
+  SPARROW_REQUIRE(x_in.device() == Device::kCUDA && w.device() == Device::kCUDA && y.device() == Device::kCUDA,
+                  "linear_leaves: all tensors must be on the GPU");
   const Tensor x = as_matrix(x_in, "x");
   const int64_t T = x.size(0), K = x.size(1), N = w.size(0);
   SPARROW_REQUIRE(w.rank() == 2 && w.size(1) == K && leaves >= 1 && leaves <= 64 && K % leaves == 0,
