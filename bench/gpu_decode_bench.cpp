@@ -7,7 +7,7 @@
 //
 //   gpu_decode_bench --config tests/testdata/configs/qwen3-30b-a3b.json
 //       [--batches 1,8,32,128] [--prompt 256] [--steps 64] [--layouts 1x1,2x1,2x2]
-//       [--out result.json]  (one line)
+//       [--enable-deterministic-inference] [--out result.json]  (one line)
 // --layouts: TPxEP per run, one after another on the same weights (generated once). TP N runs
 // on N GPUs over NCCL (the `none` MoE layout, experts split over EP groups); its roofline
 // counts all N GPUs' memory (N x the measured bandwidth of GPU 0), tokens/s per GPU beside,
@@ -67,11 +67,12 @@ int main(int argc, char** argv) {
   std::string config_path = std::string(SPARROW_SOURCE_DIR) + "/tests/testdata/configs/qwen3-30b-a3b.json", out_path;
   std::vector<int64_t> batches = {1, 8, 32, 128};
   int64_t prompt = 256, steps = 64;
-  bool graphs = true;
+  bool graphs = true, deterministic = false;
   std::vector<std::pair<int, int>> layouts = {{1, 1}};
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (k == "--disable-cuda-graph") { graphs = false; continue; }
+    if (k == "--enable-deterministic-inference") { deterministic = true; continue; }
     if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", k.c_str()); return 2; }
     const std::string v = argv[++i];
     if (k == "--config") config_path = v;
@@ -102,6 +103,7 @@ int main(int argc, char** argv) {
     ParallelOptions par;
     par.layout.tp_size = tp;
     par.layout.ep_size = ep;
+    par.deterministic = deterministic;
     const auto t_layout = Clock::now();
     const int64_t ctx = prompt + steps + 8, slots = max_batch * ctx;
     DeviceOptions d;
@@ -200,6 +202,7 @@ int main(int argc, char** argv) {
   j["dtype"] = "bfloat16";
   j["load_format"] = "dummy";
   j["cuda_graphs"] = graphs;
+  j["deterministic"] = deterministic;
   j["moe_a2a_backend"] = "none";
   j["prompt_tokens"] = prompt;
   j["decode_steps"] = steps;
