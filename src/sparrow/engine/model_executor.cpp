@@ -95,10 +95,6 @@ ModelExecutor::ModelExecutor(const ModelConfig& c, const WeightSource& source, D
 void ModelExecutor::start_gpu_ranks(const ModelConfig& c, const WeightSource& source, DType dtype, DType kv_dtype,
                                     const ParallelOptions& p, const DeviceOptions& gpu, int leaves) {
 #if defined(SPARROW_HAVE_CUDA) && defined(SPARROW_HAVE_NCCL)
-  // What the GPU layers support across ranks today (layers/moe.h): the `none` MoE layout;
-  // `alltoall` needs a device dispatch (it runs on CPU ranks).
-  SPARROW_REQUIRE(p.a2a == MoeA2ABackend::kNone, "--moe-a2a-backend alltoall on several GPUs ({}) is not wired yet (the "
-                  "dispatch runs on the host); use --moe-a2a-backend none, or --device cpu", mesh_.describe());
   DeviceOptions opts = gpu;
   int shared_device = -1;  // share_one_device: the GPU every rank runs on
   if (gpu.share_one_device) {

@@ -158,6 +158,10 @@ size_t moe_expert_values_workspace_bytes(int k, int64_t E, int64_t H, int64_t I,
 void moe_combine_weighted(const Tensor& values, const float* weights, int k, const Tensor* shared_out,
                           const Tensor* shared_logit, const Tensor& out);
 
+// dst [R, C] f32 = the fixed pairwise tree ((b0 + b1) + (b2 + b3)) ... over the `blocks`
+// consecutive [R, C] blocks of src [blocks * R, C] f32 (the rank-order sum of MoE-TP parts).
+void tree_sum_blocks(const Tensor& src, int blocks, const Tensor& dst);
+
 // The routed MoE block after the router GEMM: route_topk_softmax(logits) -> moe_experts ->
 // moe_combine (with the gated shared expert when given), in one call so the GPU can fuse
 // them for decode-sized batches (kernels/cuda/moe_skinny.cu; same routing bits, the

@@ -158,6 +158,15 @@ void LayerCommunicator::all_reduce_attn_tp(float* data, size_t n) { ctx_.attn_tp
 
 void LayerCommunicator::complete_slot_values(float* data, size_t n) { ctx_.world->all_reduce(data, n); }
 
+std::vector<size_t> LayerCommunicator::exchange_counts(std::span<const size_t> send) {
+  const size_t w = size_t(ctx_.mesh.world);
+  SPARROW_CHECK(send.size() == w, "exchange_counts: {} counts for {} ranks", send.size(), w);
+  std::vector<size_t> all(w * w), recv(w);
+  ctx_.world->all_gather_host(std::as_bytes(send), reinterpret_cast<std::byte*>(all.data()));
+  for (size_t r = 0; r < w; ++r) recv[r] = all[r * w + size_t(ctx_.rank)];
+  return recv;
+}
+
 void LayerCommunicator::all_gather_cols_attn_tp(const Tensor& mine, const Tensor& out, Arena& ws) {
   const int n = ctx_.mesh.attn_tp;
   const int64_t rows = mine.size(0);

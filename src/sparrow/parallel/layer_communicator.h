@@ -71,6 +71,9 @@ class LayerCommunicator {
   void all_reduce_attn_tp(float* data, size_t n);
   // Concatenates each attention-TP rank's [rows, cols_r] block column-wise into out [rows, sum cols].
   void all_gather_cols_attn_tp(const Tensor& mine, const Tensor& out, Arena& ws);
+  // recv[r] = what world rank r's send[me] says (per-destination row counts of an
+  // all-to-all), exchanged in host memory whatever the backend.
+  std::vector<size_t> exchange_counts(std::span<const size_t> send);
   // Raw all-to-all over the world (alltoall MoE dispatch and return).
   void all_to_all_v(const std::byte* send, std::span<const size_t> send_bytes, std::byte* recv,
                     std::span<const size_t> recv_bytes);

@@ -151,8 +151,11 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   // Decode graphs bake in every kernel and collective of a step. Several DP groups run
   // different batches and exchange their token counts on the host each step, which a graph
   // cannot hold: those layouts run eagerly (SGLang pads DP groups to one graph size instead).
-  if (rank.mesh.attn_dp > 1 && opts.cuda_graphs) {
-    if (rank.rank == 0) log(LogLevel::kInfo, "device: CUDA graphs off with DP attention ({})", rank.mesh.describe());
+  // The alltoall MoE sizes its exchanges on the host each layer, likewise.
+  const bool host_sized = rank.mesh.attn_dp > 1 || (rank.mesh.world > 1 && rank.a2a == MoeA2ABackend::kAllToAll);
+  if (host_sized && opts.cuda_graphs) {
+    if (rank.rank == 0)
+      log(LogLevel::kInfo, "device: CUDA graphs off with DP attention or the alltoall MoE ({})", rank.mesh.describe());
     m.opts.cuda_graphs = false;
   }
   const bool cuda_graphs = m.opts.cuda_graphs;

@@ -2,6 +2,7 @@
 // else the plain reference loops (kernels/reference/moe_ref.h). The CPU model does not
 // come here: layers/moe.cpp groups pairs per expert and runs the optimized linear kernels,
 // which also serves every parallel layout.
+#include <algorithm>
 #include <vector>
 
 #include "sparrow/kernels/ops.h"
@@ -84,6 +85,23 @@ void moe_combine_weighted(const Tensor& values, const float* weights, int k, con
 #endif
   (void)values, (void)weights, (void)k, (void)shared_out, (void)shared_logit;
   throw_input_error("moe_combine_weighted: a GPU op");
+}
+
+void tree_sum_blocks(const Tensor& src, int blocks, const Tensor& dst) {
+  SPARROW_CHECK(src.dtype() == DType::kF32 && dst.dtype() == DType::kF32 && src.is_contiguous() && dst.is_contiguous() &&
+                    blocks >= 1 && src.numel() == int64_t(blocks) * dst.numel(),
+                "tree_sum_blocks: src f32 [{} x rows, cols] for dst {}", blocks, dst.shape().str());
+#ifdef SPARROW_HAVE_CUDA
+  if (dst.device() == Device::kCUDA) return cuda::tree_sum_blocks(src, blocks, dst);
+#endif
+  const size_t n = size_t(dst.numel());
+  std::vector<float> acc(src.data_as<float>(), src.data_as<float>() + src.numel());
+  std::vector<float*> b(static_cast<size_t>(blocks));
+  for (int i = 0; i < blocks; ++i) b[size_t(i)] = acc.data() + size_t(i) * n;
+  for (int w = 1; w < blocks; w *= 2)
+    for (int i = 0; i + w < blocks; i += 2 * w)
+      for (size_t j = 0; j < n; ++j) b[size_t(i)][j] = b[size_t(i)][j] + b[size_t(i + w)][j];
+  std::copy(acc.begin(), acc.begin() + int64_t(n), dst.data_as<float>());
 }
 
 }  // namespace sparrow::ops

@@ -622,6 +622,14 @@ void moe_expert_values(const Tensor& x, const int32_t* ids, int k, const Tensor&
   }
 }
 
+void tree_sum_blocks(const Tensor& src, int blocks, const Tensor& dst) {
+  check_dev(src, "tree_sum_blocks src");
+  check_dev(dst, "tree_sum_blocks dst");
+  kn::rank_tree_sum(src.data_as<float>(), size_t(dst.numel()), blocks, dst.data_as<float>(), size_t(dst.numel()),
+                    current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("rank_tree_sum (blocks)");
+}
+
 bool moe_skinny_eligible(const Tensor& x, int64_t E, int k) {
   const int64_t T = x.size(0);
   return !::sparrow::cuda::deterministic() && T <= kn::kMoeSkinnyMaxTokens && T * k <= kn::kMoeSkinnyMaxPairs &&

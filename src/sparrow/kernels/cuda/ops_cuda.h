@@ -60,6 +60,7 @@ void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const 
 void moe_combine_weighted(const Tensor& values, const float* weights, int k, const Tensor* shared_out,
                           const Tensor* shared_logit, const Tensor& out);
 size_t moe_expert_values_workspace_bytes(int k, int64_t E, int64_t H, int64_t I, int leaves);
+void tree_sum_blocks(const Tensor& src, int blocks, const Tensor& dst);
 
 // Routing + experts + combine from the router logits [T, E] (ops::fused_moe). Decode-sized
 // batches in the default mode take the two-kernel skinny path (moe_skinny.cu); otherwise

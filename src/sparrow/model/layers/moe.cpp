@@ -21,8 +21,6 @@ SparseMoe::SparseMoe(const ModelConfig& c, WeightStore& w, const std::string& p,
   shared_leaves_ = local_leaves(rank, attn_tp_);
   const Range slice = shard_range(c.moe_intermediate_size, moe_tp_, rank.moe_tp_rank());
   if (w.device() == Device::kCUDA) {
-    SPARROW_REQUIRE(rank.a2a == MoeA2ABackend::kNone || m.world == 1,
-                    "MoE on GPU ranks: --moe-a2a-backend none only for now ({}, alltoall)", m.describe());
     SPARROW_REQUIRE(w.compute_dtype() == DType::kBF16, "the GPU MoE kernels are bf16: use --dtype bfloat16");
     const int64_t h = c.hidden_size, inter = slice.size();
     w13_ = w.alloc(DType::kBF16, {experts_local_, 2 * inter, h});
@@ -112,6 +110,8 @@ void SparseMoe::combine(const Tensor& values, const float* weights, int64_t toke
 }
 
 void SparseMoe::forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  if (ctx.comm.ctx().a2a == MoeA2ABackend::kAllToAll && ctx.comm.ctx().mesh.world > 1)
+    return forward_alltoall_device(x, ctx, out);
   if (ctx.comm.ctx().deterministic) return forward_device_deterministic(x, ctx, out);
   if (ctx.comm.ctx().mesh.world > 1) return forward_fused_ranks(x, ctx, out);
   Arena& ws = ctx.workspace;
@@ -159,6 +159,92 @@ void SparseMoe::forward_device_deterministic(const Tensor& x, const StepContext&
   if (attn_tp_ > 1) lc.all_reduce_attn_tp(s.data_as<float>(), size_t(t * h));
   ops::linear(x, shared_gate_, nullptr, logit);
   ops::moe_combine_weighted(mine, weights + off * k, int(k), &s, &logit, out);
+}
+
+void SparseMoe::forward_alltoall_device(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
+  // The CPU's alltoall (forward_alltoall) with the rows on the device: this rank routes its
+  // share of the DP group's tokens, sends each (token, slot) row to every MoE-TP rank of the
+  // expert's group, the owners return UNWEIGHTED values (their leaves of the down
+  // projection's tree in deterministic mode, the whole down projection otherwise), home sums
+  // each pair's parts in MoE-TP rank order (the tree's top), weights and sums the slots in
+  // slot order. The routing comes to the host once per layer to size the exchanges (so
+  // these steps run without CUDA graphs).
+  Arena& ws = ctx.workspace;
+  LayerCommunicator& lc = ctx.comm;
+  const int64_t h = hidden_, k = top_k_, t = x.size(0);
+  const int world = lc.ctx().mesh.world;
+  const Hidden in = lc.to_moe_input({x, Layout::kAttnTPFull, PartialOver::kNone}, ws);
+  const int64_t ts = in.t.size(0), pairs = ts * k;
+  const Tensor logits = ws.alloc(DType::kF32, {ts, num_experts_});
+  ops::linear(in.t, router_, nullptr, logits);
+  auto* ids = ws.alloc_array<int32_t>(size_t(pairs));
+  auto* weights = ws.alloc_array<float>(size_t(pairs));
+  if (ts > 0) ops::route_topk_softmax(logits, int(k), renormalize_, ids, weights);
+  std::vector<int32_t> host_ids(static_cast<size_t>(pairs));
+  if (pairs > 0) ops::copy(Tensor(host_ids.data(), DType::kI32, {pairs}), Tensor(ids, DType::kI32, {pairs}, Device::kCUDA));
+
+  // Per destination (rank order): the pairs it gets; send row -> source token and the slot
+  // of home's [moe_tp, pairs] parts it returns to.
+  std::vector<size_t> send_rows(static_cast<size_t>(world), 0);
+  std::vector<int32_t> src_token, part_row, send_ids;
+  for (int d = 0; d < world; ++d)
+    for (int64_t pr = 0; pr < pairs; ++pr)
+      if (host_ids[size_t(pr)] / experts_local_ == d / moe_tp_) {
+        src_token.push_back(int32_t(pr / k));
+        part_row.push_back(int32_t((d % moe_tp_) * pairs + pr));
+        send_ids.push_back(host_ids[size_t(pr)]);
+        ++send_rows[size_t(d)];
+      }
+  const std::vector<size_t> recv_rows = lc.exchange_counts(send_rows);
+  size_t n_recv = 0;
+  for (size_t n : recv_rows) n_recv += n;
+  const int64_t n_send = int64_t(src_token.size());
+  auto upload = [&](const std::vector<int32_t>& v) {
+    auto* d = ws.alloc_array<int32_t>(std::max<size_t>(v.size(), 1));
+    if (!v.empty()) ops::copy(Tensor(d, DType::kI32, {int64_t(v.size())}, Device::kCUDA), Tensor(const_cast<int32_t*>(v.data()), DType::kI32, {int64_t(v.size())}));
+    return d;
+  };
+  const int32_t* d_src = upload(src_token);
+  const int32_t* d_part = upload(part_row);
+  const int32_t* d_send_ids = upload(send_ids);
+  auto bytes = [](const std::vector<size_t>& rows, size_t per) {
+    std::vector<size_t> b;
+    for (size_t n : rows) b.push_back(n * per);
+    return b;
+  };
+  const size_t es = dtype_size(x.dtype());
+  const Tensor send = ws.alloc(x.dtype(), {n_send, h}), recv = ws.alloc(x.dtype(), {int64_t(n_recv), h});
+  if (n_send > 0) ops::embedding(in.t, d_src, send);  // gathers the rows of the pairs' tokens
+  auto* recv_ids = ws.alloc_array<int32_t>(std::max<size_t>(n_recv, 1));
+  lc.all_to_all_v(static_cast<const std::byte*>(send.data()), bytes(send_rows, size_t(h) * es),
+                  static_cast<std::byte*>(recv.data()), bytes(recv_rows, size_t(h) * es));
+  lc.all_to_all_v(reinterpret_cast<const std::byte*>(d_send_ids), bytes(send_rows, 4),
+                  reinterpret_cast<std::byte*>(recv_ids), bytes(recv_rows, 4));
+  // Owners: every received row is one pair, "routed" top-1 to its expert.
+  const Tensor vals = ws.alloc(DType::kF32, {int64_t(n_recv), h});
+  ops::moe_expert_values(recv, recv_ids, 1, w13_, w2_, expert_leaves_, expert0_, num_experts_, ws, vals);
+  const Tensor back = ws.alloc(DType::kF32, {n_send, h});
+  lc.all_to_all_v(static_cast<const std::byte*>(vals.data()), bytes(recv_rows, size_t(h) * 4),
+                  static_cast<std::byte*>(back.data()), bytes(send_rows, size_t(h) * 4));
+  // Home: each pair's parts (one per MoE-TP rank of its group) in rank order, then the tree.
+  const Tensor parts = ws.alloc(DType::kF32, {moe_tp_ * pairs, h});
+  if (n_send > 0) ops::scatter_rows(back, d_part, parts);
+  const Tensor values = moe_tp_ == 1 ? parts : ws.alloc(DType::kF32, {pairs, h});
+  if (moe_tp_ > 1) ops::tree_sum_blocks(parts, moe_tp_, values);
+  const auto [b, e] = lc.scattered_range();
+  const Tensor mine = ws.alloc(DType::kF32, {ts, h});
+  if (shared_) {
+    const Tensor s = ws.alloc(DType::kF32, {t, h}), logit = ws.alloc(DType::kF32, {t, 1});
+    shared_->forward(x, ws, s, shared_leaves_);
+    if (attn_tp_ > 1) lc.all_reduce_attn_tp(s.data_as<float>(), size_t(t * h));
+    ops::linear(x, shared_gate_, nullptr, logit);
+    const Tensor sm = s.slice_rows(b, e), lm = logit.slice_rows(b, e);
+    ops::moe_combine_weighted(values, weights, int(k), &sm, &lm, mine);
+  } else {
+    ops::moe_combine_weighted(values, weights, int(k), nullptr, nullptr, mine);
+  }
+  const Hidden done = lc.from_moe_output({mine, Layout::kScattered, PartialOver::kNone}, ws);
+  ops::copy(out, done.t);
 }
 
 void SparseMoe::forward_fused_ranks(const Tensor& x, const StepContext& ctx, const Tensor& out) const {

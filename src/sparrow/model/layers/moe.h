@@ -79,6 +79,8 @@ class SparseMoe {
   void forward_fused(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
   // forward_fused on one of several GPU ranks (the `none` layout, default mode).
   void forward_fused_ranks(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
+  // forward_fused with --moe-a2a-backend alltoall on several GPU ranks (either mode).
+  void forward_alltoall_device(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
   // forward_fused in deterministic mode, any number of GPU ranks (the `none` layout).
   void forward_device_deterministic(const Tensor& x, const StepContext& ctx, const Tensor& out) const;
 
