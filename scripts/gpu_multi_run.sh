@@ -5,7 +5,8 @@
 #   tests    the GPU tests that need 2+ GPUs: NCCL communicator (2 ranks, uneven and zero
 #            counts), the layout recipes against TP1 on the test models, refusals
 #   parity   `sparrow parity --device cuda` on the Qwen3-30B-A3B shape (dummy bf16): the seed's
-#            four recipes with TP2 as the baseline, plus TP1 on one GPU -> $OUT/parity.json
+#            four recipes with both MoE backends (none, alltoall), TP2 (none) as the baseline,
+#            plus TP1 on one GPU -> $OUT/parity.json
 #            (PARITY_FLAGS="--share-one-gpu": every rank on GPU 0, for a one-GPU machine)
 #   parity_det  the same with --enable-deterministic-inference in every recipe: all must give
 #            TP1's bits -> $OUT/parity_deterministic.json
@@ -20,9 +21,13 @@ parity() {  # $1: output name, $2: extra flags for every recipe
     --recipe "tp2+dp2+dp-attention=--tp-size 2 --dp-size 2 --enable-dp-attention $2" \
     --recipe "tp2+ep2=--tp-size 2 --ep-size 2 $2" \
     --recipe "tp2+dp2+ep2+dp-attention=--tp-size 2 --dp-size 2 --ep-size 2 --enable-dp-attention $2" \
+    --recipe "tp2 alltoall=--tp-size 2 --moe-a2a-backend alltoall $2" \
+    --recipe "tp2+dp2+dp-attention alltoall=--tp-size 2 --dp-size 2 --enable-dp-attention --moe-a2a-backend alltoall $2" \
+    --recipe "tp2+ep2 alltoall=--tp-size 2 --ep-size 2 --moe-a2a-backend alltoall $2" \
+    --recipe "tp2+dp2+ep2+dp-attention alltoall=--tp-size 2 --dp-size 2 --ep-size 2 --enable-dp-attention --moe-a2a-backend alltoall $2" \
     --json-output "$OUT/$1.json" > "$OUT/$1.log" 2>&1
   echo "$1 rc=$?"
-  grep -vE "^\[sparrow|^parity: running" "$OUT/$1.log" | tail -14
+  grep -vE "^\[sparrow|^parity: running" "$OUT/$1.log" | tail -24 | head -12
 }
 set -uo pipefail
 deps=${1:-.deps}
