@@ -76,6 +76,24 @@ TEST(MoeOps, LocalExpertSliceZeroesOtherRanksPairs) {
           << p << " " << i;
 }
 
+// The rank-order tree over consecutive blocks (MoE-TP parts of the alltoall MoE):
+// ((b0 + b1) + (b2 + b3)), written out with float adds.
+TEST(MoeOps, TreeSumBlocksIsThePairwiseTree) {
+  const int64_t rows = 3, cols = 5;
+  const Buffer src = random_tensor(DType::kF32, {4 * rows, cols}, 11, -1e3f, 1e3f);
+  Buffer dst(DType::kF32, {rows, cols});
+  ops::tree_sum_blocks(src.tensor(), 4, dst.tensor());
+  const float* s = src.tensor().data_as<float>();
+  const int64_t n = rows * cols;
+  for (int64_t i = 0; i < n; ++i) {
+    const float want = (s[i] + s[n + i]) + (s[2 * n + i] + s[3 * n + i]);
+    EXPECT_EQ(dst.tensor().data_as<float>()[i], want) << i;
+  }
+  Buffer one(DType::kF32, {rows, cols});
+  ops::tree_sum_blocks(src.tensor().slice_rows(0, rows), 1, one.tensor());
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(one.tensor().data_as<float>()[i], s[i]);
+}
+
 TEST(MoeOps, ScatterRowsWritesSlotsAndConverts) {
   const Buffer src = random_tensor(DType::kF32, {3, 2, 4}, 7);
   Buffer cache(DType::kBF16, {6, 2, 4});

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <functional>
+#include <span>
 #include <thread>
 
 namespace sparrow {
@@ -120,6 +121,20 @@ TEST_P(CommTest, BroadcastAndBarrier) {
       EXPECT_EQ(v, 1000 + root);
       c.barrier();
     }
+  });
+}
+
+// The host-memory gather of control values (token counts, all-to-all sizes): every
+// backend's; here the in-process one. LayerCommunicator::exchange_counts builds on it.
+TEST_P(CommTest, AllGatherHostGathersEveryRanksCounts) {
+  const int n = GetParam();
+  run_ranks(n, [&](int r, Communicator& c) {
+    std::vector<size_t> mine(static_cast<size_t>(n));
+    for (int d = 0; d < n; ++d) mine[size_t(d)] = size_t(100 * r + d);  // rows r sends to d
+    std::vector<size_t> all(size_t(n * n));
+    c.all_gather_host(std::as_bytes(std::span<const size_t>(mine)), reinterpret_cast<std::byte*>(all.data()));
+    for (int q = 0; q < n; ++q)
+      for (int d = 0; d < n; ++d) EXPECT_EQ(all[size_t(q * n + d)], size_t(100 * q + d)) << "rank " << r;
   });
 }
 
