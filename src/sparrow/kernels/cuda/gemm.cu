@@ -17,6 +17,9 @@
 //    x row a_gather[r] / a_gather_div.
 //  * down: B = w2[e] [H, I]; slot_out[pair_of_row[r], n] = acc * route_w[pair] in fp32
 //    (acc itself when route_w is null).
+#include <cstdio>
+#include <cstdlib>
+
 #include "sparrow/kernels/cuda/common.cuh"
 #include "sparrow/kernels/cuda/kernels.h"
 
@@ -48,8 +51,15 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t* r, uint32_t addr) {
 }
 
 template <GemmMode kMode>
-__global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(const GemmParams p) {
+__global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(const GemmParams p_in) {
   extern __shared__ __align__(128) uint16_t smem[];
+  // Leaf z of a leaf launch: its K block of A and B, its own C block (z = 0: as given).
+  GemmParams p = p_in;
+  if (blockIdx.z > 0) {
+    p.a += int64_t(blockIdx.z) * p.K;
+    p.b += int64_t(blockIdx.z) * p.K;
+    p.c = static_cast<float*>(p.c) + int64_t(blockIdx.z) * p.leaf_c_stride;
+  }
   uint16_t* sA = smem;                          // [kStages][64][64]
   uint16_t* sB = smem + kStages * kTileElems;   // [kStages][64][64]
 
@@ -218,6 +228,7 @@ void launch(const GemmParams& p, cudaStream_t s) {
   } else {
     grid = dim3(unsigned((p.N + BN - 1) / BN), unsigned(p.max_tiles));
   }
+  grid.z = unsigned(p.leaves > 1 ? p.leaves : 1);
   if (grid.x == 0 || grid.y == 0) return;
   gemm_bf16_kernel<kMode><<<grid, kThreads, kSmemBytes, s>>>(p);
 }
@@ -225,6 +236,10 @@ void launch(const GemmParams& p, cudaStream_t s) {
 }  // namespace
 
 void gemm_bf16(const GemmParams& p, cudaStream_t s) {
+  if (p.leaves > 1 && (p.mode == GemmMode::kMoeGateUp || p.c_t != DType::kF32)) {
+    std::fprintf(stderr, "gemm_bf16: leaves need an fp32 C and the dense or MoE down mode\n");
+    std::abort();
+  }
   switch (p.mode) {
     case GemmMode::kDense: launch<GemmMode::kDense>(p, s); break;
     case GemmMode::kMoeGateUp: launch<GemmMode::kMoeGateUp>(p, s); break;

@@ -164,6 +164,10 @@ struct GemmParams {
   // gate_up epilogue: act[r, n] = bf16(silu(bf16(gate)) * bf16(up)), act ld = N/2
   // down epilogue: slot_out[pair_of_row[r], n] = acc * route_w[pair_of_row[r]] (fp32)
   const int32_t* pair_of_row; const float* route_w;
+  // Leaves (deterministic leaf tree; dense and MoE down, fp32 C): blockIdx.z = leaf runs
+  // the GEMM over K block `leaf` (columns [leaf * K, (leaf + 1) * K) of A and B) into C +
+  // leaf * leaf_c_stride floats. 0 or 1: one GEMM.
+  int32_t leaves; int64_t leaf_c_stride;
 };
 void gemm_bf16(const GemmParams& p, cudaStream_t stream);
 

@@ -522,9 +522,32 @@ void linear_leaves(const Tensor& x_in, const Tensor& w, int leaves, const Tensor
     const Tensor xr = x.slice_rows(r0, r0 + rn);
     const size_t mark = ws->used();
     const Tensor parts = ws->alloc(DType::kF32, {leaves, rn, N});
-    for (int b = 0; b < leaves; ++b)
-      linear_with(GemmBackend::kFixed, xr.slice_cols(b * kb, (b + 1) * kb), w.slice_cols(b * kb, (b + 1) * kb), nullptr,
-                  parts.slice_rows(b, b + 1).view({rn, N}));
+    const int64_t ldx = xr.stride(0), ldw = w.stride(0);
+    if (w.dtype() == DType::kBF16 && kb % 8 == 0 && ldx % 8 == 0 && ldw % 8 == 0 && aligned16(xr.data()) &&
+        aligned16(w.data())) {
+      // One launch, a leaf per grid z: each is the fixed-config GEMM over its K block.
+      kn::GemmParams p{};
+      p.mode = kn::GemmMode::kDense;
+      p.a = xr.data_as<uint16_t>();
+      p.lda = ldx;
+      p.b = w.data_as<uint16_t>();
+      p.ldb = ldw;
+      p.M = rn;
+      p.N = N;
+      p.K = kb;
+      p.c = parts.data();
+      p.c_t = DType::kF32;
+      p.ldc = N;
+      p.bias_t = DType::kF32;
+      p.leaves = leaves;
+      p.leaf_c_stride = rn * N;
+      kn::gemm_bf16(p, current_stream());
+      SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 dense leaves");
+    } else {
+      for (int b = 0; b < leaves; ++b)
+        linear_with(GemmBackend::kFixed, xr.slice_cols(b * kb, (b + 1) * kb), w.slice_cols(b * kb, (b + 1) * kb), nullptr,
+                    parts.slice_rows(b, b + 1).view({rn, N}));
+    }
     kn::rank_tree_sum(parts.data_as<float>(), size_t(rn * N), leaves, y.data_as<float>() + r0 * N, size_t(rn * N),
                       current_stream());
     SPARROW_CUDA_CHECK_LAUNCH("rank_tree_sum (leaves)");
@@ -597,25 +620,26 @@ void moe_expert_values(const Tensor& x, const int32_t* ids, int k, const Tensor&
     g.max_tiles = max_tiles;
     kn::gemm_bf16(g, s);
     SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe gate_up (values)");
-    for (int b = 0; b < leaves; ++b) {  // each leaf: the down projection over its block of I
-      kn::GemmParams d = g;
-      d.mode = kn::GemmMode::kMoeDown;
-      d.a = act + b * ib;
-      d.lda = I;
-      d.a_gather = nullptr;
-      d.b = w2.data_as<uint16_t>() + b * ib;
-      d.ldb = I;
-      d.b_expert_stride = H * I;
-      d.N = H;
-      d.K = ib;
-      d.c = parts + size_t(b) * size_t(P * H);
-      d.c_t = DType::kF32;
-      d.ldc = H;
-      d.pair_of_row = pair_of_row;
-      d.route_w = nullptr;  // unweighted: the weights come in the combine, after the reduction
-      kn::gemm_bf16(d, s);
-      SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe down (leaf)");
-    }
+    // Each leaf (grid z): the down projection over its block of I, into its own parts block.
+    kn::GemmParams d = g;
+    d.mode = kn::GemmMode::kMoeDown;
+    d.a = act;
+    d.lda = I;
+    d.a_gather = nullptr;
+    d.b = w2.data_as<uint16_t>();
+    d.ldb = I;
+    d.b_expert_stride = H * I;
+    d.N = H;
+    d.K = ib;
+    d.c = parts;
+    d.c_t = DType::kF32;
+    d.ldc = H;
+    d.pair_of_row = pair_of_row;
+    d.route_w = nullptr;  // unweighted: the weights come in the combine, after the reduction
+    d.leaves = leaves;
+    d.leaf_c_stride = P * H;
+    kn::gemm_bf16(d, s);
+    SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe down (leaves)");
     kn::rank_tree_sum(parts, size_t(P * H), leaves, values.data_as<float>() + t0 * k * H, size_t(P * H), s);
     SPARROW_CUDA_CHECK_LAUNCH("rank_tree_sum (moe leaves)");
     ws.rewind(mark);
