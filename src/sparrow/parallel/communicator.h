@@ -50,6 +50,12 @@ class Communicator {
   }
 };
 
+// Validates a group's member list (world ranks, strictly ascending, non-empty, containing
+// `rank`) and returns `rank`'s index in it: the rank within the group, for every backend.
+int group_index(std::span<const int> ranks, int rank);
+// 0, 1, ..., size - 1: the members of a whole world.
+std::vector<int> all_ranks(int size);
+
 // A world of ranks that hands out communicators: what RankComms::create builds a rank's
 // groups from, whatever the backend (in-process threads here, NCCL in parallel/cuda/).
 class CommWorld {

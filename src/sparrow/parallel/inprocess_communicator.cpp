@@ -2,6 +2,7 @@
 #include <atomic>
 #include <barrier>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 
@@ -191,19 +192,26 @@ InProcessWorld::~InProcessWorld() = default;
 int InProcessWorld::size() const { return state_->size; }
 uint64_t InProcessWorld::bytes_moved() const { return state_->bytes_moved.load(); }
 
-std::unique_ptr<Communicator> InProcessWorld::communicator(int rank) {
-  std::vector<int> all(static_cast<size_t>(state_->size));
-  for (int r = 0; r < state_->size; ++r) all[size_t(r)] = r;
-  return group(all, rank);
+int group_index(std::span<const int> ranks, int rank) {
+  SPARROW_CHECK(!ranks.empty() && std::adjacent_find(ranks.begin(), ranks.end(), std::greater_equal<int>()) == ranks.end(),
+                "group ranks must be ascending and distinct");
+  const auto it = std::find(ranks.begin(), ranks.end(), rank);
+  SPARROW_CHECK(it != ranks.end(), "rank {} is not in the group", rank);
+  return int(it - ranks.begin());
 }
 
+std::vector<int> all_ranks(int size) {
+  std::vector<int> all(static_cast<size_t>(size));
+  for (int r = 0; r < size; ++r) all[size_t(r)] = r;
+  return all;
+}
+
+std::unique_ptr<Communicator> InProcessWorld::communicator(int rank) { return group(all_ranks(state_->size), rank); }
+
 std::unique_ptr<Communicator> InProcessWorld::group(std::span<const int> ranks, int rank) {
-  std::vector<int> key(ranks.begin(), ranks.end());
-  SPARROW_CHECK(std::is_sorted(key.begin(), key.end()) && !key.empty(), "group ranks must be ascending");
-  const auto it = std::find(key.begin(), key.end(), rank);
-  SPARROW_CHECK(it != key.end(), "rank {} is not in the group", rank);
-  Group& g = state_->group(key);
-  return std::make_unique<InProcessCommunicator>(g, int(it - key.begin()), int(key.size()));
+  const int index = group_index(ranks, rank);
+  Group& g = state_->group(std::vector<int>(ranks.begin(), ranks.end()));
+  return std::make_unique<InProcessCommunicator>(g, index, int(ranks.size()));
 }
 
 }  // namespace sparrow

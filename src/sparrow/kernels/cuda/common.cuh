@@ -22,6 +22,7 @@ inline bool first_use_on_device(std::atomic<uint64_t>& seen) {
   int dev = 0;
   cudaGetDevice(&dev);
   const uint64_t bit = uint64_t(1) << (dev & 63);
+  if (seen.load(std::memory_order_relaxed) & bit) return false;  // the common case: a plain read
   return (seen.fetch_or(bit) & bit) == 0;
 }
 

@@ -72,12 +72,11 @@ struct Lt {
   static Lt& get() {
     static constexpr int kMaxDevices = 64;
     static std::unique_ptr<Lt> per_device[kMaxDevices];
-    static std::mutex create;
+    static std::once_flag made[kMaxDevices];
     int dev = 0;
     SPARROW_CUDA_CHECK(cudaGetDevice(&dev));
     SPARROW_CHECK(dev < kMaxDevices, "cuBLASLt: device {} beyond {}", dev, kMaxDevices);
-    std::lock_guard<std::mutex> lock(create);
-    if (!per_device[dev]) per_device[dev] = std::make_unique<Lt>();
+    std::call_once(made[dev], [&] { per_device[dev] = std::make_unique<Lt>(); });  // no lock once made
     return *per_device[dev];
   }
   Lt() {
@@ -400,31 +399,17 @@ size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I) {
          r(P * I * 2) + r(T * E * 4) + r(P * 4) + r(P * 4) + r(P * H * 4);
 }
 
-void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
-                 const Tensor& w2, Arena& ws, const Tensor& slot_out, int64_t expert0, int64_t router_experts) {
-  check_dev(x, "moe x");
-  check_dev(w13, "moe w13");
-  check_dev(w2, "moe w2");
-  check_dev(slot_out, "moe slot_out");
-  SPARROW_REQUIRE(x.dtype() == DType::kBF16 && w13.dtype() == DType::kBF16 && w2.dtype() == DType::kBF16,
-                  "moe: x and expert weights must be bf16");
-  SPARROW_REQUIRE(w13.rank() == 3 && w2.rank() == 3, "moe: w13 [E, 2I, H], w2 [E, H, I]");
-  const int64_t T = x.size(0), H = x.size(1), E = w13.size(0), I = w13.size(1) / 2;
-  SPARROW_REQUIRE(w13.size(1) == 2 * I && w13.size(2) == H && w2.size(0) == E && w2.size(1) == H &&
-                      w2.size(2) == I,
-                  "moe: w13 {} / w2 {} do not match H {}", w13.shape().str(), w2.shape().str(), H);
-  SPARROW_REQUIRE(H % 8 == 0 && I % 8 == 0, "moe: H and I must be multiples of 8");
-  SPARROW_REQUIRE(slot_out.dtype() == DType::kF32 && slot_out.size(0) == T * k && slot_out.size(1) == H,
-                  "moe: slot_out must be f32 [T*k, H]");
-  if (T == 0) return;
-  const int64_t P = T * k;
-  const size_t mark = ws.used();
-  const cudaStream_t s = current_stream();
-  SPARROW_REQUIRE(expert0 >= 0 && (router_experts == 0 || expert0 + E <= router_experts),
-                  "moe: experts [{}, {}) of a router over {}", expert0, expert0 + E, router_experts);
-  // Pairs of other ranks' experts are in no group: the GEMMs never write their rows.
-  if (expert0 != 0 || (router_experts != 0 && router_experts != E))
-    SPARROW_CUDA_CHECK(cudaMemsetAsync(slot_out.data(), 0, slot_out.nbytes(), s));
+namespace {
+
+// The first half of the grouped expert pipeline, shared by moe_experts and
+// moe_expert_values: the P = T * k pairs of `ids` grouped by local expert (experts
+// [expert0, expert0 + E) of w13 / w2; other pairs left out) and act = silu(gate) * up for
+// every grouped row. Returns the down GEMM's parameters over all of I (act, the tiles, the
+// pair of each row); the caller sets its output (c, route_w) and launches it. Scratch from
+// ws (the caller rewinds).
+kn::GemmParams group_and_gate_up(const Tensor& x, const int32_t* ids, int k, const Tensor& w13, const Tensor& w2,
+                                 int64_t expert0, Arena& ws, cudaStream_t s) {
+  const int64_t P = x.size(0) * k, H = x.size(1), E = w13.size(0), I = w13.size(1) / 2;
   auto* expert_start = ws.alloc_array<int32_t>(size_t(E + 1));
   auto* pair_of_row = ws.alloc_array<int32_t>(size_t(P));
   const int32_t max_tiles = kn::moe_max_tiles(P, int32_t(E), kn::kGemmBM);
@@ -465,10 +450,41 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
   d.b_expert_stride = H * I;
   d.N = H;
   d.K = I;
-  d.c = slot_out.data();
+  d.c = nullptr;
   d.c_t = DType::kF32;
   d.ldc = H;
   d.pair_of_row = pair_of_row;
+  return d;
+}
+
+}  // namespace
+
+void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
+                 const Tensor& w2, Arena& ws, const Tensor& slot_out, int64_t expert0, int64_t router_experts) {
+  check_dev(x, "moe x");
+  check_dev(w13, "moe w13");
+  check_dev(w2, "moe w2");
+  check_dev(slot_out, "moe slot_out");
+  SPARROW_REQUIRE(x.dtype() == DType::kBF16 && w13.dtype() == DType::kBF16 && w2.dtype() == DType::kBF16,
+                  "moe: x and expert weights must be bf16");
+  SPARROW_REQUIRE(w13.rank() == 3 && w2.rank() == 3, "moe: w13 [E, 2I, H], w2 [E, H, I]");
+  const int64_t T = x.size(0), H = x.size(1), E = w13.size(0), I = w13.size(1) / 2;
+  SPARROW_REQUIRE(w13.size(1) == 2 * I && w13.size(2) == H && w2.size(0) == E && w2.size(1) == H &&
+                      w2.size(2) == I,
+                  "moe: w13 {} / w2 {} do not match H {}", w13.shape().str(), w2.shape().str(), H);
+  SPARROW_REQUIRE(H % 8 == 0 && I % 8 == 0, "moe: H and I must be multiples of 8");
+  SPARROW_REQUIRE(slot_out.dtype() == DType::kF32 && slot_out.size(0) == T * k && slot_out.size(1) == H,
+                  "moe: slot_out must be f32 [T*k, H]");
+  if (T == 0) return;
+  const size_t mark = ws.used();
+  const cudaStream_t s = current_stream();
+  SPARROW_REQUIRE(expert0 >= 0 && (router_experts == 0 || expert0 + E <= router_experts),
+                  "moe: experts [{}, {}) of a router over {}", expert0, expert0 + E, router_experts);
+  // Pairs of other ranks' experts are in no group: the GEMMs never write their rows.
+  if (expert0 != 0 || (router_experts != 0 && router_experts != E))
+    SPARROW_CUDA_CHECK(cudaMemsetAsync(slot_out.data(), 0, slot_out.nbytes(), s));
+  kn::GemmParams d = group_and_gate_up(x, ids, k, w13, w2, expert0, ws, s);
+  d.c = slot_out.data();
   d.route_w = weights;
   kn::gemm_bf16(d, s);
   SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe down");
@@ -588,53 +604,13 @@ void moe_expert_values(const Tensor& x, const int32_t* ids, int k, const Tensor&
   for (int64_t t0 = 0; t0 < T; t0 += kValueChunkTokens) {
     const int64_t tn = std::min(kValueChunkTokens, T - t0), P = tn * k;
     const size_t mark = ws.used();
-    auto* expert_start = ws.alloc_array<int32_t>(size_t(E + 1));
-    auto* pair_of_row = ws.alloc_array<int32_t>(size_t(P));
-    const int32_t max_tiles = kn::moe_max_tiles(P, int32_t(E), kn::kGemmBM);
-    auto* tiles = ws.alloc_array<int32_t>(size_t(max_tiles) * 3);
-    auto* num_tiles = ws.alloc_array<int32_t>(1);
-    auto* act = ws.alloc_array<uint16_t>(size_t(P * I));
     float* parts = ws.alloc_array<float>(size_t(leaves) * size_t(P * H));
     // Pairs of other ranks' experts are in no group: their rows keep -0.0 in every leaf.
     kn::fill_f32(parts, size_t(leaves) * size_t(P * H), -0.0f, s);
-    kn::moe_group({ids + t0 * k, P, int32_t(E), kn::kGemmBM, expert_start, pair_of_row, tiles, num_tiles,
-                   int32_t(expert0)}, s);
-    SPARROW_CUDA_CHECK_LAUNCH("moe_group");
-    kn::GemmParams g{};
-    g.mode = kn::GemmMode::kMoeGateUp;
-    g.a = x.slice_rows(t0, t0 + tn).data_as<uint16_t>();
-    g.lda = H;
-    g.a_gather = pair_of_row;
-    g.a_gather_div = k;
-    g.b = w13.data_as<uint16_t>();
-    g.ldb = H;
-    g.b_expert_stride = 2 * I * H;
-    g.M = P;
-    g.N = 2 * I;
-    g.K = H;
-    g.c = act;
-    g.c_t = DType::kBF16;
-    g.ldc = I;
-    g.tiles = tiles;
-    g.num_tiles = num_tiles;
-    g.max_tiles = max_tiles;
-    kn::gemm_bf16(g, s);
-    SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe gate_up (values)");
     // Each leaf (grid z): the down projection over its block of I, into its own parts block.
-    kn::GemmParams d = g;
-    d.mode = kn::GemmMode::kMoeDown;
-    d.a = act;
-    d.lda = I;
-    d.a_gather = nullptr;
-    d.b = w2.data_as<uint16_t>();
-    d.ldb = I;
-    d.b_expert_stride = H * I;
-    d.N = H;
+    kn::GemmParams d = group_and_gate_up(x.slice_rows(t0, t0 + tn), ids + t0 * k, k, w13, w2, expert0, ws, s);
     d.K = ib;
     d.c = parts;
-    d.c_t = DType::kF32;
-    d.ldc = H;
-    d.pair_of_row = pair_of_row;
     d.route_w = nullptr;  // unweighted: the weights come in the combine, after the reduction
     d.leaves = leaves;
     d.leaf_c_stride = P * H;

@@ -55,6 +55,16 @@ SparseMoe::Routed SparseMoe::route(const Tensor& x, Arena& ws) const {
   return r;
 }
 
+SparseMoe::SharedOut SparseMoe::shared_expert(const Tensor& x, const StepContext& ctx) const {
+  Arena& ws = ctx.workspace;
+  const int64_t t = x.size(0);
+  SharedOut o{ws.alloc(DType::kF32, {t, hidden_}), ws.alloc(DType::kF32, {t, 1})};
+  shared_->forward(x, ws, o.value, shared_leaves_);
+  if (attn_tp_ > 1) ctx.comm.all_reduce_attn_tp(o.value.data_as<float>(), size_t(t * hidden_));
+  ops::linear(x, shared_gate_, nullptr, o.gate_logit);
+  return o;
+}
+
 SparseMoe::ExpertRows SparseMoe::expert_rows(const Tensor& x, const int32_t* ids, int64_t slots, Arena& ws,
                                              const std::vector<int64_t>& pairs) const {
   // Group the pairs by owned expert (counting sort: within an expert, pairs keep their
@@ -115,17 +125,14 @@ void SparseMoe::forward_fused(const Tensor& x, const StepContext& ctx, const Ten
   if (ctx.comm.ctx().deterministic) return forward_device_deterministic(x, ctx, out);
   if (ctx.comm.ctx().mesh.world > 1) return forward_fused_ranks(x, ctx, out);
   Arena& ws = ctx.workspace;
-  const int64_t t = x.size(0), h = hidden_;
-  const Tensor logits = ws.alloc(DType::kF32, {t, num_experts_});
+  const Tensor logits = ws.alloc(DType::kF32, {x.size(0), num_experts_});
   ops::linear(x, router_, nullptr, logits);
   if (!shared_) {
     ops::fused_moe(x, logits, int(top_k_), renormalize_, w13_, w2_, nullptr, nullptr, ws, out);
     return;
   }
-  const Tensor s = ws.alloc(DType::kF32, {t, h}), logit = ws.alloc(DType::kF32, {t, 1});
-  shared_->forward(x, ws, s, 1);
-  ops::linear(x, shared_gate_, nullptr, logit);
-  ops::fused_moe(x, logits, int(top_k_), renormalize_, w13_, w2_, &s, &logit, ws, out);
+  const SharedOut s = shared_expert(x, ctx);
+  ops::fused_moe(x, logits, int(top_k_), renormalize_, w13_, w2_, &s.value, &s.gate_logit, ws, out);
 }
 
 void SparseMoe::forward_device_deterministic(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
@@ -140,25 +147,18 @@ void SparseMoe::forward_device_deterministic(const Tensor& x, const StepContext&
   const int64_t t = x.size(0), h = hidden_, k = top_k_;
   const Hidden in = lc.to_moe_input({x, Layout::kAttnTPFull, PartialOver::kNone}, ws);
   const int64_t tf = in.t.size(0);
-  const Tensor logits = ws.alloc(DType::kF32, {tf, num_experts_});
-  ops::linear(in.t, router_, nullptr, logits);
-  auto* ids = ws.alloc_array<int32_t>(size_t(tf * k));
-  auto* weights = ws.alloc_array<float>(size_t(tf * k));
-  if (tf > 0) ops::route_topk_softmax(logits, int(k), renormalize_, ids, weights);
+  const Routed r = route(in.t, ws);
   const Tensor values = ws.alloc(DType::kF32, {tf * k, h});
-  ops::moe_expert_values(in.t, ids, int(k), w13_, w2_, expert_leaves_, expert0_, num_experts_, ws, values);
+  ops::moe_expert_values(in.t, r.ids, int(k), w13_, w2_, expert_leaves_, expert0_, num_experts_, ws, values);
   if (lc.ctx().mesh.world > 1) lc.complete_slot_values(values.data_as<float>(), size_t(values.numel()));
   const int64_t off = lc.dp_offset();
   const Tensor mine = values.slice_rows(off * k, (off + t) * k);
   if (!shared_) {
-    ops::moe_combine_weighted(mine, weights + off * k, int(k), nullptr, nullptr, out);
+    ops::moe_combine_weighted(mine, r.weights + off * k, int(k), nullptr, nullptr, out);
     return;
   }
-  const Tensor s = ws.alloc(DType::kF32, {t, h}), logit = ws.alloc(DType::kF32, {t, 1});
-  shared_->forward(x, ws, s, shared_leaves_);
-  if (attn_tp_ > 1) lc.all_reduce_attn_tp(s.data_as<float>(), size_t(t * h));
-  ops::linear(x, shared_gate_, nullptr, logit);
-  ops::moe_combine_weighted(mine, weights + off * k, int(k), &s, &logit, out);
+  const SharedOut s = shared_expert(x, ctx);
+  ops::moe_combine_weighted(mine, r.weights + off * k, int(k), &s.value, &s.gate_logit, out);
 }
 
 void SparseMoe::forward_alltoall_device(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
@@ -171,17 +171,13 @@ void SparseMoe::forward_alltoall_device(const Tensor& x, const StepContext& ctx,
   // these steps run without CUDA graphs).
   Arena& ws = ctx.workspace;
   LayerCommunicator& lc = ctx.comm;
-  const int64_t h = hidden_, k = top_k_, t = x.size(0);
+  const int64_t h = hidden_, k = top_k_;
   const int world = lc.ctx().mesh.world;
   const Hidden in = lc.to_moe_input({x, Layout::kAttnTPFull, PartialOver::kNone}, ws);
   const int64_t ts = in.t.size(0), pairs = ts * k;
-  const Tensor logits = ws.alloc(DType::kF32, {ts, num_experts_});
-  ops::linear(in.t, router_, nullptr, logits);
-  auto* ids = ws.alloc_array<int32_t>(size_t(pairs));
-  auto* weights = ws.alloc_array<float>(size_t(pairs));
-  if (ts > 0) ops::route_topk_softmax(logits, int(k), renormalize_, ids, weights);
+  const Routed r = route(in.t, ws);
   std::vector<int32_t> host_ids(static_cast<size_t>(pairs));
-  if (pairs > 0) ops::copy(Tensor(host_ids.data(), DType::kI32, {pairs}), Tensor(ids, DType::kI32, {pairs}, Device::kCUDA));
+  if (pairs > 0) ops::copy(Tensor(host_ids.data(), DType::kI32, {pairs}), Tensor(r.ids, DType::kI32, {pairs}, Device::kCUDA));
 
   // Per destination (rank order): the pairs it gets; send row -> source token and the slot
   // of home's [moe_tp, pairs] parts it returns to.
@@ -234,14 +230,11 @@ void SparseMoe::forward_alltoall_device(const Tensor& x, const StepContext& ctx,
   const auto [b, e] = lc.scattered_range();
   const Tensor mine = ws.alloc(DType::kF32, {ts, h});
   if (shared_) {
-    const Tensor s = ws.alloc(DType::kF32, {t, h}), logit = ws.alloc(DType::kF32, {t, 1});
-    shared_->forward(x, ws, s, shared_leaves_);
-    if (attn_tp_ > 1) lc.all_reduce_attn_tp(s.data_as<float>(), size_t(t * h));
-    ops::linear(x, shared_gate_, nullptr, logit);
-    const Tensor sm = s.slice_rows(b, e), lm = logit.slice_rows(b, e);
-    ops::moe_combine_weighted(values, weights, int(k), &sm, &lm, mine);
+    const SharedOut s = shared_expert(x, ctx);  // on the DP group's tokens: this rank's rows
+    const Tensor sm = s.value.slice_rows(b, e), lm = s.gate_logit.slice_rows(b, e);
+    ops::moe_combine_weighted(values, r.weights, int(k), &sm, &lm, mine);
   } else {
-    ops::moe_combine_weighted(values, weights, int(k), nullptr, nullptr, mine);
+    ops::moe_combine_weighted(values, r.weights, int(k), nullptr, nullptr, mine);
   }
   const Hidden done = lc.from_moe_output({mine, Layout::kScattered, PartialOver::kNone}, ws);
   ops::copy(out, done.t);
@@ -267,30 +260,22 @@ void SparseMoe::forward_fused_ranks(const Tensor& x, const StepContext& ctx, con
     if (done.t.data() != out.data()) ops::copy(out, done.t);
     return;
   }
-  const Tensor s = ws.alloc(DType::kF32, {t, h}), logit = ws.alloc(DType::kF32, {t, 1});
-  shared_->forward(x, ws, s, shared_leaves_);
-  if (attn_tp_ > 1) lc.all_reduce_attn_tp(s.data_as<float>(), size_t(t * h));
-  ops::linear(x, shared_gate_, nullptr, logit);
-  ops::moe_combine(done.t, 1, &s, &logit, out);  // routed + sigmoid(gate) * shared
+  const SharedOut s = shared_expert(x, ctx);
+  ops::moe_combine(done.t, 1, &s.value, &s.gate_logit, out);  // routed + sigmoid(gate) * shared
 }
 
 void SparseMoe::forward(const Tensor& x, const StepContext& ctx, const Tensor& out) const {
   if (x.device() == Device::kCUDA) return forward_fused(x, ctx, out);
-  Arena& ws = ctx.workspace;
   const int64_t t = x.size(0), h = hidden_;
   // Shared expert on this DP group's tokens (split over attention TP), complete and gated.
   float* shared = nullptr;
   if (shared_) {
-    const Tensor s = ws.alloc(DType::kF32, {t, h});
-    shared_->forward(x, ws, s, shared_leaves_);
-    if (attn_tp_ > 1) ctx.comm.all_reduce_attn_tp(s.data_as<float>(), size_t(t * h));
-    const Tensor logit = ws.alloc(DType::kF32, {t, 1});
-    ops::linear(x, shared_gate_, nullptr, logit);
+    const SharedOut s = shared_expert(x, ctx);
     for (int64_t i = 0; i < t; ++i) {
-      const float g = 1.0f / (1.0f + std::exp(-logit.data_as<float>()[i]));
-      for (int64_t j = 0; j < h; ++j) s.data_as<float>()[i * h + j] *= g;
+      const float g = 1.0f / (1.0f + std::exp(-s.gate_logit.data_as<float>()[i]));
+      for (int64_t j = 0; j < h; ++j) s.value.data_as<float>()[i * h + j] *= g;
     }
-    shared = s.data_as<float>();
+    shared = s.value.data_as<float>();
   }
   if (ctx.comm.ctx().a2a == MoeA2ABackend::kAllToAll) forward_alltoall(x, ctx, out, shared);
   else forward_none(x, ctx, out, shared);

@@ -57,6 +57,12 @@ class SparseMoe {
     float* weights;
   };
   Routed route(const Tensor& x, Arena& ws) const;
+  // The shared expert on x [t, H] (this DP group's tokens): its output completed over
+  // attention TP, f32 [t, H], and its gate's logit, f32 [t, 1] (not yet through the sigmoid).
+  struct SharedOut {
+    Tensor value, gate_logit;
+  };
+  SharedOut shared_expert(const Tensor& x, const StepContext& ctx) const;
   // Values of the given (token, slot) pairs — indices token * slots + slot into ids, all of
   // owned experts — unweighted, fp32: rows [pairs, H] grouped by expert, and each row's pair
   // (a pure function of the routing, so every rank of an expert group has the same order).

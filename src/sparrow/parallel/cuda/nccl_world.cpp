@@ -84,14 +84,9 @@ std::unique_ptr<Communicator> NcclWorld::communicator(int rank) {
 }
 
 std::unique_ptr<Communicator> NcclWorld::group(std::span<const int> ranks, int rank) {
-  std::vector<int> members(ranks.begin(), ranks.end());
-  SPARROW_CHECK(!members.empty() && std::is_sorted(members.begin(), members.end()) &&
-                    std::adjacent_find(members.begin(), members.end()) == members.end(),
-                "group ranks must be ascending and distinct");
+  const std::vector<int> members(ranks.begin(), ranks.end());
+  const int index = group_index(ranks, rank), n = int(members.size());
   SPARROW_CHECK(members.front() >= 0 && members.back() < opts_.size, "group ranks outside the world of {}", opts_.size);
-  const auto it = std::find(members.begin(), members.end(), rank);
-  SPARROW_CHECK(it != members.end(), "rank {} is not in the group", rank);
-  const int index = int(it - members.begin()), n = int(members.size());
   SPARROW_CUDA_CHECK(cudaSetDevice(device(rank)));
   // Groups of one take part in the split (it is collective) but get no NCCL communicator.
   ncclComm* child = nullptr;

@@ -177,19 +177,12 @@ SharedDeviceWorld::~SharedDeviceWorld() = default;
 int SharedDeviceWorld::size() const { return state_->size; }
 uint64_t SharedDeviceWorld::bytes_moved() const { return state_->bytes.load(); }
 
-std::unique_ptr<Communicator> SharedDeviceWorld::communicator(int rank) {
-  std::vector<int> all(static_cast<size_t>(state_->size));
-  for (int r = 0; r < state_->size; ++r) all[size_t(r)] = r;
-  return group(all, rank);
-}
+std::unique_ptr<Communicator> SharedDeviceWorld::communicator(int rank) { return group(all_ranks(state_->size), rank); }
 
 std::unique_ptr<Communicator> SharedDeviceWorld::group(std::span<const int> ranks, int rank) {
-  std::vector<int> key(ranks.begin(), ranks.end());
-  SPARROW_CHECK(std::is_sorted(key.begin(), key.end()) && !key.empty(), "group ranks must be ascending");
-  const auto it = std::find(key.begin(), key.end(), rank);
-  SPARROW_CHECK(it != key.end(), "rank {} is not in the group", rank);
-  return std::make_unique<SharedDeviceCommunicator>(state_->group(key), int(it - key.begin()), int(key.size()),
-                                                    state_->scratch_bytes, state_->bytes);
+  const int index = group_index(ranks, rank);
+  return std::make_unique<SharedDeviceCommunicator>(state_->group(std::vector<int>(ranks.begin(), ranks.end())), index,
+                                                    int(ranks.size()), state_->scratch_bytes, state_->bytes);
 }
 
 }  // namespace sparrow
