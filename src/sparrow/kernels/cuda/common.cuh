@@ -58,6 +58,18 @@ __device__ __forceinline__ float round_to(DType t, float v) {
   }
 }
 
+// A weight load of a streaming kernel (gemv, the skinny MoE kernels): each weight byte is
+// read once per step, so it allocates nothing in L1 (which keeps the activations every warp
+// re-reads) and lets L2 fetch 256 bytes from DRAM at a time (the rest of those bytes come
+// next in the same warp's stream). Measured in docs/gpu.md ("Where batch-1 decode time goes").
+__device__ __forceinline__ uint4 ldg_stream(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+
 // Eight bf16 packed in 16 bytes -> fp32 (lower index in the low half of each word).
 __device__ __forceinline__ void unpack8(const uint4& u, float* f) {
   const uint32_t w[4] = {u.x, u.y, u.z, u.w};

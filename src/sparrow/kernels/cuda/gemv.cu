@@ -46,7 +46,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(GemvParams p) {
     for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
       for (int r = 0; r < kRowsPerWarp; ++r)
-        if (base + 32 * u < chunks) wv[u][r] = __ldg(wrow[r] + base + 32 * u);
+        if (base + 32 * u < chunks) wv[u][r] = ldg_stream(wrow[r] + base + 32 * u);
   };
   load(c0);
   pdl_wait();

@@ -80,8 +80,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) skinny_gate_up_kernel(MoeSkinn
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k)
       if (c0 + 32 * k < chunks) {
-        g[k] = __ldg(gr + c0 + 32 * k);
-        u[k] = __ldg(gr + up_off + c0 + 32 * k);
+        g[k] = ldg_stream(gr + c0 + 32 * k);
+        u[k] = ldg_stream(gr + up_off + c0 + 32 * k);
       }
   };
   int c0 = lane;
@@ -157,7 +157,7 @@ __global__ void __launch_bounds__(kWarps * 32) skinny_down_kernel(MoeSkinnyParam
       const int i = i0 + 32 * b;
       if (i < total) {
         const int s = i / chunks, c = i - s * chunks;
-        wv[b] = __ldg(reinterpret_cast<const uint4*>(p.w2 + (int64_t(s_ids[s]) * p.H + n) * p.I) + c);
+        wv[b] = ldg_stream(reinterpret_cast<const uint4*>(p.w2 + (int64_t(s_ids[s]) * p.H + n) * p.I) + c);
         av[b] = __ldg(reinterpret_cast<const uint4*>(p.act + (t * p.k + s) * p.I) + c);
       }
     }
