@@ -8,6 +8,7 @@
 #include <numeric>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <set>
 #include <vector>
@@ -803,6 +804,62 @@ TEST_F(Gpu, RowLogprobsMatchCpu) {
   std::printf("[row_logprobs] %lld values, %lld with the CPU's bits; %lld top-N places traded within tolerance\n",
               (long long)values, (long long)same_bits, (long long)traded);
   RecordProperty("same_bits", std::to_string(same_bits) + " of " + std::to_string(values));
+}
+
+// What a device-sampled decode step with logprobs adds (no assertions; printed): at Qwen3's
+// vocabulary, sample_rows (T 1.0) then row_logprobs (top 5, 3 ids) on the device, against
+// the copy of the [rows, V] f32 logits into pinned host memory that the host path starts
+// with (before its per-row log-softmax and sampling on the host).
+TEST_F(Gpu, RowLogprobsTiming) {
+  std::mt19937 rng(2);
+  const int64_t V = 151936, kMaxRows = 128;
+  Buffer x(DType::kF32, {kMaxRows, V});
+  fill_uniform(x.tensor(), rng, -8, 8);
+  auto dx = upload(x.tensor());
+  std::vector<RowSampling> sp(kMaxRows);
+  std::vector<RowLogprobs> lp(kMaxRows);
+  for (int64_t r = 0; r < kMaxRows; ++r) {
+    sp[size_t(r)] = {1.0f, -1, 1.0f, 0.0f, uint64_t(r), 100};
+    lp[size_t(r)].top_n = 5;
+    lp[size_t(r)].num_ids = 3;
+    lp[size_t(r)].ids[0] = 1, lp[size_t(r)].ids[1] = 2, lp[size_t(r)].ids[2] = 3;
+  }
+  auto dsp = upload_vec(sp);
+  auto dlp = upload_vec(lp);
+  DeviceBuffer dchosen(size_t(kMaxRows) * 4), dout(size_t(kMaxRows) * sizeof(RowLogprobsOut));
+  Buffer pinned = cuda::pinned_buffer(DType::kF32, {kMaxRows, V});
+  cudaEvent_t e0, e1;
+  SPARROW_CUDA_CHECK(cudaEventCreate(&e0));
+  SPARROW_CUDA_CHECK(cudaEventCreate(&e1));
+  const auto time_us = [&](const std::function<void()>& f) {
+    f();  // warm-up
+    constexpr int kIters = 20;
+    SPARROW_CUDA_CHECK(cudaEventRecord(e0, cuda::current_stream()));
+    for (int i = 0; i < kIters; ++i) f();
+    SPARROW_CUDA_CHECK(cudaEventRecord(e1, cuda::current_stream()));
+    SPARROW_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    SPARROW_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    return 1000.0 * ms / kIters;
+  };
+  for (const int64_t rows : {int64_t(1), int64_t(8), int64_t(32), kMaxRows}) {
+    const Tensor t = dx.tensor().slice_rows(0, rows);
+    auto* c = static_cast<int32_t*>(dchosen.data());
+    const double sample = time_us([&] { ops::sample_rows(t, static_cast<const RowSampling*>(dsp.data()), c); });
+    const double logprobs = time_us([&] {
+      ops::row_logprobs(t, c, static_cast<const RowLogprobs*>(dlp.data()), static_cast<RowLogprobsOut*>(dout.data()));
+    });
+    const double copy = time_us([&] {
+      SPARROW_CUDA_CHECK(cudaMemcpyAsync(pinned.data(), t.data(), size_t(rows * V) * 4, cudaMemcpyDeviceToHost,
+                                         cuda::current_stream()));
+    });
+    std::printf("[row_logprobs timing] rows %3lld: sample_rows %7.1f us, row_logprobs %7.1f us; "
+                "logits to pinned host %7.1f us\n", (long long)rows, sample, logprobs, copy);
+    RecordProperty("rows_" + std::to_string(rows) + "_us",
+                   std::to_string(sample) + " / " + std::to_string(logprobs) + " / " + std::to_string(copy));
+  }
+  SPARROW_CUDA_CHECK(cudaEventDestroy(e0));
+  SPARROW_CUDA_CHECK(cudaEventDestroy(e1));
 }
 
 TEST_F(Gpu, DeviceArenaCarvesOneAllocation) {
