@@ -96,9 +96,15 @@ void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out) 
 #endif
   SPARROW_CHECK(logits.device() == Device::kCPU && logits.is_contiguous(), "sample_rows: contiguous CPU logits expected");
   SPARROW_CHECK(logits.dtype() == DType::kF32 && logits.rank() == 2, "sample_rows: f32 [R, V] logits expected");
-  thread_local std::vector<int32_t> order, ids;  // scratch reused across calls
-  for (int64_t r = 0; r < logits.size(0); ++r)
-    out[r] = sample_row(static_cast<const float*>(logits.row_ptr(r)), logits.size(1), params[r], order, ids);
+  // Rows are independent (a draw depends on its row alone): one row per pool thread at a
+  // time. A non-greedy row is a few passes of exp / log over the vocabulary (~7 ms at
+  // 151936 tokens), so the rows of a GPU's eager step (a prefill's last tokens) run in
+  // parallel, as the scheduler's host path does.
+  ThreadPool::global().parallel_for(logits.size(0), [&](int64_t b, int64_t e) {
+    thread_local std::vector<int32_t> order, ids;  // scratch reused across calls
+    for (int64_t r = b; r < e; ++r)
+      out[r] = sample_row(static_cast<const float*>(logits.row_ptr(r)), logits.size(1), params[r], order, ids);
+  }, 1);
 }
 
 void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs* params, RowLogprobsOut* out) {

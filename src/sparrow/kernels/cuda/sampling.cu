@@ -140,6 +140,7 @@ __device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SampleSm
       const bool in = i < V && elem(i, key, w) && (key & mask) == prefix;
       const uint32_t bin = in ? (key >> shift) & 255u : 256u;
       if (kCount) {
+        if (!__any_sync(0xffffffffu, in)) continue;  // (warp-uniform) later passes admit few tokens
         const unsigned peers = __match_any_sync(0xffffffffu, bin);
         if (in && lane == __ffs(peers) - 1) atomicAdd(&sm.hist[bin], (unsigned long long)__popc(peers));
       } else if (in && w) {
