@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "sparrow/engine/sync_generate.h"
+#include "sparrow/kernels/row_sampling.h"
 
 namespace sparrow {
 namespace {
@@ -19,9 +20,10 @@ namespace {
 const std::string kModel = std::string(SPARROW_TESTDATA_DIR) + "/models/qwen3_moe";
 
 std::unique_ptr<Engine> make_engine(int64_t kv_tokens = 4096, int64_t chunk = 8192, bool radix = true,
-                                    bool deterministic = false) {
+                                    bool deterministic = false, bool device_logprobs = true) {
   EngineOptions o;
   o.parallel.deterministic = deterministic;
+  o.device_logprobs = device_logprobs;
   o.max_total_tokens = kv_tokens;
   o.max_running_requests = 16;
   o.chunked_prefill_size = chunk;
@@ -169,10 +171,10 @@ TEST(Engine, SeededSamplingIsReproducibleAcrossBatches) {
   EXPECT_EQ(alone.output_ids, in_batch.output_ids);
 }
 
-// Rows without logprobs, penalties or masks make executor-sampled steps (the executor
-// returns token ids; on a GPU the logits never leave the device): the same tokens as the
-// sampler's path, alone or batched with a request that wants logprobs (those steps bring
-// logits back for every row), greedy or seeded sampling.
+// Rows without penalties or masks make executor-sampled steps (the executor returns token
+// ids, and output logprobs if asked; on a GPU the logits never leave the device): the same
+// tokens as the sampler's path, alone or batched with a request that wants logprobs,
+// greedy or seeded sampling.
 TEST(Engine, ExecutorSampledStepsGiveTheSamplersTokens) {
   auto e = make_engine();
   const auto with_lp = generate_sync(*e, {greedy(prompt(30, 7), 8)})[0].result;
@@ -211,6 +213,68 @@ TEST(Engine, DeterministicModeSamplesNonGreedyRowsOnTheHost) {
   EXPECT_EQ(e->stats().executor_sampled_steps, before);
   generate_sync(*e, {greedy(prompt(20, 3), 6, false)});
   EXPECT_GT(e->stats().executor_sampled_steps, before);
+}
+
+void expect_same_logprobs(const GenerateResult& a, const GenerateResult& b, const std::string& what) {
+  EXPECT_EQ(a.output_ids, b.output_ids) << what;
+  ASSERT_EQ(a.output_token_logprobs.size(), b.output_token_logprobs.size()) << what;
+  ASSERT_EQ(a.output_top_logprobs.size(), b.output_top_logprobs.size()) << what;
+  ASSERT_EQ(a.output_token_ids_logprobs.size(), b.output_token_ids_logprobs.size()) << what;
+  const auto same = [&](const std::vector<TokenLogprob>& x, const std::vector<TokenLogprob>& y, size_t j) {
+    ASSERT_EQ(x.size(), y.size()) << what << " step " << j;
+    for (size_t k = 0; k < x.size(); ++k) {
+      EXPECT_EQ(x[k].token_id, y[k].token_id) << what << " step " << j << " entry " << k;
+      EXPECT_EQ(x[k].logprob, y[k].logprob) << what << " step " << j << " entry " << k;
+    }
+  };
+  for (size_t j = 0; j < a.output_token_logprobs.size(); ++j) {
+    EXPECT_EQ(a.output_token_logprobs[j].token_id, b.output_token_logprobs[j].token_id) << what << " step " << j;
+    EXPECT_EQ(*a.output_token_logprobs[j].logprob, *b.output_token_logprobs[j].logprob) << what << " step " << j;
+    if (!a.output_top_logprobs.empty()) same(a.output_top_logprobs[j], b.output_top_logprobs[j], j);
+    if (!a.output_token_ids_logprobs.empty()) same(a.output_token_ids_logprobs[j], b.output_token_ids_logprobs[j], j);
+  }
+}
+
+// Output logprobs of executor-sampled rows (ForwardBatch::logprobs, ops::row_logprobs; on
+// a GPU computed on the device) are the host path's bits on the CPU (the same log_softmax
+// and top_n): tokens, logprobs, top-N and token_ids_logprob, greedy and seeded, batched
+// with rows that want none. top_logprobs_num beyond the cap, device_logprobs off and
+// deterministic mode keep the host path.
+TEST(Engine, ExecutorLogprobsAreTheHostPaths) {
+  std::vector<Request> reqs;
+  Request r = greedy(prompt(30, 7), 8);
+  r.top_logprobs_num = 5;
+  r.token_ids_logprob = {1, 2, 499, 1};
+  reqs.push_back(r);
+  r.input_ids = prompt(25, 3);
+  r.sampling.temperature = 0.9f;
+  r.sampling.top_p = 0.95f;
+  r.sampling.sampling_seed = 11;
+  r.top_logprobs_num = kRowLogprobsMaxTop;
+  reqs.push_back(r);
+  reqs.push_back(greedy(prompt(20, 4), 6, /*logprobs=*/false));
+  r.input_ids = prompt(12, 5);
+  r.token_ids_logprob.clear();
+  r.top_logprobs_num = 0;
+  reqs.push_back(r);
+  auto dev = make_engine();
+  const auto on_executor = generate_sync(*dev, reqs);
+  EXPECT_GT(dev->stats().executor_logprob_steps, 0);
+  const auto host = generate_sync(*make_engine(4096, 8192, true, false, /*device_logprobs=*/false), reqs);
+  for (size_t i = 0; i < reqs.size(); ++i)
+    expect_same_logprobs(on_executor[i].result, host[i].result, "request " + std::to_string(i));
+  // Beyond the cap: the host path (its steps bring the logits back), the same results.
+  Request wide = reqs[0];
+  wide.top_logprobs_num = kRowLogprobsMaxTop + 1;
+  const int64_t before = dev->stats().executor_logprob_steps;
+  const auto w = generate_sync(*dev, {wide})[0].result;
+  EXPECT_EQ(dev->stats().executor_logprob_steps, before);
+  ASSERT_EQ(w.output_top_logprobs.size(), 8u);
+  EXPECT_EQ(w.output_top_logprobs[0].size(), size_t(kRowLogprobsMaxTop + 1));
+  EXPECT_EQ(w.output_ids, host[0].result.output_ids);
+  auto det = make_engine(4096, 8192, true, /*deterministic=*/true);
+  generate_sync(*det, {reqs[0]});
+  EXPECT_EQ(det->stats().executor_logprob_steps, 0);
 }
 
 TEST(Engine, RejectsBadRequests) {

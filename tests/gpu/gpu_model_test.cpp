@@ -46,6 +46,7 @@ struct Opts {
   bool graphs = true;
   bool deterministic = false;
   int64_t chunked_prefill = 8192;
+  bool device_logprobs = true;
 };
 
 std::unique_ptr<Engine> make_engine(const std::string& dir, const Opts& p) {
@@ -58,6 +59,7 @@ std::unique_ptr<Engine> make_engine(const std::string& dir, const Opts& p) {
   o.gpu.cuda_graphs = p.graphs;
   o.gpu.cuda_graph_max_bs = 16;
   o.parallel.deterministic = p.deterministic;
+  o.device_logprobs = p.device_logprobs;
   return std::make_unique<Engine>(load_model_source(dir, "auto", DType::kBF16), nullptr, o);
 }
 
@@ -151,9 +153,9 @@ TEST_P(GpuModel, DeterministicIsBatchChunkAndGraphInvariant) {
 
 // Seeded sampling (temperature, top-k, top-p, min-p) drawn on the device (decode steps
 // return token ids: ForwardBatch::sampling) gives the tokens the host sampler draws from
-// the same logits (requests with logprobs bring the logits back). Default mode (the
-// deterministic one keeps non-greedy draws on the host); both runs have the same batch
-// shapes, so their logits are the same bits.
+// the same logits (requests with logprobs on an engine with device_logprobs off bring the
+// logits back). Default mode (the deterministic one keeps non-greedy draws on the host);
+// both runs have the same batch shapes, so their logits are the same bits.
 TEST_P(GpuModel, DeviceSamplingMatchesHostSampler) {
   const json golden = read_golden(GetParam());
   std::vector<Request> on_device, on_host;
@@ -169,12 +171,87 @@ TEST_P(GpuModel, DeviceSamplingMatchesHostSampler) {
     r.return_logprob = true;
     on_host.push_back(r);
   }
-  auto e = make_engine(model_dir(GetParam()), {});
+  Opts host_logprobs;
+  host_logprobs.device_logprobs = false;
+  auto e = make_engine(model_dir(GetParam()), host_logprobs);
   const int64_t before = e->stats().executor_sampled_steps;
   const auto dev = run(*e, on_device);
   EXPECT_GT(e->stats().executor_sampled_steps, before);
   const auto host = run(*e, on_host);
+  EXPECT_EQ(e->stats().executor_logprob_steps, 0);
   for (size_t i = 0; i < dev.size(); ++i) EXPECT_EQ(dev[i].output_ids, host[i].output_ids) << "prompt " << i;
+}
+
+// Output logprobs computed on the device next to the sampled token (ops::row_logprobs;
+// graph-replayed decode steps return ids and a few floats per row) against the host path
+// (the same steps bring the logits back: device_logprobs off, SPARROW_DEVICE_LOGPROBS=0):
+// the same tokens, greedy and seeded; the chosen token's logprob, the top-5 and the
+// token_ids_logprob values within 1e-5 nat (the same logits bits, another reduction order
+// for the normalizer); top-5 ids equal, except two whose host values are that close.
+TEST_P(GpuModel, DeviceLogprobsMatchHostPath) {
+  const json golden = read_golden(GetParam());
+  std::vector<Request> reqs;
+  uint64_t seed = 3;
+  for (const json& p : golden["prompts"]) {
+    Request r = greedy(p["input_ids"].get<std::vector<int32_t>>(), 12, true);
+    r.logprob_start_len = -1;  // output logprobs only (prompt positions are always the host's)
+    r.top_logprobs_num = 5;
+    r.token_ids_logprob = {0, 1, 7, 1};
+    reqs.push_back(r);
+    r.sampling.temperature = 1.0f;
+    r.sampling.sampling_seed = seed++;
+    reqs.push_back(r);
+  }
+  auto e = make_engine(model_dir(GetParam()), {});
+  const auto dev = run(*e, reqs);
+  EXPECT_GT(e->stats().executor_logprob_steps, 0);
+  e.reset();
+  Opts host_opts;
+  host_opts.device_logprobs = false;
+  auto h = make_engine(model_dir(GetParam()), host_opts);
+  const auto host = run(*h, reqs);
+  EXPECT_EQ(h->stats().executor_logprob_steps, 0);
+  constexpr double kTol = 1e-5;
+  const auto close = [&](float a, float b) { return a == b || std::fabs(double(a) - double(b)) <= kTol; };
+  int64_t values = 0, same_bits = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const GenerateResult &d = dev[i], &c = host[i];
+    ASSERT_EQ(d.output_ids, c.output_ids) << "request " << i;
+    ASSERT_EQ(d.output_token_logprobs.size(), c.output_token_logprobs.size());
+    ASSERT_EQ(d.output_top_logprobs.size(), c.output_top_logprobs.size());
+    ASSERT_EQ(d.output_token_ids_logprobs.size(), c.output_token_ids_logprobs.size());
+    for (size_t j = 0; j < c.output_token_logprobs.size(); ++j) {
+      const std::string at = "request " + std::to_string(i) + " step " + std::to_string(j);
+      const float a = *d.output_token_logprobs[j].logprob, b = *c.output_token_logprobs[j].logprob;
+      EXPECT_TRUE(close(a, b)) << at << ": " << a << " vs " << b;
+      ++values, same_bits += a == b;
+      const auto &dt = d.output_top_logprobs[j], &ct = c.output_top_logprobs[j];
+      ASSERT_EQ(dt.size(), 5u) << at;
+      ASSERT_EQ(ct.size(), 5u) << at;
+      for (size_t k = 0; k < ct.size(); ++k) {
+        EXPECT_TRUE(close(dt[k].logprob, ct[k].logprob)) << at << " top " << k;
+        ++values, same_bits += dt[k].logprob == ct[k].logprob;
+        if (dt[k].token_id == ct[k].token_id) continue;
+        // Places traded: the device's token has the host's value at this rank, within tolerance
+        // (checked above; also its own host value when the host listed it).
+        for (const auto& o : ct) {
+          if (o.token_id == dt[k].token_id) {
+            EXPECT_TRUE(close(o.logprob, ct[k].logprob)) << at << " top " << k << ": " << dt[k].token_id << " vs "
+                                                         << ct[k].token_id;
+          }
+        }
+      }
+      const auto &di = d.output_token_ids_logprobs[j], &ci = c.output_token_ids_logprobs[j];
+      ASSERT_EQ(di.size(), 4u) << at;
+      ASSERT_EQ(ci.size(), 4u) << at;
+      for (size_t k = 0; k < ci.size(); ++k) {
+        EXPECT_EQ(di[k].token_id, ci[k].token_id) << at;
+        EXPECT_TRUE(close(di[k].logprob, ci[k].logprob)) << at << " id " << ci[k].token_id;
+      }
+    }
+  }
+  std::printf("[gpu %s] device vs host output logprobs: %lld of %lld values with the same bits\n", GetParam().c_str(),
+              (long long)same_bits, (long long)values);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GpuModel, ::testing::Values("qwen3_moe", "qwen2_moe", "mixtral", "olmoe"));

@@ -6,13 +6,16 @@
 
 #include <cmath>
 #include <numeric>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <set>
 #include <vector>
 
 #include "kernel_test_util.h"
 #include "sparrow/core/cuda/device.h"
+#include "sparrow/engine/logprobs.h"
 #include "sparrow/kernels/cuda/ops_cuda.h"
 #include "sparrow/kernels/ops.h"
 #include "sparrow/kernels/reference/attention_ref.h"
@@ -711,6 +714,164 @@ TEST_F(Gpu, SampleRowsMatchesCpu) {
   // The draws vary with the position (not one fixed token per case).
   std::set<int32_t> distinct(want.begin(), want.begin() + kPositions);
   EXPECT_GT(distinct.size(), 3u);
+}
+
+// The device's output logprobs (ops::row_logprobs: the cluster's normalizer, radix-selected
+// top-N) against the host path (ops::log_softmax, then engine/logprobs.h top_n) on
+// vocabulary-sized rows: uniform, 13-level ties, tiny distinct logits that share logprobs,
+// peaked, mostly -inf, all equal, large magnitudes, maxima repeated far apart next to
+// one-ulp neighbours; top_n -1 (untouched) / 0 / 1 / 5 / 20 / the cap, and beyond V.
+// Values within 1e-5 nat (measured: identical bits in most rows); ids and order exact,
+// except that two tokens may trade places where the CPU's logprobs of the two are within
+// that tolerance (lse one ulp apart can merge or split such a pair).
+TEST_F(Gpu, RowLogprobsMatchCpu) {
+  std::mt19937 rng(11);
+  constexpr double kTol = 1e-5;
+  const std::vector<int> tops = {-1, 0, 1, 5, 20, kRowLogprobsMaxTop};
+  constexpr int kKinds = 8;
+  int64_t values = 0, same_bits = 0, traded = 0;
+  for (const int64_t V : {int64_t(151936), int64_t(37)}) {
+    const int64_t R = kKinds * int64_t(tops.size());
+    Buffer x(DType::kF32, {R, V});
+    std::uniform_real_distribution<float> u(-4.f, 4.f);
+    std::uniform_int_distribution<int> level(0, 12);
+    std::uniform_int_distribution<int32_t> any(0, int32_t(V - 1));
+    std::vector<RowLogprobs> params(static_cast<size_t>(R));
+    std::vector<int32_t> chosen(static_cast<size_t>(R));
+    for (int64_t r = 0; r < R; ++r) {
+      const int kind = int(r % kKinds);
+      float* row = static_cast<float*>(x.tensor().row_ptr(r));
+      for (int64_t i = 0; i < V; ++i) {
+        switch (kind) {
+          case 0: row[i] = u(rng); break;
+          case 1: row[i] = 0.5f * float(level(rng)) - 3.f; break;
+          case 2: row[i] = 1e-3f * u(rng); break;
+          case 3: row[i] = i % 997 == 0 ? u(rng) + 12.f : u(rng) - 30.f; break;
+          case 4: row[i] = i % 101 == 3 ? u(rng) : -INFINITY; break;
+          case 5: row[i] = 0.25f; break;
+          case 6: row[i] = 3e4f * u(rng); break;
+          default: row[i] = u(rng) - 2.f;
+        }
+      }
+      if (kind == 7) {  // the maximum at both ends, one-ulp neighbours in between
+        row[0] = row[V - 1] = 6.f;
+        for (int64_t i = 1; i + 1 < V && i < 12; i += 2) row[i * V / 13] = std::nextafter(6.f, 0.f), row[i * V / 13 + 1] = 5.9999f;
+      }
+      RowLogprobs& p = params[size_t(r)];
+      p.top_n = tops[size_t(r / kKinds) % tops.size()];
+      p.num_ids = int32_t(r % 3 == 0 ? 0 : r % 3 == 1 ? 3 : kRowLogprobsMaxIds);
+      for (int j = 0; j < p.num_ids; ++j) p.ids[j] = j == 0 ? 0 : j == 1 ? int32_t(V - 1) : j == 2 ? 0 : any(rng);
+      int32_t top = 0;
+      ops::argmax_rows(Tensor(row, DType::kF32, {1, V}), &top);
+      chosen[size_t(r)] = r % 2 ? top : any(rng);
+    }
+    auto dx = upload(x.tensor());
+    auto dc = upload_vec(chosen);
+    auto dp = upload_vec(params);
+    DeviceBuffer dout(size_t(R) * sizeof(RowLogprobsOut));
+    SPARROW_CUDA_CHECK(cudaMemset(dout.data(), 0xff, dout.nbytes()));
+    ops::row_logprobs(dx.tensor(), static_cast<const int32_t*>(dc.data()), static_cast<const RowLogprobs*>(dp.data()),
+                      static_cast<RowLogprobsOut*>(dout.data()));
+    const auto got = download_vec<RowLogprobsOut>(dout.data(), size_t(R));
+    RowLogprobsOut poison;
+    std::memset(static_cast<void*>(&poison), 0xff, sizeof(poison));
+    std::vector<float> lp(static_cast<size_t>(V));
+    const auto close = [&](float a, float b) { return a == b || std::fabs(double(a) - double(b)) <= kTol; };
+    for (int64_t r = 0; r < R; ++r) {
+      const int kind = int(r % kKinds);
+      const RowLogprobs& p = params[size_t(r)];
+      const RowLogprobsOut& o = got[size_t(r)];
+      const std::string at = "V " + std::to_string(V) + " row " + std::to_string(r) + " kind " + std::to_string(kind) +
+                             " top_n " + std::to_string(p.top_n);
+      if (p.top_n < 0) {
+        EXPECT_EQ(std::memcmp(&o, &poison, sizeof(o)), 0) << at << ": a row that wants nothing was written";
+        continue;
+      }
+      ops::log_softmax(Tensor(x.tensor().row_ptr(r), DType::kF32, {1, V}), Tensor(lp.data(), DType::kF32, {1, V}));
+      const auto value = [&](float g, float want, const std::string& what) {
+        EXPECT_TRUE(close(g, want)) << at << " " << what << ": " << g << " vs " << want;
+        ++values;
+        same_bits += std::memcmp(&g, &want, 4) == 0;
+      };
+      value(o.logprob, lp[size_t(chosen[size_t(r)])], "chosen");
+      for (int j = 0; j < p.num_ids; ++j) value(o.id_logprobs[j], lp[size_t(p.ids[j])], "id " + std::to_string(j));
+      const std::vector<TokenLogprob> want = top_n(lp.data(), V, p.top_n);
+      std::set<int32_t> seen;
+      for (size_t j = 0; j < want.size(); ++j) {
+        const int32_t id = o.top_ids[j];
+        ASSERT_TRUE(id >= 0 && id < V) << at << " rank " << j << ": id " << id;
+        EXPECT_TRUE(seen.insert(id).second) << at << " rank " << j << ": id " << id << " twice";
+        value(o.top_logprobs[j], want[j].logprob, "rank " + std::to_string(j));
+        EXPECT_TRUE(close(o.top_logprobs[j], lp[size_t(id)])) << at << " rank " << j << ": value of another id";
+        if (id == want[j].token_id) continue;
+        ++traded;
+        // Exact ties (levels, all equal, -inf) are ties on both sides: ids must match there.
+        EXPECT_TRUE(kind != 1 && kind != 4 && kind != 5) << at << " rank " << j << ": id " << id << " vs " << want[j].token_id;
+        EXPECT_TRUE(close(lp[size_t(id)], want[j].logprob))
+            << at << " rank " << j << ": id " << id << " (lp " << lp[size_t(id)] << ") for " << want[j].token_id << " ("
+            << want[j].logprob << ")";
+      }
+    }
+  }
+  std::printf("[row_logprobs] %lld values, %lld with the CPU's bits; %lld top-N places traded within tolerance\n",
+              (long long)values, (long long)same_bits, (long long)traded);
+  RecordProperty("same_bits", std::to_string(same_bits) + " of " + std::to_string(values));
+}
+
+// What a device-sampled decode step with logprobs adds (no assertions; printed): at Qwen3's
+// vocabulary, sample_rows (T 1.0) then row_logprobs (top 5, 3 ids) on the device, against
+// the copy of the [rows, V] f32 logits into pinned host memory that the host path starts
+// with (before its per-row log-softmax and sampling on the host).
+TEST_F(Gpu, RowLogprobsTiming) {
+  std::mt19937 rng(2);
+  const int64_t V = 151936, kMaxRows = 128;
+  Buffer x(DType::kF32, {kMaxRows, V});
+  fill_uniform(x.tensor(), rng, -8, 8);
+  auto dx = upload(x.tensor());
+  std::vector<RowSampling> sp(kMaxRows);
+  std::vector<RowLogprobs> lp(kMaxRows);
+  for (int64_t r = 0; r < kMaxRows; ++r) {
+    sp[size_t(r)] = {1.0f, -1, 1.0f, 0.0f, uint64_t(r), 100};
+    lp[size_t(r)].top_n = 5;
+    lp[size_t(r)].num_ids = 3;
+    lp[size_t(r)].ids[0] = 1, lp[size_t(r)].ids[1] = 2, lp[size_t(r)].ids[2] = 3;
+  }
+  auto dsp = upload_vec(sp);
+  auto dlp = upload_vec(lp);
+  DeviceBuffer dchosen(size_t(kMaxRows) * 4), dout(size_t(kMaxRows) * sizeof(RowLogprobsOut));
+  Buffer pinned = cuda::pinned_buffer(DType::kF32, {kMaxRows, V});
+  cudaEvent_t e0, e1;
+  SPARROW_CUDA_CHECK(cudaEventCreate(&e0));
+  SPARROW_CUDA_CHECK(cudaEventCreate(&e1));
+  const auto time_us = [&](const std::function<void()>& f) {
+    f();  // warm-up
+    constexpr int kIters = 20;
+    SPARROW_CUDA_CHECK(cudaEventRecord(e0, cuda::current_stream()));
+    for (int i = 0; i < kIters; ++i) f();
+    SPARROW_CUDA_CHECK(cudaEventRecord(e1, cuda::current_stream()));
+    SPARROW_CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    SPARROW_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    return 1000.0 * ms / kIters;
+  };
+  for (const int64_t rows : {int64_t(1), int64_t(8), int64_t(32), kMaxRows}) {
+    const Tensor t = dx.tensor().slice_rows(0, rows);
+    auto* c = static_cast<int32_t*>(dchosen.data());
+    const double sample = time_us([&] { ops::sample_rows(t, static_cast<const RowSampling*>(dsp.data()), c); });
+    const double logprobs = time_us([&] {
+      ops::row_logprobs(t, c, static_cast<const RowLogprobs*>(dlp.data()), static_cast<RowLogprobsOut*>(dout.data()));
+    });
+    const double copy = time_us([&] {
+      SPARROW_CUDA_CHECK(cudaMemcpyAsync(pinned.data(), t.data(), size_t(rows * V) * 4, cudaMemcpyDeviceToHost,
+                                         cuda::current_stream()));
+    });
+    std::printf("[row_logprobs timing] rows %3lld: sample_rows %7.1f us, row_logprobs %7.1f us; "
+                "logits to pinned host %7.1f us\n", (long long)rows, sample, logprobs, copy);
+    RecordProperty("rows_" + std::to_string(rows) + "_us",
+                   std::to_string(sample) + " / " + std::to_string(logprobs) + " / " + std::to_string(copy));
+  }
+  SPARROW_CUDA_CHECK(cudaEventDestroy(e0));
+  SPARROW_CUDA_CHECK(cudaEventDestroy(e1));
 }
 
 TEST_F(Gpu, DeviceArenaCarvesOneAllocation) {

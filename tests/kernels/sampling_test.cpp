@@ -1,11 +1,15 @@
 // ops::sample_rows on the CPU (partial sorts, hopeless tokens skipped) against the plain
 // full-sort definition (kernels/reference/sampling_ref.h), on vocabulary-sized rows: every
-// mix of temperature / top-k / top-p / min-p, runs of tied logits, peaked rows.
+// mix of temperature / top-k / top-p / min-p, runs of tied logits, peaked rows. And
+// ops::row_logprobs on the CPU: the host path's log_softmax + top_n, bit for bit.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
+#include "sparrow/engine/logprobs.h"
 #include "sparrow/kernels/ops.h"
 #include "sparrow/kernels/reference/sampling_ref.h"
 
@@ -41,6 +45,61 @@ TEST(SampleRows, MatchesTheFullSortDefinition) {
     }
   }
   EXPECT_GT(distinct, 20);  // draws vary with the position and the row
+}
+
+// What the executor reports for a sampled row is what the scheduler's host path computes
+// from the same logits (ops::log_softmax, then top_n), bit for bit: ties, rows where
+// distinct logits share one logprob, -inf entries, top_n 0 / 1 / the cap / beyond V, and
+// rows that want nothing are left untouched.
+TEST(RowLogprobs, AreTheHostPathsLogSoftmaxAndTopN) {
+  std::mt19937 rng(3);
+  for (const int64_t V : {int64_t(50000), int64_t(40)}) {
+    const int64_t R = 8;
+    std::vector<float> x(static_cast<size_t>(R * V));
+    std::uniform_real_distribution<float> u(-4.f, 4.f);
+    std::uniform_int_distribution<int> level(0, 12);
+    std::vector<RowLogprobs> params(static_cast<size_t>(R));
+    std::vector<int32_t> chosen(static_cast<size_t>(R));
+    const int top[R] = {5, 20, 64, 0, 1, -1, 64, 7};
+    for (int64_t r = 0; r < R; ++r) {
+      float* row = x.data() + r * V;
+      for (int64_t i = 0; i < V; ++i) {
+        switch (r % 4) {
+          case 0: row[i] = u(rng); break;
+          case 1: row[i] = 0.5f * float(level(rng)) - 3.f; break;  // 13 levels: long runs of ties
+          case 2: row[i] = 1e-3f * u(rng); break;                  // distinct logits, fewer distinct logprobs
+          default: row[i] = i % 101 == 3 ? u(rng) : -INFINITY;     // mostly -inf
+        }
+      }
+      RowLogprobs& p = params[size_t(r)];
+      p.top_n = top[r];
+      p.num_ids = int32_t(r * 9 % (kRowLogprobsMaxIds + 1));
+      for (int j = 0; j < p.num_ids; ++j) p.ids[j] = int32_t((j * 7919 + r) % V);
+      chosen[size_t(r)] = int32_t((r * 12345) % V);
+    }
+    std::vector<RowLogprobsOut> out(static_cast<size_t>(R));
+    std::memset(static_cast<void*>(out.data()), 0x7f, out.size() * sizeof(RowLogprobsOut));
+    const RowLogprobsOut untouched = out[5];
+    ops::row_logprobs(Tensor(x.data(), DType::kF32, {R, V}), chosen.data(), params.data(), out.data());
+    std::vector<float> lp(static_cast<size_t>(V));
+    for (int64_t r = 0; r < R; ++r) {
+      const RowLogprobs& p = params[size_t(r)];
+      const RowLogprobsOut& o = out[size_t(r)];
+      if (p.top_n < 0) {
+        EXPECT_EQ(std::memcmp(&o, &untouched, sizeof(o)), 0) << "row " << r << " was written";
+        continue;
+      }
+      ops::log_softmax(Tensor(x.data() + r * V, DType::kF32, {1, V}), Tensor(lp.data(), DType::kF32, {1, V}));
+      EXPECT_EQ(o.logprob, lp[size_t(chosen[size_t(r)])]) << "V " << V << " row " << r;
+      for (int j = 0; j < p.num_ids; ++j) EXPECT_EQ(o.id_logprobs[j], lp[size_t(p.ids[j])]) << "row " << r << " id " << j;
+      const std::vector<TokenLogprob> want = top_n(lp.data(), V, p.top_n);
+      ASSERT_EQ(int64_t(want.size()), std::min<int64_t>(p.top_n, V));
+      for (size_t j = 0; j < want.size(); ++j) {
+        EXPECT_EQ(o.top_ids[j], want[j].token_id) << "V " << V << " row " << r << " rank " << j;
+        EXPECT_EQ(o.top_logprobs[j], want[j].logprob) << "V " << V << " row " << r << " rank " << j;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <random>
 
 #include "sparrow/core/log.h"
@@ -78,6 +79,10 @@ struct Engine::Impl {
 
   void init() {
     loaded.model.reset();  // the executor builds its own shards
+    if (const char* env = std::getenv("SPARROW_DEVICE_LOGPROBS"); env && std::string(env) == "0" && opts.device_logprobs) {
+      opts.device_logprobs = false;
+      log(LogLevel::kInfo, "engine: output logprobs from the host logits (SPARROW_DEVICE_LOGPROBS=0)");
+    }
     const ModelConfig& c = loaded.config;
     context_length = opts.context_length > 0 ? opts.context_length : std::max<int64_t>(c.max_position_embeddings, 1);
     // KV slots per DP group: --max-total-tokens, or what the memory budget holds (on a GPU:
@@ -153,9 +158,13 @@ struct Engine::Impl {
     }
     if (!any) return false;
     std::vector<int32_t*> chosen;
-    for (auto& p : plans) chosen.push_back(p.chosen.data());
+    std::vector<RowLogprobsOut*> row_lps;
+    for (auto& p : plans) {
+      chosen.push_back(p.chosen.data());
+      row_lps.push_back(p.logprobs.data());
+    }
     const auto t0 = Clock::now();
-    executor->step(batches, tables, outs, chosen);
+    executor->step(batches, tables, outs, chosen, row_lps);
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     int64_t tokens = 0;
     for (size_t d = 0; d < schedulers.size(); ++d) {

@@ -44,6 +44,12 @@ struct EngineOptions {
   DpRouter dp_router = DpRouter::kRoundRobin;
   Device device = Device::kCPU;         // --device (tools resolve "auto")
   DeviceOptions gpu;                    // GPU memory plan and CUDA graphs (device kCUDA)
+  // Output logprobs of sampled rows (return_logprob, top_logprobs_num <= 64, up to 64
+  // token_ids_logprob) from the executor's ops::row_logprobs: on a GPU computed on the
+  // device next to the sampled token, so the step returns ids and a few floats instead of
+  // [rows, V] logits. Off (or SPARROW_DEVICE_LOGPROBS=0): from the host logits, as before.
+  // Never in deterministic mode (its logprobs are the host's bits).
+  bool device_logprobs = true;
 };
 
 // Counters and gauges for /get_load, /server_info and /metrics.
@@ -56,6 +62,8 @@ struct EngineStats {
   // masks), so the executor sampled and returned token ids (ForwardBatch::sampling)
   // instead of logits.
   int64_t executor_sampled_steps = 0;
+  // Those of them whose rows' output logprobs came from the executor too (ops::row_logprobs).
+  int64_t executor_logprob_steps = 0;
   double last_step_tokens_per_s = 0;
   uint64_t comm_bytes = 0;  // moved by the ranks' collectives since start
   // Time spent since start in steps that ran the model: planning and consuming logits

@@ -38,6 +38,10 @@ struct ForwardBatch {
   // the executor returns each row's ops::sample_rows token instead, which on a GPU saves
   // copying [rows, V] logits to the host.
   std::vector<RowSampling> sampling;
+  // Empty: none. Else (with `sampling`) one entry per logit row: the executor also reports
+  // ops::row_logprobs for each row's chosen token (its output logprob, top-N and requested
+  // ids' logprobs), so a GPU returns a few floats per row instead of the logits.
+  std::vector<RowLogprobs> logprobs;
 
   int32_t num_tokens() const { return int32_t(input_ids.size()); }
   int32_t batch_size() const { return int32_t(req_slots.size()); }

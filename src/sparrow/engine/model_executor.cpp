@@ -207,7 +207,8 @@ void ModelExecutor::run_rank(Rank& r) {
     // are the same (whole lm_head on every GPU rank) and stay on their devices.
     const bool home = mesh_.attn_tp_rank(r.index) == 0;
     int32_t* ids = home && !chosen_.empty() && !b.sampling.empty() ? chosen_[size_t(d)] : nullptr;
-    r.gpu->step(b, *tables_[size_t(d)], home ? out : Tensor(), ids);
+    RowLogprobsOut* lp = ids && !logprobs_.empty() && !b.logprobs.empty() ? logprobs_[size_t(d)] : nullptr;
+    r.gpu->step(b, *tables_[size_t(d)], home ? out : Tensor(), ids, lp);
     return;
   }
 #endif
@@ -243,10 +244,12 @@ void ModelExecutor::worker(int rank) {
 }
 
 void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
-                         std::span<const Tensor> logits, std::span<int32_t* const> chosen) {
+                         std::span<const Tensor> logits, std::span<int32_t* const> chosen,
+                         std::span<RowLogprobsOut* const> logprobs) {
   SPARROW_CHECK(int(batches.size()) == mesh_.attn_dp && tables.size() == batches.size() && logits.size() == batches.size(),
                 "one batch, table and logits buffer per DP group");
   SPARROW_CHECK(chosen.empty() || chosen.size() == batches.size(), "one token buffer per DP group");
+  SPARROW_CHECK(logprobs.empty() || logprobs.size() == batches.size(), "one logprobs buffer per DP group");
   const auto chosen_of = [&](size_t d) {
     return !chosen.empty() && !batches[d]->sampling.empty() ? chosen[d] : nullptr;
   };
@@ -254,6 +257,7 @@ void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span
   tables_ = tables;
   logits_ = logits;
   chosen_ = chosen;
+  logprobs_ = logprobs;
   if (mesh_.world == 1) {
     run_rank(*ranks_[0]);
   } else {
@@ -266,7 +270,11 @@ void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span
   if (device_ == Device::kCUDA) return;  // the ranks chose on their devices (or from their logits)
   // On the CPU the logits are on the host already: the same choice, from them.
   for (size_t d = 0; d < batches.size(); ++d)
-    if (int32_t* out = chosen_of(d)) ops::sample_rows(logits[d], batches[d]->sampling.data(), out);
+    if (int32_t* out = chosen_of(d)) {
+      ops::sample_rows(logits[d], batches[d]->sampling.data(), out);
+      if (!logprobs.empty() && !batches[d]->logprobs.empty())
+        ops::row_logprobs(logits[d], out, batches[d]->logprobs.data(), logprobs[d]);
+    }
 }
 
 Buffer ModelExecutor::logits_buffer(int64_t rows, int64_t vocab) const {

@@ -48,9 +48,12 @@ class ModelExecutor {
   // One step on every rank: DP group d runs batches[d] (an empty batch: idle) against its
   // req_to_token table tables[d]; logits[d] receives its rows (the group's attention-TP
   // rank 0 writes them). For a batch with `sampling`, chosen[d] ([rows] host ints)
-  // receives each row's ops::sample_rows token instead, and logits[d] may be left unwritten.
+  // receives each row's ops::sample_rows token instead, and logits[d] may be left unwritten;
+  // with `logprobs` too, logprobs[d] ([rows]) receives each row's ops::row_logprobs (on a
+  // GPU computed on the device by a graph replay).
   void step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
-            std::span<const Tensor> logits, std::span<int32_t* const> chosen = {});
+            std::span<const Tensor> logits, std::span<int32_t* const> chosen = {},
+            std::span<RowLogprobsOut* const> logprobs = {});
   // A host buffer of f32 [rows, V] for step logits: pinned on a GPU (up to 1 GiB), so the
   // copies into it are DMA at full speed rather than staged through pageable memory.
   Buffer logits_buffer(int64_t rows, int64_t vocab) const;
@@ -79,6 +82,7 @@ class ModelExecutor {
   std::span<const ReqToTokenPool* const> tables_;
   std::span<const Tensor> logits_;
   std::span<int32_t* const> chosen_;
+  std::span<RowLogprobsOut* const> logprobs_;
 };
 
 }  // namespace sparrow

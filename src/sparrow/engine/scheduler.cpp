@@ -160,9 +160,22 @@ void Scheduler::plan(StepPlan& plan) {
   if (plan.empty()) plan.batch.mode = ForwardMode::kIdle;
   bool direct = !plan.uses.empty();
   for (const auto& [q, pos] : plan.uses) direct = direct && executor_may_sample(*q, pos);
+  bool logprobs = false;
   if (direct)
-    for (const auto& [q, pos] : plan.uses) plan.batch.sampling.push_back(row_sampling(q->r.sampling, q->seed, pos + 1));
+    for (const auto& [q, pos] : plan.uses) {
+      plan.batch.sampling.push_back(row_sampling(q->r.sampling, q->seed, pos + 1));
+      logprobs |= q->r.return_logprob;
+    }
+  if (logprobs)
+    for (const auto& [q, pos] : plan.uses) {
+      RowLogprobs& lp = plan.batch.logprobs.emplace_back();
+      if (!q->r.return_logprob) continue;  // top_n -1: nothing for this row
+      lp.top_n = q->r.top_logprobs_num;
+      lp.num_ids = int32_t(q->r.token_ids_logprob.size());
+      std::copy(q->r.token_ids_logprob.begin(), q->r.token_ids_logprob.end(), lp.ids);
+    }
   plan.chosen.assign(plan.uses.size(), -1);
+  plan.logprobs.resize(plan.batch.logprobs.size());
 }
 
 bool Scheduler::executor_may_sample(const ScheduledRequest& q, int64_t pos) const {
@@ -171,8 +184,16 @@ bool Scheduler::executor_may_sample(const ScheduledRequest& q, int64_t pos) cons
   // executor depends on the rest of its batch, so a seeded draw could depend on the batch.
   // Greedy choices are exact comparisons, the same on both.
   if (opts_.parallel.deterministic && !q.r.sampling.greedy()) return false;
-  return pos + 1 == int64_t(q.tokens.size()) && !q.r.return_logprob &&
+  return pos + 1 == int64_t(q.tokens.size()) && (!q.r.return_logprob || executor_may_report_logprobs(q)) &&
          samples_logits_as_given(q.r.sampling, int64_t(q.result.output_ids.size()));
+}
+
+bool Scheduler::executor_may_report_logprobs(const ScheduledRequest& q) const {
+  // ops::row_logprobs on a GPU agrees with the host's log_softmax + top_n within float
+  // tolerance, not bit for bit (docs/numerics.md): deterministic mode keeps the host's. Rows
+  // beyond the caps of RowLogprobs stay on the host too.
+  return opts_.device_logprobs && !opts_.parallel.deterministic && q.r.top_logprobs_num <= kRowLogprobsMaxTop &&
+         q.r.token_ids_logprob.size() <= size_t(kRowLogprobsMaxIds);
 }
 
 bool Scheduler::plan_extend(StepPlan& plan) {
@@ -277,8 +298,9 @@ void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
     lp.resize(size_t(config_.vocab_size));
     for (int64_t i = b; i < e; ++i) {
       float* row = fb.sampling.empty() ? static_cast<float*>(logits.row_ptr(i)) : nullptr;
+      const RowLogprobsOut* reported = fb.logprobs.empty() ? nullptr : &plan.logprobs[size_t(i)];
       results[size_t(i)] = evaluate(*plan.uses[size_t(i)].first, plan.uses[size_t(i)].second, row,
-                                    plan.chosen[size_t(i)], sampler, lp);
+                                    plan.chosen[size_t(i)], reported, sampler, lp);
     }
   };
   if (fb.sampling.empty() && n > 1) ThreadPool::global().parallel_for(n, eval);
@@ -302,17 +324,34 @@ void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
     ++it;
   }
   counters_.executor_sampled_steps += !fb.sampling.empty();
+  counters_.executor_logprob_steps += !fb.logprobs.empty();
   if (fb.mode == ForwardMode::kExtend) counters_.prompt_tokens += fb.num_tokens();
   else if (fb.mode == ForwardMode::kDecode) counters_.generation_tokens += fb.num_tokens();
 }
 
 Scheduler::RowResult Scheduler::evaluate(const ScheduledRequest& q, int64_t pos, float* row, int32_t chosen,
-                                         Sampler& sampler, std::vector<float>& lp) const {
+                                         const RowLogprobsOut* reported, Sampler& sampler, std::vector<float>& lp) const {
   const int64_t vocab = config_.vocab_size;
   RowResult r;
   const bool want_lp = q.r.return_logprob;
-  if (want_lp) ops::log_softmax(Tensor(row, DType::kF32, {1, vocab}), Tensor(lp.data(), DType::kF32, {1, vocab}));
+  SPARROW_CHECK(!want_lp || row || reported, "a row that wants logprobs came back without logits or row_logprobs");
+  if (want_lp && row) ops::log_softmax(Tensor(row, DType::kF32, {1, vocab}), Tensor(lp.data(), DType::kF32, {1, vocab}));
   const auto record = [&](int32_t tok) {
+    if (!row) {  // the executor's ops::row_logprobs of its chosen token (executor_may_report_logprobs)
+      SPARROW_CHECK(tok == chosen, "row_logprobs describe token {}, not {}", chosen, tok);
+      r.logprob = LogprobEntry{reported->logprob, tok};
+      if (q.r.top_logprobs_num > 0) {
+        r.top.emplace();
+        for (int64_t j = 0; j < std::min<int64_t>(q.r.top_logprobs_num, vocab); ++j)
+          r.top->push_back({reported->top_logprobs[j], reported->top_ids[j]});
+      }
+      if (!q.r.token_ids_logprob.empty()) {
+        r.ids.emplace();
+        for (size_t j = 0; j < q.r.token_ids_logprob.size(); ++j)
+          r.ids->push_back({reported->id_logprobs[j], q.r.token_ids_logprob[j]});
+      }
+      return;
+    }
     r.logprob = LogprobEntry{lp[size_t(tok)], tok};
     if (q.r.top_logprobs_num > 0) r.top = top_n(lp.data(), vocab, q.r.top_logprobs_num);
     if (!q.r.token_ids_logprob.empty()) {
@@ -384,6 +423,7 @@ void Scheduler::add_stats(EngineStats& s) const {
   s.requests_aborted += counters_.requests_aborted;
   s.retractions += counters_.retractions;
   s.executor_sampled_steps += counters_.executor_sampled_steps;
+  s.executor_logprob_steps += counters_.executor_logprob_steps;
 }
 
 }  // namespace sparrow

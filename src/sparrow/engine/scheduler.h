@@ -34,6 +34,8 @@ struct StepPlan {
   std::vector<std::pair<ScheduledRequest*, int64_t>> uses;
   // [uses.size()]: the executor's choices when batch.sampling is set.
   std::vector<int32_t> chosen;
+  // [uses.size()] when batch.logprobs is set: the executor's ops::row_logprobs.
+  std::vector<RowLogprobsOut> logprobs;
   bool empty() const { return batch.num_tokens() == 0; }
 };
 
@@ -80,13 +82,16 @@ class Scheduler {
     std::optional<std::vector<TokenLogprob>> ids;  // token_ids_logprob given
   };
   // row: the position's logits (penalties are applied in place); or null with `chosen` the
-  // executor's token. `sampler` and `lp` ([V]) are the calling thread's scratch.
-  RowResult evaluate(const ScheduledRequest& q, int64_t pos, float* row, int32_t chosen, Sampler& sampler,
-                     std::vector<float>& lp) const;
+  // executor's token and `reported` its ops::row_logprobs (when the request wants logprobs).
+  // `sampler` and `lp` ([V]) are the calling thread's scratch.
+  RowResult evaluate(const ScheduledRequest& q, int64_t pos, float* row, int32_t chosen, const RowLogprobsOut* reported,
+                     Sampler& sampler, std::vector<float>& lp) const;
   void apply(ScheduledRequest& q, RowResult&& r);
   // Whether the token after `pos` is the sampler's choice from the logits as given (no
-  // logprobs, penalties or masks), so the executor's ops::sample_rows can stand for it.
+  // penalties or masks), so the executor's ops::sample_rows can stand for it, and its output
+  // logprobs (if wanted) ops::row_logprobs' (executor_may_report_logprobs).
   bool executor_may_sample(const ScheduledRequest& q, int64_t pos) const;
+  bool executor_may_report_logprobs(const ScheduledRequest& q) const;
   void emit(ScheduledRequest& q, bool final, std::optional<std::string> error);
   bool ensure_free(int64_t n);
   int64_t available() const;

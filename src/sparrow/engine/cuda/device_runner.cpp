@@ -46,7 +46,10 @@ struct DeviceRunner::Impl {
   Tensor d_logits;                 // [graph max bs, V] f32: graph replays write here
   int32_t* d_chosen = nullptr;           // [graph max bs]: sampled steps' token ids
   RowSampling* d_sampling = nullptr;     // [graph max bs]: their parameters
+  RowLogprobs* d_lp_params = nullptr;    // [graph max bs]: what each row reports (batch.logprobs)
+  RowLogprobsOut* d_lp_out = nullptr;    // [graph max bs]: ops::row_logprobs
   Buffer h_small, h_table, h_sampling;   // pinned staging (uploads are asynchronous DMA)
+  Buffer h_lp_params, h_lp_out;          // pinned staging of the logprobs rows
   std::vector<int64_t> buckets;
   std::map<int64_t, cudaGraphExec_t> graphs;
 
@@ -173,7 +176,10 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   const size_t weights = dry.used();
   const size_t inputs = (m.small_count() + size_t(m.b_max) + size_t(m.b_max * m.ctx)) * 4 + 4 * 256;
   // MoE layers may see every DP group's tokens.
-  const size_t workspace = probe->workspace_bytes(m.t_max * rank.mesh.attn_dp, m.ctx) + inputs + size_t(graph_rows * c.vocab_size) * 4 + 256;
+  // Graph replays' outputs: logits, sampled ids and their parameters, logprobs rows.
+  const size_t graph_out = size_t(graph_rows) * (size_t(c.vocab_size) * 4 + 4 + sizeof(RowSampling) + sizeof(RowLogprobs) +
+                                                 sizeof(RowLogprobsOut)) + 4 * 256;
+  const size_t workspace = probe->workspace_bytes(m.t_max * rank.mesh.attn_dp, m.ctx) + inputs + graph_out + 256;
   cuda::MemoryPlan plan = cuda::plan_memory(weights, workspace, opts.mem_fraction_static);
   const int64_t kv_heads = probe->local_kv_heads();
   const size_t per_token = KVPool::bytes_per_token(c.num_layers, kv_heads, c.head_dim, kv_dtype);
@@ -201,6 +207,11 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
     m.d_sampling = ws.alloc_array<RowSampling>(size_t(graph_rows));
     static_assert(sizeof(RowSampling) % 4 == 0);
     m.h_sampling = cuda::pinned_buffer(DType::kI32, {graph_rows * int64_t(sizeof(RowSampling) / 4)});
+    m.d_lp_params = ws.alloc_array<RowLogprobs>(size_t(graph_rows));
+    m.d_lp_out = ws.alloc_array<RowLogprobsOut>(size_t(graph_rows));
+    static_assert(sizeof(RowLogprobs) % 4 == 0 && sizeof(RowLogprobsOut) % 4 == 0);
+    m.h_lp_params = cuda::pinned_buffer(DType::kI32, {graph_rows * int64_t(sizeof(RowLogprobs) / 4)});
+    m.h_lp_out = cuda::pinned_buffer(DType::kI32, {graph_rows * int64_t(sizeof(RowLogprobsOut) / 4)});
   }
   m.h_small = cuda::pinned_buffer(DType::kI32, {int64_t(m.small_count())});
   m.h_table = cuda::pinned_buffer(DType::kI32, {m.b_max * m.ctx});
@@ -230,7 +241,8 @@ DeviceRunner::~DeviceRunner() {
 int64_t DeviceRunner::kv_slots() const { return impl_->kv_slots; }
 size_t DeviceRunner::kv_bytes_per_token() const { return impl_->kv->bytes_per_token(); }
 
-void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* chosen) {
+void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* chosen,
+                        RowLogprobsOut* logprobs) {
   Impl& m = *impl_;
   cuda::StreamGuard guard(m.stream.get());
   SPARROW_CHECK(table.max_context() <= m.ctx, "req_to_token rows of {} exceed the device table's {}", table.max_context(), m.ctx);
@@ -246,11 +258,24 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
     m.upload(batch, &table, it->first - n);
     SPARROW_CUDA_CHECK(cudaGraphLaunch(it->second, m.stream.get()));
     if (!batch.sampling.empty() && chosen) {
+      const cudaStream_t s = m.stream.get();
       std::memcpy(m.h_sampling.data(), batch.sampling.data(), size_t(n) * sizeof(RowSampling));
       SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.d_sampling, m.h_sampling.data(), size_t(n) * sizeof(RowSampling),
-                                         cudaMemcpyHostToDevice, m.stream.get()));
-      ops::sample_rows(m.d_logits.slice_rows(0, n), m.d_sampling, m.d_chosen);
+                                         cudaMemcpyHostToDevice, s));
+      const Tensor rows = m.d_logits.slice_rows(0, n);
+      ops::sample_rows(rows, m.d_sampling, m.d_chosen);
+      const bool lp = !batch.logprobs.empty() && logprobs;
+      if (lp) {  // the chosen tokens' logprobs, top-N and ids: a few floats per row come back
+        SPARROW_CHECK(int64_t(batch.logprobs.size()) == n, "one RowLogprobs per row");
+        std::memcpy(m.h_lp_params.data(), batch.logprobs.data(), size_t(n) * sizeof(RowLogprobs));
+        SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.d_lp_params, m.h_lp_params.data(), size_t(n) * sizeof(RowLogprobs),
+                                           cudaMemcpyHostToDevice, s));
+        ops::row_logprobs(rows, m.d_chosen, m.d_lp_params, m.d_lp_out);
+        SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.h_lp_out.data(), m.d_lp_out, size_t(n) * sizeof(RowLogprobsOut),
+                                           cudaMemcpyDeviceToHost, s));
+      }
       cuda::copy_bytes(chosen, m.d_chosen, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost);  // waits
+      if (lp) std::memcpy(logprobs, m.h_lp_out.data(), size_t(n) * sizeof(RowLogprobsOut));
       return;
     }
     if (output) ops::copy(logits, m.d_logits.slice_rows(0, n));  // waits for the replay
@@ -260,8 +285,12 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
   m.upload(batch, &table, 0);
   m.model->forward(batch, m.arrays(int32_t(n)), *m.kv, m.arena->workspace(), logits);
   m.stream.synchronize();
-  // Eager steps bring their logits back anyway: the same choice, from them.
-  if (!batch.sampling.empty() && chosen) ops::sample_rows(logits, batch.sampling.data(), chosen);
+  // Eager steps bring their logits back anyway: the same choice and logprobs, from them
+  // (on the host).
+  if (!batch.sampling.empty() && chosen) {
+    ops::sample_rows(logits, batch.sampling.data(), chosen);
+    if (!batch.logprobs.empty() && logprobs) ops::row_logprobs(logits, chosen, batch.logprobs.data(), logprobs);
+  }
 }
 
 }  // namespace sparrow

@@ -33,10 +33,13 @@ class DeviceRunner {
   // Runs `batch` (rows of `table` give its KV slots); logits: host f32 [rows, V], or an
   // empty Tensor for a rank whose attention-TP peer returns them. With batch.sampling,
   // chosen [rows] (host) gets each row's ops::sample_rows token instead: a graph replay
-  // samples on the device and copies back only the ids. Returns when the step is done.
+  // samples on the device and copies back only the ids. With batch.logprobs too,
+  // logprobs [rows] (host) gets each row's ops::row_logprobs (computed on the device by a
+  // graph replay, from the host logits by an eager step). Returns when the step is done.
   // One of several ranks (NCCL): every rank calls step() for every step, with its DP
   // group's batch (empty: idle, it still joins the collectives).
-  void step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* chosen = nullptr);
+  void step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* chosen = nullptr,
+            RowLogprobsOut* logprobs = nullptr);
 
  private:
   struct Impl;

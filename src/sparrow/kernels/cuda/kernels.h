@@ -107,6 +107,15 @@ struct SampleParams {
 };
 void sample_rows(const SampleParams& p, cudaStream_t stream);
 
+struct RowLogprobsParams {
+  const float* x;  // [rows, V]
+  int64_t rows, V;
+  const int32_t* chosen;      // [rows] (device): each row's token
+  const RowLogprobs* params;  // [rows] (device)
+  RowLogprobsOut* out;        // [rows] (device); rows with top_n < 0 untouched
+};
+void row_logprobs(const RowLogprobsParams& p, cudaStream_t stream);
+
 // fp32 SIMT GEMM y = x w^T (+bias), one thread per output, K in increasing order (f32 path
 // and a correctness fallback; not fast).
 struct LinearSimtParams {

@@ -392,6 +392,14 @@ void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out) 
   SPARROW_CUDA_CHECK_LAUNCH("sample_rows");
 }
 
+void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs* params, RowLogprobsOut* out) {
+  check_dev(logits, "row_logprobs");
+  SPARROW_REQUIRE(logits.dtype() == DType::kF32 && logits.rank() == 2, "row_logprobs: f32 [R, V] logits expected");
+  SPARROW_REQUIRE(logits.size(1) < (int64_t(1) << 31), "row_logprobs: vocabulary of {} exceeds int32 ids", logits.size(1));
+  kn::row_logprobs({logits.data_as<float>(), logits.size(0), logits.size(1), chosen, params, out}, current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("row_logprobs");
+}
+
 size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I) {
   const int64_t P = T * k;
   const auto r = [](int64_t b) { return size_t((b + 255) / 256 * 256); };

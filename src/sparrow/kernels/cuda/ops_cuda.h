@@ -32,6 +32,7 @@ void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* 
 void log_softmax(const Tensor& logits, const Tensor& out);
 void argmax_rows(const Tensor& logits, int32_t* out);
 void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out);
+void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs* params, RowLogprobsOut* out);
 
 // Which kernel a bf16 linear takes. kAuto: deterministic mode -> kFixed (batch-invariant
 // tensor-core kernel, every T); else T <= kGemvMaxRows -> kGemv (skinny streaming kernel);

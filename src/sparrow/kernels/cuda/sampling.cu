@@ -1,7 +1,9 @@
 // Token choice per logits row on the GPU: argmax_rows, and sample_rows (ops.h gives the
 // definition; tested against the CPU's kernels/cpu/sampling.cpp, itself held to the full
-// sort of kernels/reference/sampling_ref). argmax_rows: one 1024-thread block per row;
-// sample_rows: a cluster of 8 such blocks per row. Every pass re-reads the row (L2-resident).
+// sort of kernels/reference/sampling_ref); and row_logprobs, the chosen tokens' output
+// logprobs (against ops::log_softmax + top_n). argmax_rows: one 1024-thread block per row;
+// sample_rows and row_logprobs: a cluster of 8 such blocks per row. Every pass re-reads the
+// row (L2-resident).
 //
 // sample_rows never sorts. The candidate set of the definition is a prefix of the row in
 // (logit descending, id ascending) order, so each cut (top-k, top-p) is a boundary (key K,
@@ -138,6 +140,7 @@ __device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SampleSm
       const bool in = i < V && elem(i, key, w) && (key & mask) == prefix;
       const uint32_t bin = in ? (key >> shift) & 255u : 256u;
       if (kCount) {
+        if (!__any_sync(0xffffffffu, in)) continue;  // (warp-uniform) later passes admit few tokens
         const unsigned peers = __match_any_sync(0xffffffffu, bin);
         if (in && lane == __ffs(peers) - 1) atomicAdd(&sm.hist[bin], (unsigned long long)__popc(peers));
       } else if (in && w) {
@@ -306,6 +309,99 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sam
   if (lead) p.out[row] = idx == INT_MAX ? 0 : idx;
 }
 
+// ---- row_logprobs: the output logprobs of each row's chosen token --------------------
+// One cluster per row, as sample_kernel, reusing its folds and radix select. Normalizer:
+// the row's fp32 max (each thread's elements, block_reduce, cluster_fold in block-rank
+// order); then sum of double(expf(x_i - max)): each thread adds its elements in increasing
+// i, block_reduce (warp butterfly, then warps 0..31 in order), cluster_fold (blocks 0..7 in
+// order); lse = max + float(log(sum)); lp_i = x_i - lse. Top-N: the N-th largest lp key
+// (count-weighted radix select, as top-k), a partial tie there split by the select over
+// ids: exactly N tokens; each block collects its own in shared memory and the lead block
+// ranks them by (lp descending, id ascending). lp -0.0 counts as +0.0 (the CPU's == ties).
+struct TopSmem {
+  uint32_t key[kRowLogprobsMaxTop];
+  int32_t id[kRowLogprobsMaxTop];
+  int n;
+};
+
+__global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) logprobs_kernel(RowLogprobsParams p) {
+  __shared__ SampleSmem sm;
+  __shared__ double sv[32];
+  __shared__ TopSmem top;
+  __shared__ uint32_t mkey[kRowLogprobsMaxTop];  // lead block: every block's candidates
+  __shared__ int32_t mid[kRowLogprobsMaxTop];
+  pdl_wait();
+  pdl_launch_dependents();
+  const int64_t V = p.V, row = blockIdx.x / kCluster;
+  const RowLogprobs& rq = p.params[row];
+  const int top_n = rq.top_n;
+  if (top_n < 0) return;  // (the whole cluster)
+  const float* x = p.x + row * V;
+  const Slice sl = my_slice();
+  cg::cluster_group cluster = cg::this_cluster();
+  const bool lead = cluster.block_rank() == 0;
+
+  float mx = -INFINITY;
+  for (int64_t i = sl.first; i < V; i += sl.stride) mx = fmaxf(mx, x[i]);
+  const auto fmax_op = [](float a, float b) { return fmaxf(a, b); };
+  mx = cluster_fold(block_reduce(mx, fmax_op, reinterpret_cast<float*>(sv)), &SampleSmem::part_f, sm, fmax_op);
+  double s = 0.0;
+  for (int64_t i = sl.first; i < V; i += sl.stride) s += double(expf(__fsub_rn(x[i], mx)));
+  const auto add = [](double a, double b) { return a + b; };
+  s = cluster_fold(block_reduce(s, add, sv), &SampleSmem::part_d, sm, add);
+  const float lse = __fadd_rn(mx, float(log(s)));
+  const auto lp = [&](int64_t i) { return __fsub_rn(x[i], lse); };
+
+  RowLogprobsOut& o = p.out[row];
+  if (lead) {
+    if (threadIdx.x == 0) o.logprob = lp(p.chosen[row]);
+    for (int j = threadIdx.x; j < rq.num_ids; j += blockDim.x) o.id_logprobs[j] = lp(rq.ids[j]);
+  }
+  const int n = int64_t(top_n) < V ? top_n : int(V);
+  if (n == 0) return;
+  const auto key_of = [&](int64_t i) { return order_key(__fadd_rn(lp(i), 0.0f)); };  // -0.0 -> +0.0
+  uint64_t before = 0, at = 0;
+  const uint32_t K = radix_select<true, true>(
+      V, [&](int64_t i, uint32_t& key, uint64_t& w) { key = key_of(i); w = 1; return true; }, uint64_t(n), sm, before,
+      at);
+  const uint64_t need = uint64_t(n) - before;  // ties at K taken, lowest ids first
+  int32_t I = INT_MAX;
+  if (need < at) {
+    uint64_t b2 = 0, a2 = 0;
+    I = int32_t(radix_select<false, true>(
+        V, [&](int64_t i, uint32_t& key, uint64_t& w) { key = uint32_t(i); w = 1; return key_of(i) == K; }, need, sm, b2,
+        a2));
+  }
+  if (threadIdx.x == 0) top.n = 0;
+  __syncthreads();
+  for (int64_t i = sl.first; i < V; i += sl.stride) {
+    const uint32_t key = key_of(i);
+    if (key > K || (key == K && int32_t(i) <= I)) {
+      const int slot = atomicAdd(&top.n, 1);
+      if (slot < kRowLogprobsMaxTop) top.key[slot] = key, top.id[slot] = int32_t(i);
+    }
+  }
+  cluster.sync();  // every block's candidates complete
+  if (lead && threadIdx.x < kCluster * kRowLogprobsMaxTop) {
+    const int b = threadIdx.x / kRowLogprobsMaxTop, j = threadIdx.x % kRowLogprobsMaxTop;
+    const TopSmem* src = cluster.map_shared_rank(&top, b);
+    if (j < min(src->n, kRowLogprobsMaxTop)) {
+      int off = 0;
+      for (int c = 0; c < b; ++c) off += min(cluster.map_shared_rank(&top, c)->n, kRowLogprobsMaxTop);
+      if (off + j < kRowLogprobsMaxTop) mkey[off + j] = src->key[j], mid[off + j] = src->id[j];
+    }
+  }
+  cluster.sync();  // the lead's reads done (blocks may exit); its merged list visible
+  if (lead && int(threadIdx.x) < n) {
+    const uint32_t k = mkey[threadIdx.x];
+    const int32_t id = mid[threadIdx.x];
+    int rank = 0;
+    for (int u = 0; u < n; ++u) rank += mkey[u] > k || (mkey[u] == k && mid[u] < id);
+    o.top_ids[rank] = id;
+    o.top_logprobs[rank] = key_value(k);
+  }
+}
+
 }  // namespace
 
 void argmax_rows(const ArgmaxParams& p, cudaStream_t s) {
@@ -316,6 +412,11 @@ void argmax_rows(const ArgmaxParams& p, cudaStream_t s) {
 void sample_rows(const SampleParams& p, cudaStream_t s) {
   if (p.rows == 0) return;
   launch_pdl(sample_kernel, dim3(unsigned(p.rows * kCluster)), dim3(kThreads), 0, s, p);
+}
+
+void row_logprobs(const RowLogprobsParams& p, cudaStream_t s) {
+  if (p.rows == 0) return;
+  launch_pdl(logprobs_kernel, dim3(unsigned(p.rows * kCluster)), dim3(kThreads), 0, s, p);
 }
 
 }  // namespace sparrow::cuda::k
