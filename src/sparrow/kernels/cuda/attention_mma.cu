@@ -116,8 +116,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
           kv[u] = vv[u] = make_uint4(0, 0, 0, 0);  // positions past n: zeros (masked, and 0 * V)
           if (j < n) {
             const int64_t off = int64_t(slot[j]) * kv_stride + g * D + c * 8;
-            kv[u] = *reinterpret_cast<const uint4*>(kc + off);
-            vv[u] = *reinterpret_cast<const uint4*>(vc + off);
+            kv[u] = ldg_stream(reinterpret_cast<const uint4*>(kc + off));
+            vv[u] = ldg_stream(reinterpret_cast<const uint4*>(vc + off));
           }
         }
 #pragma unroll
