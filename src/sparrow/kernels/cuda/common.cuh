@@ -58,10 +58,11 @@ __device__ __forceinline__ float round_to(DType t, float v) {
   }
 }
 
-// A weight load of a streaming kernel (gemv, the skinny MoE kernels): each weight byte is
-// read once per step, so it allocates nothing in L1 (which keeps the activations every warp
-// re-reads) and lets L2 fetch 256 bytes from DRAM at a time (the rest of those bytes come
-// next in the same warp's stream). Measured in docs/gpu.md ("Where batch-1 decode time goes").
+// A load of a streaming kernel (gemv and the skinny MoE kernels: weights; attention: K/V
+// tiles): each byte is read once by its block, so it allocates nothing in L1 (which keeps
+// what warps re-read) and lets L2 fetch 256 bytes from DRAM at a time (the rest of those
+// bytes come next in the same stream). Only for memory no kernel writes while this one
+// runs (the non-coherent path). Measured in docs/gpu.md ("Where batch-1 decode time goes").
 __device__ __forceinline__ uint4 ldg_stream(const uint4* p) {
   uint4 v;
   asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
