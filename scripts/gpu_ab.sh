@@ -15,14 +15,8 @@ set -uo pipefail
 deps=${1:-.deps}
 OUT=${OUT:-/tmp/sparrow_out}
 ab=${AB_DIR:-.scratch/ab}
-mkdir -p "$OUT" /tmp/deps
-for f in "$deps"/*.deb; do dpkg -x "$f" /tmp/deps; done
-sed -i "s|^prefix=/usr\$|prefix=/tmp/deps/usr|" /tmp/deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc /tmp/deps/usr/share/pkgconfig/*.pc 2>/dev/null
-export PKG_CONFIG_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu/pkgconfig:/tmp/deps/usr/share/pkgconfig
-export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-if [ -z "${SPARROW_NCCL_ROOT:-}" ]; then
-  SPARROW_NCCL_ROOT=$(python3 -c 'import nvidia.nccl; print(nvidia.nccl.__path__[0])' 2>/dev/null) && export SPARROW_NCCL_ROOT
-fi
+mkdir -p "$OUT"
+. "$(dirname "$0")/gpu_env.sh" "$deps"
 variants=$(ls "$ab")
 for v in $variants; do
   rm -rf "/tmp/ab_$v" && mkdir -p "/tmp/ab_$v"

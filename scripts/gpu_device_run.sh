@@ -6,19 +6,9 @@
 set -uo pipefail
 deps=${1:-.deps}
 OUT=${OUT:-/tmp/sparrow_out}
-mkdir -p "$OUT" /tmp/deps
-for f in "$deps"/*.deb; do dpkg -x "$f" /tmp/deps; done
-sed -i "s|^prefix=/usr\$|prefix=/tmp/deps/usr|" /tmp/deps/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc /tmp/deps/usr/share/pkgconfig/*.pc 2>/dev/null
-export PKG_CONFIG_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu/pkgconfig:/tmp/deps/usr/share/pkgconfig
-export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-command -v pkg-config >/dev/null || export PKG_CONFIG=/tmp/deps/usr/bin/pkgconf
+mkdir -p "$OUT"
+. "$(dirname "$0")/gpu_env.sh" "$deps"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,clocks.max.sm,clocks.max.mem,driver_version --format=csv | tee "$OUT/nvidia_smi.txt"
-# NCCL: when the CUDA toolkit has none, the PyTorch wheel's copy (cmake/SparrowNccl.cmake).
-nvcc_dir=$(dirname "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")
-if [ -z "${SPARROW_NCCL_ROOT:-}" ] && [ ! -f "$nvcc_dir/../include/nccl.h" ]; then
-  SPARROW_NCCL_ROOT=$(python3 -c 'import nvidia.nccl; print(nvidia.nccl.__path__[0])' 2>/dev/null) && export SPARROW_NCCL_ROOT
-fi
-echo "SPARROW_NCCL_ROOT=${SPARROW_NCCL_ROOT:-} (empty: the toolkit's NCCL, if any)"
 t0=$(date +%s)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=/tmp/deps/usr > "$OUT/build.log" 2>&1 &&
   ninja -C build sparrow sparrow_gpu_tests gpu_moe_layer_bench gpu_decode_bench >> "$OUT/build.log" 2>&1
