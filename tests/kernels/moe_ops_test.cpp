@@ -20,7 +20,8 @@ Buffer random_tensor(DType dt, Shape s, uint32_t seed, float lo = -0.5f, float h
 }
 
 // Five tokens, top-2 of three experts, fixed routing.
-struct ExpertCase {
+class MoeExperts : public ::testing::Test {
+ protected:
   static constexpr int64_t T = 5, H = 24, I = 12, E = 3;
   static constexpr int k = 2;
   const Buffer x = random_tensor(DType::kBF16, {T, H}, 1), w13 = random_tensor(DType::kBF16, {E, 2 * I, H}, 2),
@@ -29,13 +30,7 @@ struct ExpertCase {
   const std::vector<float> weights = {0.7f, 0.3f, 0.5f, 0.5f, 0.9f, 0.1f, 0.6f, 0.4f, 0.2f, 0.8f};
 };
 
-TEST(MoeOps, ReferenceExpertsMatchLinearComposition) {
-  const ExpertCase c;
-  constexpr int64_t T = ExpertCase::T, H = ExpertCase::H, I = ExpertCase::I;
-  constexpr int k = ExpertCase::k;
-  const Buffer &x = c.x, &w13 = c.w13, &w2 = c.w2;
-  const std::vector<int32_t>& ids = c.ids;
-  const std::vector<float>& weights = c.weights;
+TEST_F(MoeExperts, ReferenceExpertsMatchLinearComposition) {
   Buffer slots(DType::kF32, {T * k, H});
   Arena ws(1 << 16);
   ops::moe_experts(x.tensor(), ids.data(), weights.data(), k, w13.tensor(), w2.tensor(), ws, slots.tensor());
@@ -68,13 +63,7 @@ TEST(MoeOps, ReferenceExpertsMatchLinearComposition) {
 
 // Expert parallelism: experts [1, 3) of 3 as a local slice (ids stay global). Pairs routed to
 // expert 0 get zero rows; the others are exactly the whole computation's rows.
-TEST(MoeOps, LocalExpertSliceZeroesOtherRanksPairs) {
-  const ExpertCase c;
-  constexpr int64_t T = ExpertCase::T, H = ExpertCase::H, E = ExpertCase::E;
-  constexpr int k = ExpertCase::k;
-  const Buffer &x = c.x, &w13 = c.w13, &w2 = c.w2;
-  const std::vector<int32_t>& ids = c.ids;
-  const std::vector<float>& weights = c.weights;
+TEST_F(MoeExperts, LocalExpertSliceZeroesOtherRanksPairs) {
   Buffer whole(DType::kF32, {T * k, H}), local(DType::kF32, {T * k, H});
   Arena ws(1 << 16);
   ops::moe_experts(x.tensor(), ids.data(), weights.data(), k, w13.tensor(), w2.tensor(), ws, whole.tensor());
