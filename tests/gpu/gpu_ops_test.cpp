@@ -15,7 +15,7 @@
 
 #include "kernel_test_util.h"
 #include "sparrow/core/cuda/device.h"
-#include "sparrow/engine/logprobs.h"
+#include "sparrow/kernels/logprobs.h"
 #include "sparrow/kernels/cuda/ops_cuda.h"
 #include "sparrow/kernels/ops.h"
 #include "sparrow/kernels/reference/attention_ref.h"
@@ -717,7 +717,7 @@ TEST_F(Gpu, SampleRowsMatchesCpu) {
 }
 
 // The device's output logprobs (ops::row_logprobs: the cluster's normalizer, radix-selected
-// top-N) against the host path (ops::log_softmax, then engine/logprobs.h top_n) on
+// top-N) against the host path (ops::log_softmax, then kernels/logprobs.h top_n) on
 // vocabulary-sized rows: uniform, 13-level ties, tiny distinct logits that share logprobs,
 // peaked, mostly -inf, all equal, large magnitudes, maxima repeated far apart next to
 // one-ulp neighbours; top_n -1 (untouched) / 0 / 1 / 5 / 20 / the cap, and beyond V.

@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "sparrow/engine/logprobs.h"
+#include "sparrow/kernels/logprobs.h"
 #include "sparrow/kernels/ops.h"
 #include "sparrow/kernels/reference/sampling_ref.h"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "sparrow/engine/logprobs.h"
+#include "sparrow/kernels/logprobs.h"
 
 namespace sparrow {
 

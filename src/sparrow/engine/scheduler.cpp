@@ -4,7 +4,7 @@
 
 #include "sparrow/core/log.h"
 #include "sparrow/core/thread_pool.h"
-#include "sparrow/engine/logprobs.h"
+#include "sparrow/kernels/logprobs.h"
 #include "sparrow/engine/scheduled_request.h"
 #include "sparrow/kernels/ops.h"
 

@@ -1,5 +1,6 @@
 // Logprobs from fp32 logits rows: full-vocabulary fp32 log-softmax, the logprob of chosen
-// tokens and top-N alternatives (descending, ties to the lower id).
+// tokens and top-N alternatives (descending, ties to the lower id). One definition for the
+// scheduler's host path and the CPU ops::row_logprobs (the GPU kernel's oracle).
 #pragma once
 
 #include <cstdint>

@@ -197,7 +197,7 @@ void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out);
 // The output logprobs of each row's chosen token chosen[r], for rows with params[r].top_n
 // >= 0 (others are left untouched): under the row's log-softmax lp_i = l_i - lse (fp32,
 // exactly ops::log_softmax's definition), out[r].logprob = lp at chosen[r], the
-// min(top_n, V) largest lp in descending order, ties to the lower id (engine/logprobs.h
+// min(top_n, V) largest lp in descending order, ties to the lower id (kernels/logprobs.h
 // top_n), and lp at each of params[r].ids. CPU: ops::log_softmax of the row, then a partial
 // sort. GPU: one cluster per row; the normalizer's reduction order and the radix-selected
 // top-N are in docs/numerics.md. `chosen`, `params` and `out` are device pointers when

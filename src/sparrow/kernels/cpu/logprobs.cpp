@@ -1,4 +1,4 @@
-#include "sparrow/engine/logprobs.h"
+#include "sparrow/kernels/logprobs.h"
 
 #include <algorithm>
 

@@ -11,6 +11,7 @@
 
 #include "sparrow/core/hash.h"
 #include "sparrow/core/thread_pool.h"
+#include "sparrow/kernels/logprobs.h"
 #include "sparrow/kernels/ops.h"
 #ifdef SPARROW_HAVE_CUDA
 #include "sparrow/kernels/cuda/ops_cuda.h"
@@ -125,7 +126,6 @@ void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs
   }
   ThreadPool::global().parallel_for(logits.size(0), [&](int64_t b, int64_t e) {
     thread_local std::vector<float> lp;
-    thread_local std::vector<int32_t> idx;
     for (int64_t r = b; r < e; ++r) {
       const RowLogprobs& p = params[r];
       if (p.top_n < 0) continue;
@@ -134,18 +134,10 @@ void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs
       RowLogprobsOut& o = out[r];
       o.logprob = lp[size_t(chosen[r])];
       for (int j = 0; j < p.num_ids; ++j) o.id_logprobs[j] = lp[size_t(p.ids[j])];
-      // The n best, descending, ties to the lower id (engine/logprobs.h top_n).
-      const int64_t n = std::min<int64_t>(p.top_n, vocab);
-      if (n == 0) continue;
-      idx.resize(size_t(vocab));
-      for (int64_t i = 0; i < vocab; ++i) idx[size_t(i)] = int32_t(i);
-      const auto better = [&](int32_t a, int32_t c) {
-        return lp[size_t(a)] > lp[size_t(c)] || (lp[size_t(a)] == lp[size_t(c)] && a < c);
-      };
-      std::partial_sort(idx.begin(), idx.begin() + n, idx.end(), better);
-      for (int64_t j = 0; j < n; ++j) {
-        o.top_ids[j] = idx[size_t(j)];
-        o.top_logprobs[j] = lp[size_t(idx[size_t(j)])];
+      const std::vector<TokenLogprob> top = top_n(lp.data(), vocab, p.top_n);
+      for (size_t j = 0; j < top.size(); ++j) {
+        o.top_ids[j] = top[j].token_id;
+        o.top_logprobs[j] = top[j].logprob;
       }
     }
   }, 1);
