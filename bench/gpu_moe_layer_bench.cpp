@@ -113,11 +113,21 @@ int main(int argc, char** argv) {
   cuda::DeviceBuffer gx(DType::kBF16, {tmax * kK, kH}), gu(DType::kBF16, {tmax * kK, 2 * kI}),
       act(DType::kBF16, {tmax * kK, kI}), dy(DType::kF32, {tmax * kK, kH});
 
+  const char* baseline_env = std::getenv("SPARROW_MOE_BENCH_BASELINE");
+  const bool with_baseline = !(baseline_env && baseline_env[0] == '0');
+  auto env_or = [](const char* name, const char* dflt) {
+    const char* e = std::getenv(name);
+    return std::string(e ? e : dflt);
+  };
   json rows = json::array();
   std::printf("%6s %10s %10s %10s %10s %10s %8s %10s %8s\n", "tokens", "experts", "floor_us", "layer_us", "graph_us",
               "experts_us", "x_floor", "cublas_us", "vllm_us");
+  // SPARROW_MOE_BENCH_TOKENS=N: only that token count (profiling runs).
+  const char* only_env = std::getenv("SPARROW_MOE_BENCH_TOKENS");
+  const int64_t only = only_env ? std::atoll(only_env) : 0;
   for (size_t ti = 0; ti < kTokens.size(); ++ti) {
     const int64_t T = kTokens[ti];
+    if (only && T != only) continue;
     const double expected = double(kE) * (1.0 - std::pow(1.0 - double(kK) / double(kE), double(T)));
     const double floor_us = expected * kBytesPerExpert / (bw_tbs * 1e12) * 1e6;
     const double floor_335 = expected * kBytesPerExpert / 3.35e12 * 1e6;
@@ -173,9 +183,10 @@ int main(int argc, char** argv) {
         distinct.insert(h.begin(), h.end());
       }
     }
-    // cuBLASLt per-expert baseline (GEMMs + silu only; grouping done on the host)
+    // cuBLASLt per-expert baseline (GEMMs + silu only; grouping done on the host).
+    // SPARROW_MOE_BENCH_BASELINE=0 skips it (A/B runs of our own kernels).
     std::vector<double> cublas_us;
-    {
+    if (with_baseline) {
       std::vector<int32_t> h(size_t(T * kK));
       cuda::copy_bytes(h.data(), ids, h.size() * 4, cudaMemcpyDeviceToHost);
       std::vector<std::vector<int64_t>> rows_of(kE);
@@ -211,7 +222,7 @@ int main(int argc, char** argv) {
     ws.rewind(mark);
 
     const double le = bench::median(eager), lg = bench::median(graph), ex = bench::median(experts_us),
-                 cb = bench::median(cublas_us);
+                 cb = cublas_us.empty() ? 0.0 : bench::median(cublas_us);
     std::printf("%6lld %10.1f %10.1f %10.1f %10.1f %10.1f %8.2f %10.1f %8.1f\n", (long long)T, expected, floor_us, le,
                 lg, ex, lg / floor_us, cb, kPeerVllmUs[ti]);
     std::fflush(stdout);
@@ -242,7 +253,9 @@ int main(int argc, char** argv) {
               {"nvidia_smi_clocks", shell("nvidia-smi --query-gpu=clocks.sm,clocks.mem,clocks.max.sm,clocks.max.mem,driver_version --format=csv,noheader 2>/dev/null")}};
   j["measured_d2d_bandwidth_tbs"] = bw_tbs;
   j["method"] = "median of CUDA-event intervals; L2 flushed (512 MiB memset) before each timed iteration; 8 rotating "
-                "input sets; random bf16 weights and inputs; kernels: mma.sync m16n8k16 grouped GEMMs (gemm.cu)";
+                "input sets; random bf16 weights and inputs; expert GEMMs: SPARROW_MOE_GEMM (auto: wgmma, gemm_wgmma.cu, "
+                "from ops::cuda::kMoeWgmmaMinPairs pairs, else mma.sync, gemm.cu; 1-4 tokens: the skinny kernels)";
+  j["moe_gemm"] = env_or("SPARROW_MOE_GEMM", "auto");
   j["commit"] = bench::git_commit();
   j["results"] = rows;
   const std::string text = j.dump(2);

@@ -154,7 +154,7 @@ void paged_attention(const AttentionParams& p, cudaStream_t stream);
 // One fixed tile configuration (BM x BN x BK = 64 x 64 x 64, 4 warps of mma.sync
 // m16n8k16, 4-stage cp.async pipeline): every output element is reduced over K in
 // increasing 16-wide steps, the same for every row whatever M is (batch invariant).
-// Hopper wgmma is the next step (docs/gpu.md); the parameter structs don't change.
+// The default mode's MoE GEMMs may run on gemm_wgmma.cu instead (same parameters).
 constexpr int kGemmBM = 64, kGemmBN = 64, kGemmBK = 64;
 enum class GemmMode : int32_t { kDense = 0, kMoeGateUp = 1, kMoeDown = 2 };
 struct GemmParams {
@@ -179,6 +179,13 @@ struct GemmParams {
   int32_t leaves; int64_t leaf_c_stride;
 };
 void gemm_bf16(const GemmParams& p, cudaStream_t stream);
+
+// ---- the MoE expert GEMMs on Hopper wgmma (gemm_wgmma.cu) ------------------------------
+// gemm_bf16's kMoeGateUp / kMoeDown contract (no leaves) on the warpgroup MMA, over row
+// tiles of kGemmWgmmaBM rows (moe_group's bm). Not bit-identical to gemm_bf16 (the tensor
+// core's order inside a 16-wide K step may differ): the default mode only.
+constexpr int kGemmWgmmaBM = 128;
+void gemm_bf16_wgmma(const GemmParams& p, cudaStream_t stream);
 
 // ---- skinny bf16 GEMM for decode batches (gemv.cu) --------------------------------------
 constexpr int kGemvMaxRows = 8;

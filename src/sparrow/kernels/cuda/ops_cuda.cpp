@@ -4,7 +4,10 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -409,22 +412,47 @@ size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I) {
 
 namespace {
 
+std::atomic<int>& moe_gemm_choice() {
+  static std::atomic<int> choice{[] {
+    const char* e = std::getenv("SPARROW_MOE_GEMM");
+    if (e && std::strcmp(e, "mma") == 0) return int(MoeGemm::kMma);
+    if (e && std::strcmp(e, "wgmma") == 0) return int(MoeGemm::kWgmma);
+    return int(MoeGemm::kAuto);
+  }()};
+  return choice;
+}
+
+}  // namespace
+
+void set_moe_gemm(MoeGemm choice) { moe_gemm_choice().store(int(choice)); }
+
+bool moe_gemm_uses_wgmma(int64_t pairs) {
+  switch (MoeGemm(moe_gemm_choice().load())) {
+    case MoeGemm::kMma: return false;
+    case MoeGemm::kWgmma: return true;
+    default: return pairs >= kMoeWgmmaMinPairs;
+  }
+}
+
+namespace {
+
 // The first half of the grouped expert pipeline, shared by moe_experts and
 // moe_expert_values: the P = T * k pairs of `ids` grouped by local expert (experts
 // [expert0, expert0 + E) of w13 / w2; other pairs left out) and act = silu(gate) * up for
 // every grouped row. Returns the down GEMM's parameters over all of I (act, the tiles, the
 // pair of each row); the caller sets its output (c, route_w) and launches it. Scratch from
-// ws (the caller rewinds).
+// ws (the caller rewinds). `wgmma`: the gate_up GEMM on gemm_wgmma.cu (default mode only).
 kn::GemmParams group_and_gate_up(const Tensor& x, const int32_t* ids, int k, const Tensor& w13, const Tensor& w2,
-                                 int64_t expert0, Arena& ws, cudaStream_t s) {
+                                 int64_t expert0, bool wgmma, Arena& ws, cudaStream_t s) {
   const int64_t P = x.size(0) * k, H = x.size(1), E = w13.size(0), I = w13.size(1) / 2;
   auto* expert_start = ws.alloc_array<int32_t>(size_t(E + 1));
   auto* pair_of_row = ws.alloc_array<int32_t>(size_t(P));
-  const int32_t max_tiles = kn::moe_max_tiles(P, int32_t(E), kn::kGemmBM);
+  const int32_t bm = wgmma ? kn::kGemmWgmmaBM : kn::kGemmBM;  // at least kGemmBM: the workspace bound holds
+  const int32_t max_tiles = kn::moe_max_tiles(P, int32_t(E), bm);
   auto* tiles = ws.alloc_array<int32_t>(size_t(max_tiles) * 3);
   auto* num_tiles = ws.alloc_array<int32_t>(1);
   auto* act = ws.alloc_array<uint16_t>(size_t(P * I));
-  kn::moe_group({ids, P, int32_t(E), kn::kGemmBM, expert_start, pair_of_row, tiles, num_tiles, int32_t(expert0)}, s);
+  kn::moe_group({ids, P, int32_t(E), bm, expert_start, pair_of_row, tiles, num_tiles, int32_t(expert0)}, s);
   SPARROW_CUDA_CHECK_LAUNCH("moe_group");
 
   kn::GemmParams g{};
@@ -445,8 +473,9 @@ kn::GemmParams group_and_gate_up(const Tensor& x, const int32_t* ids, int k, con
   g.tiles = tiles;
   g.num_tiles = num_tiles;
   g.max_tiles = max_tiles;
-  kn::gemm_bf16(g, s);
-  SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe gate_up");
+  if (wgmma) kn::gemm_bf16_wgmma(g, s);
+  else kn::gemm_bf16(g, s);
+  SPARROW_CUDA_CHECK_LAUNCH("moe gate_up GEMM");
 
   kn::GemmParams d = g;
   d.mode = kn::GemmMode::kMoeDown;
@@ -491,11 +520,13 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
   // Pairs of other ranks' experts are in no group: the GEMMs never write their rows.
   if (expert0 != 0 || (router_experts != 0 && router_experts != E))
     SPARROW_CUDA_CHECK(cudaMemsetAsync(slot_out.data(), 0, slot_out.nbytes(), s));
-  kn::GemmParams d = group_and_gate_up(x, ids, k, w13, w2, expert0, ws, s);
+  const bool wgmma = moe_gemm_uses_wgmma(T * k);
+  kn::GemmParams d = group_and_gate_up(x, ids, k, w13, w2, expert0, wgmma, ws, s);
   d.c = slot_out.data();
   d.route_w = weights;
-  kn::gemm_bf16(d, s);
-  SPARROW_CUDA_CHECK_LAUNCH("gemm_bf16 moe down");
+  if (wgmma) kn::gemm_bf16_wgmma(d, s);
+  else kn::gemm_bf16(d, s);
+  SPARROW_CUDA_CHECK_LAUNCH("moe down GEMM");
   ws.rewind(mark);  // stream-ordered: later users of this scratch run after these kernels
 }
 
@@ -616,7 +647,7 @@ void moe_expert_values(const Tensor& x, const int32_t* ids, int k, const Tensor&
     // Pairs of other ranks' experts are in no group: their rows keep -0.0 in every leaf.
     kn::fill_f32(parts, size_t(leaves) * size_t(P * H), -0.0f, s);
     // Each leaf (grid z): the down projection over its block of I, into its own parts block.
-    kn::GemmParams d = group_and_gate_up(x.slice_rows(t0, t0 + tn), ids + t0 * k, k, w13, w2, expert0, ws, s);
+    kn::GemmParams d = group_and_gate_up(x.slice_rows(t0, t0 + tn), ids + t0 * k, k, w13, w2, expert0, false, ws, s);
     d.K = ib;
     d.c = parts;
     d.route_w = nullptr;  // unweighted: the weights come in the combine, after the reduction

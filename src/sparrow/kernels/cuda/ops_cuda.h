@@ -53,6 +53,16 @@ void linear_with(GemmBackend backend, const Tensor& x, const Tensor& w, const Te
 // Device scratch the expert pipeline takes from `ws` for T tokens (bytes, upper bound).
 size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I);
 
+// Which kernel runs the expert GEMMs of moe_experts (default mode; deterministic mode's
+// moe_expert_values always takes the fixed mma.sync kernel). kAuto: Hopper's wgmma kernel
+// (kernels/cuda/gemm_wgmma.cu) from kMoeWgmmaMinPairs (token, slot) pairs up, the mma.sync
+// kernel (gemm.cu) below (measured crossover: docs/gpu.md, "MoE layer alone").
+// Process-wide; SPARROW_MOE_GEMM=mma | wgmma sets it at start (A/B timing), tests directly.
+enum class MoeGemm { kAuto, kMma, kWgmma };
+constexpr int64_t kMoeWgmmaMinPairs = 8192;
+void set_moe_gemm(MoeGemm choice);
+bool moe_gemm_uses_wgmma(int64_t pairs);
+
 // The ops.h MoE pair on the GPU (same contracts).
 void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
                  const Tensor& w2, Arena& ws, const Tensor& slot_out, int64_t expert0 = 0, int64_t router_experts = 0);
