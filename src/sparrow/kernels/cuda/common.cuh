@@ -132,6 +132,16 @@ __device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, const uint
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// Four 8x8 bf16 matrices from shared memory (ldmatrix): thread t gives the address of row
+// t % 8 of matrix t / 8; register i of thread (g = lane / 4, q = lane % 4) receives matrix
+// i's row g, columns 2q and 2q + 1, the fragment order of mma_bf16's operands.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, uint32_t smem_addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr));
+}
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
 // ---- Programmatic dependent launch (PDL, sm_90) ---------------------------------------
 // A kernel launched by launch_pdl may start while the previous kernel in the stream is
 // still running; it must call pdl_wait() before it reads anything an earlier kernel wrote

@@ -31,9 +31,6 @@ constexpr int kTileElems = BM * BK;  // A and B tiles are both 64 x 64
 static_assert(BM == 64 && BN == 64 && BK == 64, "loader and swizzle assume 64 x 64 x 64");
 constexpr size_t kSmemBytes = size_t(kStages) * 2 * kTileElems * sizeof(uint16_t);  // 64 KiB
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return uint32_t(__cvta_generic_to_shared(p));
-}
 __device__ __forceinline__ int swz(int row, int chunk) { return row * BK + ((chunk ^ (row & 7)) << 3); }
 
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool pred) {
@@ -44,11 +41,6 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
-__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
 
 template <GemmMode kMode>
 __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(const GemmParams p_in) {

@@ -34,7 +34,6 @@ constexpr size_t smem_bytes() {
   return size_t(kStages) * size_t(kWG * BM + kBN) * BK * sizeof(uint16_t) + 1024;  // + alignment slack
 }
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 // Byte offset of 16-byte chunk `chunk` of tile row `row` (128-byte swizzle).
 __device__ __forceinline__ uint32_t swz_bytes(int row, int chunk) { return uint32_t(row * 128 + ((chunk ^ (row & 7)) << 4)); }
 
