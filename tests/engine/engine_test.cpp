@@ -20,10 +20,12 @@ namespace {
 const std::string kModel = std::string(SPARROW_TESTDATA_DIR) + "/models/qwen3_moe";
 
 std::unique_ptr<Engine> make_engine(int64_t kv_tokens = 4096, int64_t chunk = 8192, bool radix = true,
-                                    bool deterministic = false, bool device_logprobs = true) {
+                                    bool deterministic = false, bool device_logprobs = true,
+                                    bool device_penalties = true) {
   EngineOptions o;
   o.parallel.deterministic = deterministic;
   o.device_logprobs = device_logprobs;
+  o.device_penalties = device_penalties;
   o.max_total_tokens = kv_tokens;
   o.max_running_requests = 16;
   o.chunked_prefill_size = chunk;
@@ -183,7 +185,7 @@ TEST(Engine, ExecutorSampledStepsGiveTheSamplersTokens) {
   EXPECT_GT(e->stats().executor_sampled_steps, before);
   EXPECT_EQ(plain.output_ids, with_lp.output_ids);
   Request masked = greedy(prompt(30, 8), 8, false);
-  masked.sampling.min_new_tokens = 4;  // stop ids masked for 4 steps: the sampler's path until then
+  masked.sampling.min_new_tokens = 4;  // stop ids masked for 4 steps (LogitEdits with the step)
   const auto mixed = generate_sync(*e, {greedy(prompt(30, 7), 8, false), greedy(prompt(30, 9), 8, true), masked});
   EXPECT_EQ(mixed[0].result.output_ids, with_lp.output_ids);
   EXPECT_EQ(mixed[2].result.output_ids.size(), 8u);
@@ -275,6 +277,49 @@ TEST(Engine, ExecutorLogprobsAreTheHostPaths) {
   auto det = make_engine(4096, 8192, true, /*deterministic=*/true);
   generate_sync(*det, {reqs[0]});
   EXPECT_EQ(det->stats().executor_logprob_steps, 0);
+}
+
+// Rows with penalties or min_new_tokens masks sample on the executor (their LogitEdits
+// travel with the step: ops::sample_edited_rows) and give the host path's tokens and
+// output logprobs bit for bit (device_penalties off: such rows bring their logits back and
+// Sampler::sample edits them): repetition over prompt and output, frequency and presence,
+// min_new_tokens masking the token an unmasked run stops on, greedy and seeded, batched
+// with rows that have none. The penalties change the tokens (else this proves nothing).
+TEST(Engine, ExecutorPenaltiesAreTheHostPaths) {
+  auto dev = make_engine();
+  Request plain = greedy(prompt(30, 7), 10);
+  plain.top_logprobs_num = 3;
+  const auto free_run = generate_sync(*dev, {plain})[0].result;
+  std::vector<Request> reqs;
+  Request r = plain;
+  r.sampling.repetition_penalty = 1.5f;
+  reqs.push_back(r);
+  r = plain;
+  r.sampling.frequency_penalty = 0.8f;
+  r.sampling.presence_penalty = 0.4f;
+  r.sampling.temperature = 0.9f;
+  r.sampling.sampling_seed = 5;
+  reqs.push_back(r);
+  r = plain;
+  r.sampling.ignore_eos = false;
+  r.sampling.stop_token_ids = {free_run.output_ids[1], free_run.output_ids[3]};
+  r.sampling.min_new_tokens = 6;
+  r.sampling.repetition_penalty = 0.9f;
+  reqs.push_back(r);
+  reqs.push_back(greedy(prompt(20, 4), 6, /*logprobs=*/false));
+  reqs.back().sampling.min_new_tokens = 1;  // (its prefill may run alone: not on the host engine's executor)
+  const int64_t before = dev->stats().executor_sampled_steps;
+  const auto on_executor = generate_sync(*dev, reqs);
+  EXPECT_GT(dev->stats().executor_sampled_steps, before);
+  auto host_engine = make_engine(4096, 8192, true, false, true, /*device_penalties=*/false);
+  const auto host = generate_sync(*host_engine, reqs);
+  EXPECT_EQ(host_engine->stats().executor_sampled_steps, 0);  // every step had a penalized row
+  for (size_t i = 0; i < reqs.size(); ++i)
+    expect_same_logprobs(on_executor[i].result, host[i].result, "request " + std::to_string(i));
+  EXPECT_NE(on_executor[0].result.output_ids, free_run.output_ids);
+  EXPECT_NE(on_executor[2].result.output_ids, free_run.output_ids);
+  for (int j = 0; j < 6; ++j)
+    for (int32_t stop : reqs[2].sampling.stop_token_ids) EXPECT_NE(on_executor[2].result.output_ids[size_t(j)], stop);
 }
 
 TEST(Engine, RejectsBadRequests) {

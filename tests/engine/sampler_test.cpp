@@ -3,6 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <set>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "sparrow/core/error.h"
@@ -105,6 +111,128 @@ TEST(Sampler, PenaltiesAndMinNewTokens) {
   std::vector<int64_t> eos = {0};
   l = {5.0f, 0.6f, 0.0f};
   EXPECT_EQ(s.sample(l.data(), 3, p, {.eos_ids = eos}), 1);
+}
+
+// The penalties and masks as Sampler::sample applied them before LogitEditor (its loops,
+// kept here as the definition the edits must reproduce bit for bit).
+void penalize_like_before(std::vector<float>& logits, const SamplingParams& p, const SamplingState& s) {
+  const int64_t vocab = int64_t(logits.size());
+  std::vector<int32_t> counts;
+  if (p.repetition_penalty != 1.0f) {
+    auto penalize = [&](int32_t t) {
+      float& l = logits[size_t(t)];
+      l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+    };
+    counts.assign(size_t(vocab), 0);
+    for (int32_t t : s.prompt) if (!counts[size_t(t)]++) penalize(t);
+    for (int32_t t : s.output) if (!counts[size_t(t)]++) penalize(t);
+  }
+  if (p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f) {
+    counts.assign(size_t(vocab), 0);
+    for (int32_t t : s.output) ++counts[size_t(t)];
+    for (int32_t t : s.output) {
+      if (counts[size_t(t)] == 0) continue;
+      logits[size_t(t)] -= p.frequency_penalty * float(counts[size_t(t)]) + p.presence_penalty;
+      counts[size_t(t)] = 0;
+    }
+  }
+  if (int32_t(s.output.size()) < p.min_new_tokens) {
+    if (!p.ignore_eos)
+      for (int64_t e : s.eos_ids) if (e >= 0 && e < vocab) logits[size_t(e)] = -std::numeric_limits<float>::infinity();
+    for (int32_t t : p.stop_token_ids) logits[size_t(t)] = -std::numeric_limits<float>::infinity();
+  }
+}
+
+// LogitEditor + ops::apply_logit_edits give the old loops' logits bit for bit, over random
+// rows: logits of both signs and zeros, tokens in the prompt, the output or both (repeated),
+// every penalty alone and together, masks with and without ignore_eos, eos ids outside the
+// vocabulary, stop ids that are also eos ids or outputs. Each row's entries are distinct
+// tokens of that row; one editor builds many rows in a row (its scratch resets).
+TEST(LogitEditor, ReproducesTheSamplersPenaltyLoops) {
+  std::mt19937 rng(7);
+  constexpr int64_t V = 64;
+  const float reps[] = {1.0f, 1.3f, 0.7f}, freqs[] = {0.0f, 0.5f, -0.25f}, pres[] = {0.0f, 0.75f, -1.5f};
+  LogitEditor editor;
+  std::vector<LogitEdit> edits;
+  int changed = 0, masked = 0;
+  for (int trial = 0; trial < 600; ++trial) {
+    SamplingParams p;
+    p.repetition_penalty = reps[rng() % 3];
+    p.frequency_penalty = freqs[rng() % 3];
+    p.presence_penalty = pres[rng() % 3];
+    p.min_new_tokens = int32_t(rng() % 6);
+    p.ignore_eos = rng() % 2;
+    for (int i = int(rng() % 3); i > 0; --i) p.stop_token_ids.push_back(int32_t(rng() % V));
+    std::vector<int32_t> prompt, output;
+    for (int i = int(rng() % 20); i > 0; --i) prompt.push_back(int32_t(rng() % V));
+    for (int i = int(rng() % 8); i > 0; --i) output.push_back(int32_t(rng() % 16));  // repeats
+    const std::vector<int64_t> eos = {int64_t(rng() % V), V + 3, -1};
+    const SamplingState st{prompt, output, eos, 0, 0};
+    std::vector<float> want(static_cast<size_t>(V));
+    for (auto& l : want) l = float(int(rng() % 41) - 20) * 0.37f;  // both signs, and 0
+    std::vector<float> got = want;
+    penalize_like_before(want, p, st);
+    const int32_t row = int32_t(trial % 3);
+    edits.clear();
+    editor.append(row, V, p, st, edits);
+    std::set<int32_t> tokens;
+    for (LogitEdit& e : edits) {
+      EXPECT_EQ(e.row, row);
+      EXPECT_TRUE(tokens.insert(e.token).second) << "token " << e.token << " edited twice";
+      e.row = 0;  // (one row of logits here)
+    }
+    ops::apply_logit_edits(Tensor(got.data(), DType::kF32, {1, V}), edits.data(), int64_t(edits.size()), nullptr);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), size_t(V) * 4), 0) << "trial " << trial;
+    if (samples_logits_as_given(p, int64_t(output.size()))) EXPECT_TRUE(edits.empty()) << "trial " << trial;
+    changed += !edits.empty();
+    for (float l : got) masked += std::isinf(l);
+  }
+  EXPECT_GT(changed, 400);
+  EXPECT_GT(masked, 50);
+}
+
+// The entries themselves: a token in the prompt and the output is penalized once (rep) and
+// charged frequency * count + presence; masks come after; ignore_eos spares eos ids only.
+TEST(LogitEditor, OneEntryPerTokenInFirstSeenOrder) {
+  SamplingParams p;
+  p.repetition_penalty = 2.0f;
+  p.frequency_penalty = 0.5f;
+  p.presence_penalty = 1.0f;
+  p.min_new_tokens = 5;
+  p.stop_token_ids = {9, 4};
+  const std::vector<int32_t> prompt = {3, 4, 3}, output = {4, 7, 4};
+  const std::vector<int64_t> eos = {8, 3};
+  std::vector<LogitEdit> edits;
+  LogitEditor editor;
+  editor.append(2, 10, p, {prompt, output, eos, 0, 0}, edits);
+  const auto key = [](const LogitEdit& e) { return std::make_tuple(e.row, e.token, e.rep, e.sub, e.mask); };
+  using K = std::tuple<int32_t, int32_t, float, float, int32_t>;
+  std::vector<K> got;
+  for (const auto& e : edits) got.push_back(key(e));
+  const std::vector<K> want = {{2, 3, 2.0f, 0.0f, 1}, {2, 4, 2.0f, 2.0f, 1}, {2, 7, 2.0f, 1.5f, 0},
+                               {2, 8, 1.0f, 0.0f, 1}, {2, 9, 1.0f, 0.0f, 1}};
+  EXPECT_EQ(got, want);
+  p.ignore_eos = true;
+  edits.clear();
+  editor.append(0, 10, p, {prompt, output, eos, 0, 0}, edits);
+  ASSERT_EQ(edits.size(), 4u);  // 8 is neither seen nor masked; 3 keeps its penalty only
+  EXPECT_EQ(edits[0].token, 3);
+  EXPECT_EQ(edits[0].mask, 0);
+  EXPECT_EQ(edits[3].token, 9);
+  EXPECT_EQ(edits[3].mask, 1);
+  // Negative logits are multiplied, positive divided; then the subtraction.
+  std::vector<float> l(10, 0.0f);
+  l[3] = -1.0f, l[4] = 3.0f, l[7] = 1.0f;
+  ops::apply_logit_edits(Tensor(l.data(), DType::kF32, {1, 10}), edits.data(), int64_t(edits.size()), nullptr);
+  EXPECT_EQ(l[3], -2.0f);
+  EXPECT_EQ(l[4], -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(l[7], 0.5f - 1.5f);
+  EXPECT_EQ(l[8], 0.0f);
+  EXPECT_THROW(editor.append(0, 5, p, {prompt, output, eos, 0, 0}, edits), Error);  // token 7 outside V = 5
+  edits.clear();
+  p.stop_token_ids = {};
+  editor.append(0, 10, p, {prompt, {}, {}, 0, 0}, edits);  // the throw left the scratch clean
+  EXPECT_EQ(edits.size(), 2u);
 }
 
 // samples_logits_as_given is true exactly when sample() would not change the logits

@@ -765,6 +765,110 @@ TEST_F(Gpu, SampleRowsMatchesCpu) {
   EXPECT_GT(distinct.size(), 3u);
 }
 
+// The device's logit edits (penalties and masks before sample_rows) give the CPU op's bits
+// on vocabulary-sized rows: positive, negative and zero logits, repetition factors above
+// and below 1, subtractions of both signs, masks, thousands of edits per row, rows with
+// none; the saved originals are the logits as given and restore_logits puts them back.
+// Then sample_edited_rows (edits, greedy and seeded rows, logprobs under the logits as
+// given) chooses the CPU's tokens; logprobs within 1e-5 nat (RowLogprobsMatchCpu).
+TEST_F(Gpu, LogitEditsMatchCpu) {
+  std::mt19937 rng(21);
+  const int64_t V = 151936, R = 24;
+  Buffer x(DType::kF32, {R, V});
+  std::uniform_real_distribution<float> u(-6.f, 6.f);
+  for (int64_t r = 0; r < R; ++r) {
+    float* row = static_cast<float*>(x.tensor().row_ptr(r));
+    for (int64_t i = 0; i < V; ++i) row[i] = i % 50 == 7 ? 0.0f : u(rng);
+  }
+  const float reps[] = {1.0f, 1.1f, 0.85f, 1.7f}, subs[] = {0.0f, 0.5f, -0.3f, 2.25f, 1e-3f};
+  std::vector<LogitEdit> edits;
+  for (int32_t r = 0; r < int32_t(R); ++r) {
+    if (r % 5 == 4) continue;  // a row without edits
+    const int64_t n = r % 3 == 0 ? 6000 : 40 + r;
+    std::set<int32_t> used;
+    int32_t top = 0;  // masked: the row's choice must move
+    ops::argmax_rows(Tensor(x.tensor().row_ptr(r), DType::kF32, {1, V}), &top);
+    edits.push_back({r, top, 1.0f, 0.0f, 1});
+    used.insert(top);
+    for (int64_t j = 0; j < n; ++j) {
+      int32_t t = int32_t(rng() % V);
+      if (j < 3) t = int32_t(j * 50 + 7);  // zero logits
+      if (!used.insert(t).second) continue;
+      edits.push_back({r, t, reps[rng() % 4], subs[rng() % 5], int32_t(rng() % 23 == 0)});
+    }
+  }
+  const int64_t n = int64_t(edits.size());
+  Buffer want = Buffer(DType::kF32, {R, V});
+  std::memcpy(want.data(), x.data(), size_t(R * V) * 4);
+  std::vector<float> want_saved(static_cast<size_t>(n));
+  ops::apply_logit_edits(want.tensor(), edits.data(), n, want_saved.data());
+  auto dx = upload(x.tensor());
+  auto de = upload_vec(edits);
+  DeviceBuffer dsaved(size_t(n) * 4);
+  const auto* dedits = static_cast<const LogitEdit*>(de.data());
+  ops::apply_logit_edits(dx.tensor(), dedits, n, static_cast<float*>(dsaved.data()));
+  const Buffer got = download(dx.tensor());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), size_t(R * V) * 4), 0) << "edited logits differ from the CPU's bits";
+  EXPECT_EQ(download_vec<float>(dsaved.data(), size_t(n)), want_saved);
+  ops::restore_logits(dx.tensor(), dedits, n, static_cast<const float*>(dsaved.data()));
+  const Buffer back = download(dx.tensor());
+  EXPECT_EQ(std::memcmp(back.data(), x.data(), size_t(R * V) * 4), 0) << "restore_logits left edits behind";
+
+  // The executor's sequence on both devices.
+  std::vector<RowSampling> sp(static_cast<size_t>(R));
+  std::vector<RowLogprobs> lp(static_cast<size_t>(R));
+  for (int64_t r = 0; r < R; ++r) {
+    if (r % 2) sp[size_t(r)] = {r % 4 == 1 ? 1.0f : 0.7f, r % 3 ? 50 : -1, 0.9f, 0.0f, uint64_t(r), 40 + r};
+    lp[size_t(r)].top_n = 4;
+    lp[size_t(r)].num_ids = 1;
+    lp[size_t(r)].ids[0] = 7;
+  }
+  std::vector<int32_t> want_tok(static_cast<size_t>(R));
+  std::vector<RowLogprobsOut> want_lp(static_cast<size_t>(R));
+  std::vector<float> scratch(static_cast<size_t>(n));
+  ops::sample_edited_rows(x.tensor(), edits.data(), n, scratch.data(), sp.data(), want_tok.data(), lp.data(), want_lp.data());
+  auto dsp = upload_vec(sp);
+  auto dlp = upload_vec(lp);
+  DeviceBuffer dtok(size_t(R) * 4), dout(size_t(R) * sizeof(RowLogprobsOut));
+  ops::sample_edited_rows(dx.tensor(), dedits, n, static_cast<float*>(dsaved.data()),
+                          static_cast<const RowSampling*>(dsp.data()), static_cast<int32_t*>(dtok.data()),
+                          static_cast<const RowLogprobs*>(dlp.data()), static_cast<RowLogprobsOut*>(dout.data()));
+  const auto got_tok = download_vec<int32_t>(dtok.data(), size_t(R));
+  const auto got_lp = download_vec<RowLogprobsOut>(dout.data(), size_t(R));
+  EXPECT_EQ(got_tok, want_tok);
+  const Buffer after = download(dx.tensor());
+  EXPECT_EQ(std::memcmp(after.data(), x.data(), size_t(R * V) * 4), 0) << "sample_edited_rows left edits behind";
+  int64_t moved = 0;  // rows whose edits changed the choice (else the edits prove nothing)
+  for (int64_t r = 0; r < R; ++r) {
+    EXPECT_NEAR(got_lp[size_t(r)].logprob, want_lp[size_t(r)].logprob, 1e-5) << "row " << r;
+    EXPECT_NEAR(got_lp[size_t(r)].id_logprobs[0], want_lp[size_t(r)].id_logprobs[0], 1e-5) << "row " << r;
+    int32_t raw = 0;
+    std::vector<RowSampling> one = {sp[size_t(r)]};
+    ops::sample_rows(Tensor(x.tensor().row_ptr(r), DType::kF32, {1, V}), one.data(), &raw);
+    moved += raw != want_tok[size_t(r)];
+  }
+  EXPECT_GE(moved, (R - R / 5) / 2);  // at least the greedy rows with edits
+
+  // What the edits add to a device-sampled step (printed).
+  cudaEvent_t e0, e1;
+  SPARROW_CUDA_CHECK(cudaEventCreate(&e0));
+  SPARROW_CUDA_CHECK(cudaEventCreate(&e1));
+  const int64_t m = n;
+  SPARROW_CUDA_CHECK(cudaEventRecord(e0, cuda::current_stream()));
+  for (int i = 0; i < 20; ++i) {
+    ops::apply_logit_edits(dx.tensor(), dedits, m, static_cast<float*>(dsaved.data()));
+    ops::restore_logits(dx.tensor(), dedits, m, static_cast<const float*>(dsaved.data()));
+  }
+  SPARROW_CUDA_CHECK(cudaEventRecord(e1, cuda::current_stream()));
+  SPARROW_CUDA_CHECK(cudaEventSynchronize(e1));
+  float ms = 0;
+  SPARROW_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+  std::printf("[logit edits] %lld edits: apply + restore %.1f us; %lld of %lld rows chose another token\n",
+              (long long)m, 1000.0 * ms / 20, (long long)moved, (long long)R);
+  SPARROW_CUDA_CHECK(cudaEventDestroy(e0));
+  SPARROW_CUDA_CHECK(cudaEventDestroy(e1));
+}
+
 // The device's output logprobs (ops::row_logprobs: the cluster's normalizer, radix-selected
 // top-N) against the host path (ops::log_softmax, then kernels/logprobs.h top_n) on
 // vocabulary-sized rows: uniform, 13-level ties, tiny distinct logits that share logprobs,

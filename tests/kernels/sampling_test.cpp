@@ -102,5 +102,51 @@ TEST(RowLogprobs, AreTheHostPathsLogSoftmaxAndTopN) {
   }
 }
 
+// sample_edited_rows is the executor's order of the ops: the token is sample_rows' choice
+// from the edited logits (here, edits that move the choice: the top token masked, another
+// pushed down), its logprobs are row_logprobs' under the logits as given, and the logits
+// are as given again on return (restore_logits puts the saved originals back).
+TEST(SampleEditedRows, SampleEditedLogprobsOfTheLogitsAsGiven) {
+  std::mt19937 rng(11);
+  constexpr int64_t R = 4, V = 3000;
+  std::vector<float> x(static_cast<size_t>(R * V));
+  std::uniform_real_distribution<float> u(-5.f, 5.f);
+  for (auto& v : x) v = u(rng);
+  std::vector<RowSampling> sp(static_cast<size_t>(R));
+  sp[1] = {0.7f, 40, 0.9f, 0.0f, 9, 100};
+  sp[3] = {1.0f, -1, 1.0f, 0.05f, 4, 7};
+  std::vector<LogitEdit> edits;
+  for (int32_t r = 0; r < int32_t(R); ++r) {
+    int32_t top = 0;
+    ops::argmax_rows(Tensor(x.data() + r * V, DType::kF32, {1, V}), &top);
+    edits.push_back({r, top, 1.0f, 0.0f, 1});                        // the favourite masked
+    edits.push_back({r, (top + 1) % int32_t(V), 1.5f, 0.25f, 0});    // another penalized
+  }
+  std::vector<RowLogprobs> lp(static_cast<size_t>(R));
+  for (auto& p : lp) p.top_n = 3;
+  const std::vector<float> given = x;
+  std::vector<float> saved(edits.size());
+  std::vector<int32_t> got(static_cast<size_t>(R));
+  std::vector<RowLogprobsOut> got_lp(static_cast<size_t>(R));
+  const Tensor t(x.data(), DType::kF32, {R, V});
+  ops::sample_edited_rows(t, edits.data(), int64_t(edits.size()), saved.data(), sp.data(), got.data(), lp.data(),
+                          got_lp.data());
+  EXPECT_EQ(std::memcmp(x.data(), given.data(), x.size() * 4), 0) << "logits not restored";
+  for (size_t i = 0; i < edits.size(); ++i) EXPECT_EQ(saved[i], given[size_t(edits[i].row * V + edits[i].token)]);
+  std::vector<float> edited = given;
+  ops::apply_logit_edits(Tensor(edited.data(), DType::kF32, {R, V}), edits.data(), int64_t(edits.size()), nullptr);
+  std::vector<int32_t> want(static_cast<size_t>(R));
+  ops::sample_rows(Tensor(edited.data(), DType::kF32, {R, V}), sp.data(), want.data());
+  std::vector<RowLogprobsOut> want_lp(static_cast<size_t>(R));
+  std::vector<float> raw = given;
+  ops::row_logprobs(Tensor(raw.data(), DType::kF32, {R, V}), want.data(), lp.data(), want_lp.data());
+  for (int64_t r = 0; r < R; ++r) {
+    EXPECT_EQ(got[size_t(r)], want[size_t(r)]) << "row " << r;
+    EXPECT_NE(got[size_t(r)], edits[size_t(2 * r)].token) << "row " << r << " chose its masked token";
+    EXPECT_EQ(got_lp[size_t(r)].logprob, want_lp[size_t(r)].logprob) << "row " << r;
+    EXPECT_EQ(got_lp[size_t(r)].top_ids[0], edits[size_t(2 * r)].token) << "top-1 of the logits as given";
+  }
+}
+
 }  // namespace
 }  // namespace sparrow

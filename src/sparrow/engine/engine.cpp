@@ -83,6 +83,10 @@ struct Engine::Impl {
       opts.device_logprobs = false;
       log(LogLevel::kInfo, "engine: output logprobs from the host logits (SPARROW_DEVICE_LOGPROBS=0)");
     }
+    if (const char* env = std::getenv("SPARROW_DEVICE_PENALTIES"); env && std::string(env) == "0" && opts.device_penalties) {
+      opts.device_penalties = false;
+      log(LogLevel::kInfo, "engine: penalties and min_new_tokens masks on the host logits (SPARROW_DEVICE_PENALTIES=0)");
+    }
     const ModelConfig& c = loaded.config;
     context_length = opts.context_length > 0 ? opts.context_length : std::max<int64_t>(c.max_position_embeddings, 1);
     // KV slots per DP group: --max-total-tokens, or what the memory budget holds (on a GPU:

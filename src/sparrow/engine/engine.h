@@ -50,6 +50,11 @@ struct EngineOptions {
   // [rows, V] logits. Off (or SPARROW_DEVICE_LOGPROBS=0): from the host logits, as before.
   // Never in deterministic mode (its logprobs are the host's bits).
   bool device_logprobs = true;
+  // Sampled rows with penalties (repetition, frequency, presence) or min_new_tokens masks
+  // choose on the executor too: their LogitEdits travel with the step (at most
+  // kMaxStepLogitEdits) and a GPU applies them before sample_rows. Off (or
+  // SPARROW_DEVICE_PENALTIES=0): such a row sends its step's logits to the host, as before.
+  bool device_penalties = true;
 };
 
 // Counters and gauges for /get_load, /server_info and /metrics.
@@ -58,9 +63,8 @@ struct EngineStats {
   int64_t kv_total = 0, kv_used = 0, kv_cached = 0;  // slots (all DP groups): pool, held by requests, in the prefix cache
   int64_t prompt_tokens = 0, generation_tokens = 0, cached_tokens = 0;
   int64_t requests_finished = 0, requests_aborted = 0, retractions = 0;
-  // Steps whose rows were all choices from the logits as given (no logprobs, penalties or
-  // masks), so the executor sampled and returned token ids (ForwardBatch::sampling)
-  // instead of logits.
+  // Steps whose rows the executor sampled (ForwardBatch::sampling, after the rows'
+  // penalties and masks) and returned token ids instead of logits.
   int64_t executor_sampled_steps = 0;
   // Those of them whose rows' output logprobs came from the executor too (ops::row_logprobs).
   int64_t executor_logprob_steps = 0;

@@ -271,9 +271,11 @@ void ModelExecutor::step(std::span<const ForwardBatch* const> batches, std::span
   // On the CPU the logits are on the host already: the same choice, from them.
   for (size_t d = 0; d < batches.size(); ++d)
     if (int32_t* out = chosen_of(d)) {
-      ops::sample_rows(logits[d], batches[d]->sampling.data(), out);
-      if (!logprobs.empty() && !batches[d]->logprobs.empty())
-        ops::row_logprobs(logits[d], out, batches[d]->logprobs.data(), logprobs[d]);
+      const ForwardBatch& b = *batches[d];
+      const bool lp = !logprobs.empty() && !b.logprobs.empty();
+      saved_.resize(b.logit_edits.size());
+      ops::sample_edited_rows(logits[d], b.logit_edits.data(), int64_t(b.logit_edits.size()), saved_.data(),
+                              b.sampling.data(), out, lp ? b.logprobs.data() : nullptr, lp ? logprobs[d] : nullptr);
     }
 }
 

@@ -48,7 +48,8 @@ class ModelExecutor {
   // One step on every rank: DP group d runs batches[d] (an empty batch: idle) against its
   // req_to_token table tables[d]; logits[d] receives its rows (the group's attention-TP
   // rank 0 writes them). For a batch with `sampling`, chosen[d] ([rows] host ints)
-  // receives each row's ops::sample_rows token instead, and logits[d] may be left unwritten;
+  // receives each row's ops::sample_edited_rows token (after the batch's logit_edits)
+  // instead, and logits[d] may be left unwritten;
   // with `logprobs` too, logprobs[d] ([rows]) receives each row's ops::row_logprobs (on a
   // GPU computed on the device by a graph replay).
   void step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
@@ -83,6 +84,7 @@ class ModelExecutor {
   std::span<const Tensor> logits_;
   std::span<int32_t* const> chosen_;
   std::span<RowLogprobsOut* const> logprobs_;
+  std::vector<float> saved_;  // step()'s scratch: the edited logits' originals (CPU ranks)
 };
 
 }  // namespace sparrow

@@ -163,9 +163,16 @@ void Scheduler::plan(StepPlan& plan) {
   bool logprobs = false;
   if (direct)
     for (const auto& [q, pos] : plan.uses) {
+      const int32_t row = int32_t(plan.batch.sampling.size());
       plan.batch.sampling.push_back(row_sampling(q->r.sampling, q->seed, pos + 1));
+      editor_.append(row, config_.vocab_size, q->r.sampling, sampling_state(*q, pos), plan.batch.logit_edits);
       logprobs |= q->r.return_logprob;
     }
+  if (int64_t(plan.batch.logit_edits.size()) > kMaxStepLogitEdits) {  // beyond the executor's buffer: the host samples
+    plan.batch.sampling.clear();
+    plan.batch.logit_edits.clear();
+    logprobs = false;
+  }
   if (logprobs)
     for (const auto& [q, pos] : plan.uses) {
       RowLogprobs& lp = plan.batch.logprobs.emplace_back();
@@ -185,7 +192,17 @@ bool Scheduler::executor_may_sample(const ScheduledRequest& q, int64_t pos) cons
   // Greedy choices are exact comparisons, the same on both.
   if (opts_.parallel.deterministic && !q.r.sampling.greedy()) return false;
   return pos + 1 == int64_t(q.tokens.size()) && (!q.r.return_logprob || executor_may_report_logprobs(q)) &&
-         samples_logits_as_given(q.r.sampling, int64_t(q.result.output_ids.size()));
+         (opts_.device_penalties || samples_logits_as_given(q.r.sampling, int64_t(q.result.output_ids.size())));
+}
+
+SamplingState Scheduler::sampling_state(const ScheduledRequest& q, int64_t pos) const {
+  SamplingState st;
+  st.prompt = {q.tokens.data(), size_t(q.prompt_len)};
+  st.output = {q.result.output_ids.data(), q.result.output_ids.size()};
+  st.eos_ids = eos_ids_;
+  st.seed = q.seed;
+  st.position = pos + 1;
+  return st;
 }
 
 bool Scheduler::executor_may_report_logprobs(const ScheduledRequest& q) const {
@@ -368,13 +385,7 @@ Scheduler::RowResult Scheduler::evaluate(const ScheduledRequest& q, int64_t pos,
     r.kind = RowResult::Kind::kScoreOnly;
     return r;
   }
-  SamplingState st;
-  st.prompt = {q.tokens.data(), size_t(q.prompt_len)};
-  st.output = {q.result.output_ids.data(), q.result.output_ids.size()};
-  st.eos_ids = eos_ids_;
-  st.seed = q.seed;
-  st.position = pos + 1;
-  r.token = row ? sampler.sample(row, vocab, q.r.sampling, st) : chosen;
+  r.token = row ? sampler.sample(row, vocab, q.r.sampling, sampling_state(q, pos)) : chosen;
   if (want_lp && r.token >= 0 && r.token < vocab) record(r.token);
   return r;
 }

@@ -87,11 +87,13 @@ class Scheduler {
   RowResult evaluate(const ScheduledRequest& q, int64_t pos, float* row, int32_t chosen, const RowLogprobsOut* reported,
                      Sampler& sampler, std::vector<float>& lp) const;
   void apply(ScheduledRequest& q, RowResult&& r);
-  // Whether the token after `pos` is the sampler's choice from the logits as given (no
-  // penalties or masks), so the executor's ops::sample_rows can stand for it, and its output
-  // logprobs (if wanted) ops::row_logprobs' (executor_may_report_logprobs).
+  // Whether the token after `pos` may be the executor's choice (ops::sample_edited_rows with
+  // the row's LogitEdits: penalties and masks unless device_penalties is off), and its
+  // output logprobs (if wanted) ops::row_logprobs' (executor_may_report_logprobs).
   bool executor_may_sample(const ScheduledRequest& q, int64_t pos) const;
   bool executor_may_report_logprobs(const ScheduledRequest& q) const;
+  // What the sampler knows of `q` when it chooses the token after `pos`.
+  SamplingState sampling_state(const ScheduledRequest& q, int64_t pos) const;
   void emit(ScheduledRequest& q, bool final, std::optional<std::string> error);
   bool ensure_free(int64_t n);
   int64_t available() const;
@@ -108,6 +110,7 @@ class Scheduler {
   std::list<std::unique_ptr<ScheduledRequest>> waiting_;
   std::vector<std::unique_ptr<ScheduledRequest>> running_;
   EngineStats counters_;
+  LogitEditor editor_;  // plan()'s scratch for the executor-sampled rows' edits
 };
 
 }  // namespace sparrow

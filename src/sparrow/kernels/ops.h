@@ -179,6 +179,15 @@ void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, c
 // when logits are on the GPU.
 void argmax_rows(const Tensor& logits, int32_t* out);
 
+// Edits f32 logits [R, V] in place before sampling: each of edits[0, n) (distinct (row,
+// token) pairs) by LogitEdit's arithmetic, bit-identical on the CPU and the GPU; saved
+// (when not null) [n] receives each edited logit as it was. `edits` and `saved` are device
+// pointers when logits are on the GPU (their ids are not range-checked there: the host
+// that built them checks).
+void apply_logit_edits(const Tensor& logits, const LogitEdit* edits, int64_t n, float* saved);
+// Undoes apply_logit_edits: saved[i] back at edits[i]'s place.
+void restore_logits(const Tensor& logits, const LogitEdit* edits, int64_t n, const float* saved);
+
 // One token per row of f32 logits [R, V], drawn as params[r] says (the sampler's choice
 // once penalties and masks are applied). Temperature 0: argmax_rows' choice. Otherwise
 // the candidates are the row's tokens sorted by logit (descending, ties to the lower id),
@@ -203,6 +212,14 @@ void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out);
 // top-N are in docs/numerics.md. `chosen`, `params` and `out` are device pointers when
 // logits are on the GPU.
 void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs* params, RowLogprobsOut* out);
+
+// An executor's choice for a step it samples (ForwardBatch::sampling, logit_edits,
+// logprobs): apply_logit_edits, sample_rows; then, with lp_params, row_logprobs of the
+// chosen tokens under the logits as given (the edits undone first: the host path reports
+// logprobs before its penalties). The logits are as given again on return. saved: [n]
+// scratch. Every pointer is on the logits' device.
+void sample_edited_rows(const Tensor& logits, const LogitEdit* edits, int64_t n, float* saved, const RowSampling* params,
+                        int32_t* out, const RowLogprobs* lp_params, RowLogprobsOut* lp_out);
 
 // Row-wise log-softmax in fp32: out[T, V] f32 from logits [T, V] (any float dtype).
 void log_softmax(const Tensor& logits, const Tensor& out);

@@ -1,5 +1,6 @@
 // RowSampling: what ops::sample_rows needs to choose one logits row's token, the last stage
-// of the engine's Sampler (after its penalties and masks); RowLogprobs / RowLogprobsOut:
+// of the engine's Sampler; LogitEdit: one logit's change before it (the Sampler's
+// penalties and masks, ops::apply_logit_edits); RowLogprobs / RowLogprobsOut:
 // what ops::row_logprobs reports about the chosen token (output logprobs). Plain data,
 // shared by the CPU and CUDA implementations (kernels/cpu/sampling.cpp,
 // kernels/cuda/sampling.cu).
@@ -22,6 +23,24 @@ struct RowSampling {
   uint64_t seed = 0;        // keyed_uniform(seed, position, token id) is token id's noise
   int64_t position = 0;     // absolute position of the token being chosen
 };
+
+// One logit's edit before sampling (the engine's penalties and min_new_tokens masks, built
+// on the host by LogitEditor, engine/sampler.h): l = rep != 1 ? (l > 0 ? l / rep : l * rep)
+// : l; l -= sub; if (mask) l = -inf. Each rounded in fp32 on its own (no fused multiply-
+// add), so the CPU and the GPU edit to the same bits. A step's edits name distinct
+// (row, token) pairs.
+struct LogitEdit {
+  int32_t row = 0;    // logits row
+  int32_t token = 0;  // in [0, V)
+  float rep = 1.f;    // repetition penalty (1: none)
+  float sub = 0.f;    // frequency * count + presence
+  int32_t mask = 0;   // nonzero: -inf (a stop token before min_new_tokens)
+};
+
+// Edits one step may carry to an executor that samples (ForwardBatch::logit_edits): the
+// GPU keeps a buffer of this many at a fixed address (20 MiB, + 4 MiB for the originals);
+// a step with more samples on the host. 8192 distinct tokens per row at 128 rows.
+constexpr int64_t kMaxStepLogitEdits = int64_t(1) << 20;
 
 // The output logprobs of one sampled row, under the full-vocabulary fp32 log-softmax of
 // the logits as given (lp_i = l_i - lse; before temperature, as the host path reports

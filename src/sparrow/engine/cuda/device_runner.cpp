@@ -48,8 +48,12 @@ struct DeviceRunner::Impl {
   RowSampling* d_sampling = nullptr;     // [graph max bs]: their parameters
   RowLogprobs* d_lp_params = nullptr;    // [graph max bs]: what each row reports (batch.logprobs)
   RowLogprobsOut* d_lp_out = nullptr;    // [graph max bs]: ops::row_logprobs
+  LogitEdit* d_edits = nullptr;          // [kMaxStepLogitEdits]: the sampled rows' penalties and masks
+  float* d_saved = nullptr;              // [kMaxStepLogitEdits]: the edited logits' originals
   Buffer h_small, h_table, h_sampling;   // pinned staging (uploads are asynchronous DMA)
   Buffer h_lp_params, h_lp_out;          // pinned staging of the logprobs rows
+  Buffer h_edits;                        // pinned staging of the edits
+  std::vector<float> saved;              // eager steps' originals (host logits)
   std::vector<int64_t> buckets;
   std::map<int64_t, cudaGraphExec_t> graphs;
 
@@ -176,9 +180,11 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   const size_t weights = dry.used();
   const size_t inputs = (m.small_count() + size_t(m.b_max) + size_t(m.b_max * m.ctx)) * 4 + 4 * 256;
   // MoE layers may see every DP group's tokens.
-  // Graph replays' outputs: logits, sampled ids and their parameters, logprobs rows.
+  // Graph replays' outputs: logits, sampled ids and their parameters, logprobs rows; the
+  // logit edits (a fixed capacity: a step with more samples on the host, Scheduler::plan).
+  const size_t edits = graph_rows > 0 ? size_t(kMaxStepLogitEdits) * (sizeof(LogitEdit) + 4) : 0;
   const size_t graph_out = size_t(graph_rows) * (size_t(c.vocab_size) * 4 + 4 + sizeof(RowSampling) + sizeof(RowLogprobs) +
-                                                 sizeof(RowLogprobsOut)) + 4 * 256;
+                                                 sizeof(RowLogprobsOut)) + edits + 6 * 256;
   const size_t workspace = probe->workspace_bytes(m.t_max * rank.mesh.attn_dp, m.ctx) + inputs + graph_out + 256;
   cuda::MemoryPlan plan = cuda::plan_memory(weights, workspace, opts.mem_fraction_static);
   const int64_t kv_heads = probe->local_kv_heads();
@@ -212,6 +218,10 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
     static_assert(sizeof(RowLogprobs) % 4 == 0 && sizeof(RowLogprobsOut) % 4 == 0);
     m.h_lp_params = cuda::pinned_buffer(DType::kI32, {graph_rows * int64_t(sizeof(RowLogprobs) / 4)});
     m.h_lp_out = cuda::pinned_buffer(DType::kI32, {graph_rows * int64_t(sizeof(RowLogprobsOut) / 4)});
+    m.d_edits = ws.alloc_array<LogitEdit>(size_t(kMaxStepLogitEdits));
+    m.d_saved = ws.alloc_array<float>(size_t(kMaxStepLogitEdits));
+    static_assert(sizeof(LogitEdit) % 4 == 0);
+    m.h_edits = cuda::pinned_buffer(DType::kI32, {kMaxStepLogitEdits * int64_t(sizeof(LogitEdit) / 4)});
   }
   m.h_small = cuda::pinned_buffer(DType::kI32, {int64_t(m.small_count())});
   m.h_table = cuda::pinned_buffer(DType::kI32, {m.b_max * m.ctx});
@@ -262,18 +272,26 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
       std::memcpy(m.h_sampling.data(), batch.sampling.data(), size_t(n) * sizeof(RowSampling));
       SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.d_sampling, m.h_sampling.data(), size_t(n) * sizeof(RowSampling),
                                          cudaMemcpyHostToDevice, s));
-      const Tensor rows = m.d_logits.slice_rows(0, n);
-      ops::sample_rows(rows, m.d_sampling, m.d_chosen);
+      const int64_t num_edits = int64_t(batch.logit_edits.size());
+      SPARROW_CHECK(num_edits <= kMaxStepLogitEdits, "{} logit edits exceed the device buffer of {}", num_edits,
+                    kMaxStepLogitEdits);
+      if (num_edits > 0) {  // the rows' penalties and masks: a few bytes per penalized token
+        std::memcpy(m.h_edits.data(), batch.logit_edits.data(), size_t(num_edits) * sizeof(LogitEdit));
+        SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.d_edits, m.h_edits.data(), size_t(num_edits) * sizeof(LogitEdit),
+                                           cudaMemcpyHostToDevice, s));
+      }
       const bool lp = !batch.logprobs.empty() && logprobs;
       if (lp) {  // the chosen tokens' logprobs, top-N and ids: a few floats per row come back
         SPARROW_CHECK(int64_t(batch.logprobs.size()) == n, "one RowLogprobs per row");
         std::memcpy(m.h_lp_params.data(), batch.logprobs.data(), size_t(n) * sizeof(RowLogprobs));
         SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.d_lp_params, m.h_lp_params.data(), size_t(n) * sizeof(RowLogprobs),
                                            cudaMemcpyHostToDevice, s));
-        ops::row_logprobs(rows, m.d_chosen, m.d_lp_params, m.d_lp_out);
+      }
+      ops::sample_edited_rows(m.d_logits.slice_rows(0, n), m.d_edits, num_edits, m.d_saved, m.d_sampling, m.d_chosen,
+                              lp ? m.d_lp_params : nullptr, lp ? m.d_lp_out : nullptr);
+      if (lp)
         SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.h_lp_out.data(), m.d_lp_out, size_t(n) * sizeof(RowLogprobsOut),
                                            cudaMemcpyDeviceToHost, s));
-      }
       cuda::copy_bytes(chosen, m.d_chosen, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost);  // waits
       if (lp) std::memcpy(logprobs, m.h_lp_out.data(), size_t(n) * sizeof(RowLogprobsOut));
       return;
@@ -288,8 +306,10 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
   // Eager steps bring their logits back anyway: the same choice and logprobs, from them
   // (on the host).
   if (!batch.sampling.empty() && chosen) {
-    ops::sample_rows(logits, batch.sampling.data(), chosen);
-    if (!batch.logprobs.empty() && logprobs) ops::row_logprobs(logits, chosen, batch.logprobs.data(), logprobs);
+    const bool lp = !batch.logprobs.empty() && logprobs;
+    m.saved.resize(batch.logit_edits.size());
+    ops::sample_edited_rows(logits, batch.logit_edits.data(), int64_t(batch.logit_edits.size()), m.saved.data(),
+                            batch.sampling.data(), chosen, lp ? batch.logprobs.data() : nullptr, lp ? logprobs : nullptr);
   }
 }
 

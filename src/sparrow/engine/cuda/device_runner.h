@@ -32,8 +32,9 @@ class DeviceRunner {
   size_t kv_bytes_per_token() const;
   // Runs `batch` (rows of `table` give its KV slots); logits: host f32 [rows, V], or an
   // empty Tensor for a rank whose attention-TP peer returns them. With batch.sampling,
-  // chosen [rows] (host) gets each row's ops::sample_rows token instead: a graph replay
-  // samples on the device and copies back only the ids. With batch.logprobs too,
+  // chosen [rows] (host) gets each row's ops::sample_edited_rows token (after
+  // batch.logit_edits) instead: a graph replay uploads the edits, samples on the device and
+  // copies back only the ids. With batch.logprobs too,
   // logprobs [rows] (host) gets each row's ops::row_logprobs (computed on the device by a
   // graph replay, from the host logits by an eager step). Returns when the step is done.
   // One of several ranks (NCCL): every rank calls step() for every step, with its DP

@@ -3,7 +3,9 @@
 // of the row as the top-k / top-p / min-p cuts need (a growing partial sort) and skips the
 // noise of tokens that cannot win (kSampleHopelessLogProb): the same result as sorting
 // everything. CPU ops::row_logprobs: ops::log_softmax of the row and the engine's top_n
-// definition (what the scheduler's host path computes, bit for bit).
+// definition (what the scheduler's host path computes, bit for bit). ops::apply_logit_edits:
+// the engine's penalties and masks (the host Sampler applies them with it too), and
+// sample_edited_rows, the order in which an executor runs these ops.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -90,6 +92,52 @@ int32_t sample_row(const float* logits, int64_t vocab, const RowSampling& p, std
 }
 
 }  // namespace
+
+void apply_logit_edits(const Tensor& logits, const LogitEdit* edits, int64_t n, float* saved) {
+#ifdef SPARROW_HAVE_CUDA
+  if (logits.device() == Device::kCUDA) return cuda::apply_logit_edits(logits, edits, n, saved);
+#endif
+  SPARROW_CHECK(logits.device() == Device::kCPU && logits.is_contiguous(), "apply_logit_edits: contiguous CPU logits expected");
+  SPARROW_CHECK(logits.dtype() == DType::kF32 && logits.rank() == 2, "apply_logit_edits: f32 [R, V] logits expected");
+  float* x = logits.data_as<float>();
+  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  for (int64_t i = 0; i < n; ++i) {
+    const LogitEdit& e = edits[i];
+    SPARROW_CHECK(e.row >= 0 && e.row < rows && e.token >= 0 && e.token < vocab,
+                  "apply_logit_edits: ({}, {}) outside [{}, {}] logits", e.row, e.token, rows, vocab);
+    float& l = x[int64_t(e.row) * vocab + e.token];
+    if (saved) saved[i] = l;
+    // Separate statements, no -mfma in this file: each step rounds on its own, as the GPU's
+    // __fdiv_rn / __fmul_rn / __fsub_rn do.
+    if (e.rep != 1.0f) l = l > 0 ? l / e.rep : l * e.rep;
+    l -= e.sub;
+    if (e.mask) l = -std::numeric_limits<float>::infinity();
+  }
+}
+
+void restore_logits(const Tensor& logits, const LogitEdit* edits, int64_t n, const float* saved) {
+#ifdef SPARROW_HAVE_CUDA
+  if (logits.device() == Device::kCUDA) return cuda::restore_logits(logits, edits, n, saved);
+#endif
+  SPARROW_CHECK(logits.device() == Device::kCPU && logits.is_contiguous(), "restore_logits: contiguous CPU logits expected");
+  SPARROW_CHECK(logits.dtype() == DType::kF32 && logits.rank() == 2, "restore_logits: f32 [R, V] logits expected");
+  float* x = logits.data_as<float>();
+  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  for (int64_t i = 0; i < n; ++i) {
+    SPARROW_CHECK(edits[i].row >= 0 && edits[i].row < rows && edits[i].token >= 0 && edits[i].token < vocab,
+                  "restore_logits: ({}, {}) outside [{}, {}] logits", edits[i].row, edits[i].token, rows, vocab);
+    x[int64_t(edits[i].row) * vocab + edits[i].token] = saved[i];
+  }
+}
+
+void sample_edited_rows(const Tensor& logits, const LogitEdit* edits, int64_t n, float* saved, const RowSampling* params,
+                        int32_t* out, const RowLogprobs* lp_params, RowLogprobsOut* lp_out) {
+  SPARROW_CHECK(n == 0 || saved, "sample_edited_rows: {} edits and no scratch for the originals", n);
+  if (n > 0) apply_logit_edits(logits, edits, n, saved);
+  sample_rows(logits, params, out);
+  if (n > 0) restore_logits(logits, edits, n, saved);
+  if (lp_params) row_logprobs(logits, out, lp_params, lp_out);
+}
 
 void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out) {
 #ifdef SPARROW_HAVE_CUDA

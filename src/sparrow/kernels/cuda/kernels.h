@@ -107,6 +107,18 @@ struct SampleParams {
 };
 void sample_rows(const SampleParams& p, cudaStream_t stream);
 
+// edits[0, n) applied to x in place (LogitEdit), saved[i] = the logit before when saved is
+// not null; restore: x at edits[i] = saved[i]. One thread per edit.
+struct LogitEditParams {
+  float* x;  // [rows, V]
+  int64_t V;
+  const LogitEdit* edits;  // [n] (device)
+  int64_t n;
+  float* saved;            // [n] (device) or null
+};
+void apply_logit_edits(const LogitEditParams& p, cudaStream_t stream);
+void restore_logits(const LogitEditParams& p, cudaStream_t stream);
+
 struct RowLogprobsParams {
   const float* x;  // [rows, V]
   int64_t rows, V;

@@ -403,6 +403,20 @@ void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs
   SPARROW_CUDA_CHECK_LAUNCH("row_logprobs");
 }
 
+void apply_logit_edits(const Tensor& logits, const LogitEdit* edits, int64_t n, float* saved) {
+  check_dev(logits, "apply_logit_edits");
+  SPARROW_REQUIRE(logits.dtype() == DType::kF32 && logits.rank() == 2, "apply_logit_edits: f32 [R, V] logits expected");
+  kn::apply_logit_edits({logits.data_as<float>(), logits.size(1), edits, n, saved}, current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("apply_logit_edits");
+}
+
+void restore_logits(const Tensor& logits, const LogitEdit* edits, int64_t n, const float* saved) {
+  check_dev(logits, "restore_logits");
+  SPARROW_REQUIRE(logits.dtype() == DType::kF32 && logits.rank() == 2, "restore_logits: f32 [R, V] logits expected");
+  kn::restore_logits({logits.data_as<float>(), logits.size(1), edits, n, const_cast<float*>(saved)}, current_stream());
+  SPARROW_CUDA_CHECK_LAUNCH("restore_logits");
+}
+
 size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I) {
   const int64_t P = T * k;
   const auto r = [](int64_t b) { return size_t((b + 255) / 256 * 256); };

@@ -33,6 +33,8 @@ void log_softmax(const Tensor& logits, const Tensor& out);
 void argmax_rows(const Tensor& logits, int32_t* out);
 void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out);
 void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs* params, RowLogprobsOut* out);
+void apply_logit_edits(const Tensor& logits, const LogitEdit* edits, int64_t n, float* saved);
+void restore_logits(const Tensor& logits, const LogitEdit* edits, int64_t n, const float* saved);
 
 // Which kernel a bf16 linear takes. kAuto: deterministic mode -> kFixed (batch-invariant
 // tensor-core kernel, every T); else T <= kGemvMaxRows -> kGemv (skinny streaming kernel);

@@ -402,6 +402,28 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) log
   }
 }
 
+// One thread per edit (the edits name distinct logits). The _rn intrinsics keep nvcc from
+// fusing l * rep - sub into one FMA: each step rounds on its own, as on the CPU.
+__global__ void logit_edits_kernel(LogitEditParams p) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= p.n) return;
+  const LogitEdit e = p.edits[i];
+  float* x = p.x + int64_t(e.row) * p.V + e.token;
+  float l = *x;
+  if (p.saved) p.saved[i] = l;
+  if (e.rep != 1.0f) l = l > 0 ? __fdiv_rn(l, e.rep) : __fmul_rn(l, e.rep);
+  l = __fsub_rn(l, e.sub);
+  if (e.mask) l = -INFINITY;
+  *x = l;
+}
+
+__global__ void restore_logits_kernel(LogitEditParams p) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= p.n) return;
+  const LogitEdit e = p.edits[i];
+  p.x[int64_t(e.row) * p.V + e.token] = p.saved[i];
+}
+
 }  // namespace
 
 void argmax_rows(const ArgmaxParams& p, cudaStream_t s) {
@@ -412,6 +434,16 @@ void argmax_rows(const ArgmaxParams& p, cudaStream_t s) {
 void sample_rows(const SampleParams& p, cudaStream_t s) {
   if (p.rows == 0) return;
   launch_pdl(sample_kernel, dim3(unsigned(p.rows * kCluster)), dim3(kThreads), 0, s, p);
+}
+
+void apply_logit_edits(const LogitEditParams& p, cudaStream_t s) {
+  if (p.n == 0) return;
+  logit_edits_kernel<<<unsigned((p.n + 255) / 256), 256, 0, s>>>(p);
+}
+
+void restore_logits(const LogitEditParams& p, cudaStream_t s) {
+  if (p.n == 0) return;
+  restore_logits_kernel<<<unsigned((p.n + 255) / 256), 256, 0, s>>>(p);
 }
 
 void row_logprobs(const RowLogprobsParams& p, cudaStream_t s) {
