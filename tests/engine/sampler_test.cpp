@@ -183,7 +183,9 @@ TEST(LogitEditor, ReproducesTheSamplersPenaltyLoops) {
     }
     ops::apply_logit_edits(Tensor(got.data(), DType::kF32, {1, V}), edits.data(), int64_t(edits.size()), nullptr);
     EXPECT_EQ(std::memcmp(got.data(), want.data(), size_t(V) * 4), 0) << "trial " << trial;
-    if (samples_logits_as_given(p, int64_t(output.size()))) EXPECT_TRUE(edits.empty()) << "trial " << trial;
+    if (samples_logits_as_given(p, int64_t(output.size()))) {
+      EXPECT_TRUE(edits.empty()) << "trial " << trial;
+    }
     changed += !edits.empty();
     for (float l : got) masked += std::isinf(l);
   }
