@@ -54,6 +54,14 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(const GemmParams p_
   }
   uint16_t* sA = smem;                          // [kStages][64][64]
   uint16_t* sB = smem + kStages * kTileElems;   // [kStages][64][64]
+  // PDL (launch_pdl): every mode but kMoeDown waits for the previous kernel first (A, or
+  // the tile list of moe_group just before gate_up). kMoeDown reads the tile list (written
+  // two kernels back: gate_up let it start only after its own wait) and streams its first
+  // weight stages before waiting for gate_up's act.
+  if constexpr (kMode != GemmMode::kMoeDown) {
+    pdl_wait();
+    pdl_launch_dependents();
+  }
 
   // ---- which rows / columns this CTA owns
   int64_t row0, row1;
@@ -101,17 +109,18 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(const GemmParams p_
     b_src[i] = b + brow * p.ldb + ld_chunk[i] * 8;
   }
   const int ktiles = int((p.K + BK - 1) / BK);
-  auto load_stage = [&](int stage, int kt) {
+  const auto load_part = [&](int stage, int kt, bool a_part, bool b_part) {
     const int64_t k0 = int64_t(kt) * BK;
     const uint32_t a_base = smem_u32(sA + stage * kTileElems), b_base = smem_u32(sB + stage * kTileElems);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const bool kin = k0 + ld_chunk[i] * 8 < p.K;  // K % 8 == 0: chunks are all-in or all-out
       const int off = swz(ld_row[i], ld_chunk[i]) * 2;
-      cp_async16(a_base + off, a_ok[i] && kin ? a_src[i] + k0 : p.a, a_ok[i] && kin);
-      cp_async16(b_base + off, b_ok[i] && kin ? b_src[i] + k0 : p.b, b_ok[i] && kin);
+      if (a_part) cp_async16(a_base + off, a_ok[i] && kin ? a_src[i] + k0 : p.a, a_ok[i] && kin);
+      if (b_part) cp_async16(b_base + off, b_ok[i] && kin ? b_src[i] + k0 : p.b, b_ok[i] && kin);
     }
   };
+  const auto load_stage = [&](int stage, int kt) { load_part(stage, kt, true, true); };
 
   // ---- main loop
   const int lane = tid & 31, warp = tid >> 5, wm = warp >> 1, wn = warp & 1;
@@ -123,9 +132,17 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(const GemmParams p_
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.f;
 
+  constexpr bool kEarlyB = kMode == GemmMode::kMoeDown;
+  if constexpr (kEarlyB) {
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s)
+      if (s < ktiles) load_part(s, s, false, true);  // in the first commit group: waited for with stage 0
+    pdl_wait();
+    pdl_launch_dependents();
+  }
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < ktiles) load_stage(s, s);
+    if (s < ktiles) load_part(s, s, true, !kEarlyB);
     cp_async_commit();
   }
   for (int kt = 0; kt < ktiles; ++kt) {
@@ -222,7 +239,7 @@ void launch(const GemmParams& p, cudaStream_t s) {
   }
   grid.z = unsigned(p.leaves > 1 ? p.leaves : 1);
   if (grid.x == 0 || grid.y == 0) return;
-  gemm_bf16_kernel<kMode><<<grid, kThreads, kSmemBytes, s>>>(p);
+  launch_pdl(gemm_bf16_kernel<kMode>, grid, dim3(kThreads), kSmemBytes, s, p);
 }
 
 }  // namespace

@@ -68,6 +68,12 @@ __global__ void __launch_bounds__(128 * kWG, 1) gemm_wgmma_kernel(const GemmPara
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;  // swizzle atoms need 1024-byte alignment
   const uint32_t sA = base, sB = base + kStages * kATile;
 
+  // PDL as in gemm.cu: gate_up waits first (the tile list comes from moe_group just
+  // before it); down streams its first weight stages before waiting for gate_up's act.
+  if constexpr (kMode == GemmMode::kMoeGateUp) {
+    pdl_wait();
+    pdl_launch_dependents();
+  }
   if (int(blockIdx.y) >= *p.num_tiles) return;
   const int32_t* t = p.tiles + 3 * blockIdx.y;
   const uint16_t* b = p.b + int64_t(t[0]) * p.b_expert_stride;
@@ -110,23 +116,24 @@ __global__ void __launch_bounds__(128 * kWG, 1) gemm_wgmma_kernel(const GemmPara
     b_src[i] = b + (b_ok[i] ? brow : 0) * p.ldb + chunk * 8;
   }
   const int ktiles = int((p.K + BK - 1) / BK);
-  auto load_stage = [&](int stage, int kt) {
+  const auto load_part = [&](int stage, int kt, bool a_part, bool b_part) {
     const int64_t k0 = int64_t(kt) * BK;
     const bool kin = k0 + chunk * 8 < p.K;  // K % 8 == 0: chunks are all-in or all-out
     const uint32_t a_st = sA + stage * kATile + wg * (BM * BK * 2), b_st = sB + stage * kBTile;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < 4 && a_part; ++i) {
       const bool ok = a_ok[i] && kin;
       cp_async16(a_st + swz_bytes(a_lo + 16 * i, chunk), ok ? a_src[i] + k0 : p.a, ok);
     }
 #pragma unroll
-    for (int i = 0; i < kBIters; ++i) {
+    for (int i = 0; i < kBIters && b_part; ++i) {
       const int c = (tid >> 3) + (kThreads / 8) * i;
       if (kBChunks % kThreads != 0 && c >= kBN) break;
       const bool ok = b_ok[i] && kin;
       cp_async16(b_st + swz_bytes(c, chunk), ok ? b_src[i] + k0 : p.b, ok);
     }
   };
+  const auto load_stage = [&](int stage, int kt) { load_part(stage, kt, true, true); };
 
   // A warpgroup whose rows are all past the tile's end loads (zeros) but skips the MMAs.
   const bool wg_active = row0 + wg * BM < row1;
@@ -134,9 +141,17 @@ __global__ void __launch_bounds__(128 * kWG, 1) gemm_wgmma_kernel(const GemmPara
 #pragma unroll
   for (int i = 0; i < kBN / 2; ++i) acc[i] = 0.f;
 
+  constexpr bool kEarlyB = kMode == GemmMode::kMoeDown;
+  if constexpr (kEarlyB) {
+#pragma unroll
+    for (int s = 0; s < kAhead; ++s)
+      if (s < ktiles) load_part(s, s, false, true);  // in the first commit group: waited for with stage 0
+    pdl_wait();
+    pdl_launch_dependents();
+  }
 #pragma unroll
   for (int s = 0; s < kAhead; ++s) {
-    if (s < ktiles) load_stage(s, s);
+    if (s < ktiles) load_part(s, s, true, !kEarlyB);
     cp_async_commit();
   }
   for (int kt = 0; kt < ktiles; ++kt) {
@@ -214,7 +229,7 @@ void launch(const GemmParams& p, cudaStream_t s) {
   const int64_t per_cta = kMode == GemmMode::kMoeGateUp ? kBN / 2 : kBN;
   const dim3 grid(unsigned((cols + per_cta - 1) / per_cta), unsigned(p.max_tiles));
   if (grid.x == 0 || grid.y == 0) return;
-  gemm_wgmma_kernel<kMode, kBN, kWG, kStages, kOverlap><<<grid, 128 * kWG, smem, s>>>(p);
+  launch_pdl(gemm_wgmma_kernel<kMode, kBN, kWG, kStages, kOverlap>, grid, dim3(128 * kWG), smem, s, p);
 }
 
 // The configuration in use: 2 warpgroups x 256 columns (128 x 256 CTA tile), 4 stages

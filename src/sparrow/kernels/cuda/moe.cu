@@ -35,6 +35,8 @@ __global__ void __launch_bounds__(kThreads) moe_group_kernel(MoeGroupParams p) {
   int32_t* wcnt = sm + 2 * p.E;     // [kWarps][wst]: per warp and expert, count then offset
   const int wst = p.E + 1;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  pdl_wait();  // ids come from the router's top-k
+  pdl_launch_dependents();
   const int32_t* ids = p.ids;
   if (stage_ids(p.P, p.E)) {
     int32_t* staged = sm + group_smem_words(p.E);  // [P]
@@ -130,7 +132,7 @@ void moe_group(const MoeGroupParams& p, cudaStream_t s) {
   if (first_use_on_device(configured)) {
     cudaFuncSetAttribute(moe_group_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kGroupSmemMax));
   }
-  moe_group_kernel<<<1, kThreads, smem, s>>>(p);
+  launch_pdl(moe_group_kernel, dim3(1), dim3(kThreads), smem, s, p);
 }
 
 }  // namespace sparrow::cuda::k
