@@ -322,6 +322,31 @@ TEST(Engine, ExecutorPenaltiesAreTheHostPaths) {
     for (int32_t stop : reqs[2].sampling.stop_token_ids) EXPECT_NE(on_executor[2].result.output_ids[size_t(j)], stop);
 }
 
+// A step whose penalties need more LogitEdits than the cap (the executor's buffer, here
+// made small) samples on the host: same tokens and logprobs as the host path, and the steps
+// of rows with few edits still sample on the executor.
+TEST(Engine, StepsBeyondTheLogitEditCapSampleOnTheHost) {
+  EngineOptions o;
+  o.max_total_tokens = 4096;
+  o.max_running_requests = 16;
+  o.log_interval_s = 0;
+  o.max_step_logit_edits = 8;
+  Engine capped(load_model_source(kModel, "auto", DType::kF32), nullptr, o);
+  Request wide = greedy(prompt(30, 7), 6);  // repetition over 30 prompt tokens: > 8 edits every step
+  wide.sampling.repetition_penalty = 1.5f;
+  const int64_t before = capped.stats().executor_sampled_steps;
+  const auto got = generate_sync(capped, {wide})[0].result;
+  EXPECT_EQ(capped.stats().executor_sampled_steps, before);  // every step went to the host
+  auto host_engine = make_engine(4096, 8192, true, false, true, /*device_penalties=*/false);
+  expect_same_logprobs(got, generate_sync(*host_engine, {wide})[0].result, "capped");
+  Request narrow = greedy(prompt(12, 3), 6);  // one stop id masked until 3 tokens: 1 edit
+  narrow.sampling.min_new_tokens = 3;
+  narrow.sampling.stop_token_ids = {5};
+  const int64_t mid = capped.stats().executor_sampled_steps;
+  generate_sync(capped, {narrow});
+  EXPECT_GT(capped.stats().executor_sampled_steps, mid);
+}
+
 TEST(Engine, RejectsBadRequests) {
   auto e = make_engine(600);
   EXPECT_THROW(e->submit(greedy({}, 1), [](const OutputChunk&) {}), InputError);

@@ -20,6 +20,7 @@
 
 #include "sparrow/engine/device_options.h"
 #include "sparrow/engine/request.h"
+#include "sparrow/kernels/row_sampling.h"
 #include "sparrow/model/model.h"
 #include "sparrow/parallel/rank_context.h"
 
@@ -55,6 +56,9 @@ struct EngineOptions {
   // kMaxStepLogitEdits) and a GPU applies them before sample_rows. Off (or
   // SPARROW_DEVICE_PENALTIES=0): such a row sends its step's logits to the host, as before.
   bool device_penalties = true;
+  // A step whose rows need more LogitEdits than this samples on the host instead (the
+  // executor's buffer holds kMaxStepLogitEdits; larger values are clamped to it).
+  int64_t max_step_logit_edits = kMaxStepLogitEdits;
 };
 
 // Counters and gauges for /get_load, /server_info and /metrics.

@@ -168,7 +168,8 @@ void Scheduler::plan(StepPlan& plan) {
       editor_.append(row, config_.vocab_size, q->r.sampling, sampling_state(*q, pos), plan.batch.logit_edits);
       logprobs |= q->r.return_logprob;
     }
-  if (int64_t(plan.batch.logit_edits.size()) > kMaxStepLogitEdits) {  // beyond the executor's buffer: the host samples
+  if (int64_t(plan.batch.logit_edits.size()) > std::min(opts_.max_step_logit_edits, kMaxStepLogitEdits)) {
+    // beyond the executor's buffer (or the configured cap): the host samples the step
     plan.batch.sampling.clear();
     plan.batch.logit_edits.clear();
     logprobs = false;
