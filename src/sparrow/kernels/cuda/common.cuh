@@ -142,6 +142,16 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t* r, uint32_t smem_addr) {
 }
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
 
+// 16 bytes global -> shared without a register round trip (cp.async.cg: L2 only, 256-byte
+// L2 fetches); pred false writes 16 zero bytes and reads nothing. Completion by commit
+// groups: cp_async_wait<N> returns once at most N of this thread's groups are pending.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool pred) {
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(pred ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
 // ---- Programmatic dependent launch (PDL, sm_90) ---------------------------------------
 // A kernel launched by launch_pdl may start while the previous kernel in the stream is
 // still running; it must call pdl_wait() before it reads anything an earlier kernel wrote

@@ -37,12 +37,6 @@ constexpr size_t smem_bytes() {
 // Byte offset of 16-byte chunk `chunk` of tile row `row` (128-byte swizzle).
 __device__ __forceinline__ uint32_t swz_bytes(int row, int chunk) { return uint32_t(row * 128 + ((chunk ^ (row & 7)) << 4)); }
 
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool pred) {
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(pred ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 template <int kBN>
 __device__ __forceinline__ void wgmma_tile(float* acc, uint64_t da, uint64_t db) {
