@@ -21,11 +21,12 @@ const std::string kModel = std::string(SPARROW_TESTDATA_DIR) + "/models/qwen3_mo
 
 std::unique_ptr<Engine> make_engine(int64_t kv_tokens = 4096, int64_t chunk = 8192, bool radix = true,
                                     bool deterministic = false, bool device_logprobs = true,
-                                    bool device_penalties = true) {
+                                    bool device_penalties = true, int64_t max_step_logit_edits = kMaxStepLogitEdits) {
   EngineOptions o;
   o.parallel.deterministic = deterministic;
   o.device_logprobs = device_logprobs;
   o.device_penalties = device_penalties;
+  o.max_step_logit_edits = max_step_logit_edits;
   o.max_total_tokens = kv_tokens;
   o.max_running_requests = 16;
   o.chunked_prefill_size = chunk;
@@ -326,12 +327,8 @@ TEST(Engine, ExecutorPenaltiesAreTheHostPaths) {
 // made small) samples on the host: same tokens and logprobs as the host path, and the steps
 // of rows with few edits still sample on the executor.
 TEST(Engine, StepsBeyondTheLogitEditCapSampleOnTheHost) {
-  EngineOptions o;
-  o.max_total_tokens = 4096;
-  o.max_running_requests = 16;
-  o.log_interval_s = 0;
-  o.max_step_logit_edits = 8;
-  Engine capped(load_model_source(kModel, "auto", DType::kF32), nullptr, o);
+  auto engine = make_engine(4096, 8192, true, false, true, true, /*max_step_logit_edits=*/8);
+  Engine& capped = *engine;
   Request wide = greedy(prompt(30, 7), 6);  // repetition over 30 prompt tokens: > 8 edits every step
   wide.sampling.repetition_penalty = 1.5f;
   const int64_t before = capped.stats().executor_sampled_steps;

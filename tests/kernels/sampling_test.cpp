@@ -148,5 +148,21 @@ TEST(SampleEditedRows, SampleEditedLogprobsOfTheLogitsAsGiven) {
   }
 }
 
+// An edit outside the [R, V] logits is an error naming the op, for both ops; nothing past
+// the bad edit is written.
+TEST(LogitEdits, OutOfRangeEditsAreErrors) {
+  std::vector<float> x(2 * 5, 1.0f);
+  const Tensor t(x.data(), DType::kF32, {2, 5});
+  const std::vector<LogitEdit> bad_token = {{0, 1, 1.0f, 0.5f, 0}, {1, 5, 1.0f, 0.5f, 0}, {1, 2, 1.0f, 0.5f, 0}};
+  std::vector<float> saved(bad_token.size());
+  EXPECT_THROW(ops::apply_logit_edits(t, bad_token.data(), 3, saved.data()), Error);
+  EXPECT_EQ(x[1], 0.5f);  // the edit before the bad one was applied
+  EXPECT_EQ(x[7], 1.0f);  // the one after was not
+  const LogitEdit bad_row{2, 0, 1.0f, 0.0f, 1};
+  EXPECT_THROW(ops::restore_logits(t, &bad_row, 1, saved.data()), Error);
+  const LogitEdit negative{0, -1, 1.0f, 0.0f, 1};
+  EXPECT_THROW(ops::apply_logit_edits(t, &negative, 1, nullptr), Error);
+}
+
 }  // namespace
 }  // namespace sparrow

@@ -91,21 +91,35 @@ int32_t sample_row(const float* logits, int64_t vocab, const RowSampling& p, std
   return best;
 }
 
+// The [R, V] f32 CPU logits an edit list addresses, and each edit's element (checked).
+struct EditTarget {
+  const char* op;
+  float* x;
+  int64_t rows, vocab;
+  EditTarget(const Tensor& logits, const char* op_name) : op(op_name) {
+    SPARROW_CHECK(logits.device() == Device::kCPU && logits.is_contiguous(), "{}: contiguous CPU logits expected", op);
+    SPARROW_CHECK(logits.dtype() == DType::kF32 && logits.rank() == 2, "{}: f32 [R, V] logits expected", op);
+    x = logits.data_as<float>();
+    rows = logits.size(0);
+    vocab = logits.size(1);
+  }
+  float& at(const LogitEdit& e) const {
+    SPARROW_CHECK(e.row >= 0 && e.row < rows && e.token >= 0 && e.token < vocab, "{}: ({}, {}) outside [{}, {}] logits",
+                  op, e.row, e.token, rows, vocab);
+    return x[int64_t(e.row) * vocab + e.token];
+  }
+};
+
 }  // namespace
 
 void apply_logit_edits(const Tensor& logits, const LogitEdit* edits, int64_t n, float* saved) {
 #ifdef SPARROW_HAVE_CUDA
   if (logits.device() == Device::kCUDA) return cuda::apply_logit_edits(logits, edits, n, saved);
 #endif
-  SPARROW_CHECK(logits.device() == Device::kCPU && logits.is_contiguous(), "apply_logit_edits: contiguous CPU logits expected");
-  SPARROW_CHECK(logits.dtype() == DType::kF32 && logits.rank() == 2, "apply_logit_edits: f32 [R, V] logits expected");
-  float* x = logits.data_as<float>();
-  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  const EditTarget target(logits, "apply_logit_edits");
   for (int64_t i = 0; i < n; ++i) {
     const LogitEdit& e = edits[i];
-    SPARROW_CHECK(e.row >= 0 && e.row < rows && e.token >= 0 && e.token < vocab,
-                  "apply_logit_edits: ({}, {}) outside [{}, {}] logits", e.row, e.token, rows, vocab);
-    float& l = x[int64_t(e.row) * vocab + e.token];
+    float& l = target.at(e);
     if (saved) saved[i] = l;
     // Separate statements, no -mfma in this file: each step rounds on its own, as the GPU's
     // __fdiv_rn / __fmul_rn / __fsub_rn do.
@@ -119,15 +133,8 @@ void restore_logits(const Tensor& logits, const LogitEdit* edits, int64_t n, con
 #ifdef SPARROW_HAVE_CUDA
   if (logits.device() == Device::kCUDA) return cuda::restore_logits(logits, edits, n, saved);
 #endif
-  SPARROW_CHECK(logits.device() == Device::kCPU && logits.is_contiguous(), "restore_logits: contiguous CPU logits expected");
-  SPARROW_CHECK(logits.dtype() == DType::kF32 && logits.rank() == 2, "restore_logits: f32 [R, V] logits expected");
-  float* x = logits.data_as<float>();
-  const int64_t rows = logits.size(0), vocab = logits.size(1);
-  for (int64_t i = 0; i < n; ++i) {
-    SPARROW_CHECK(edits[i].row >= 0 && edits[i].row < rows && edits[i].token >= 0 && edits[i].token < vocab,
-                  "restore_logits: ({}, {}) outside [{}, {}] logits", edits[i].row, edits[i].token, rows, vocab);
-    x[int64_t(edits[i].row) * vocab + edits[i].token] = saved[i];
-  }
+  const EditTarget target(logits, "restore_logits");
+  for (int64_t i = 0; i < n; ++i) target.at(edits[i]) = saved[i];
 }
 
 void sample_edited_rows(const Tensor& logits, const LogitEdit* edits, int64_t n, float* saved, const RowSampling* params,

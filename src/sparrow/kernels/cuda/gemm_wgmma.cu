@@ -9,9 +9,10 @@
 // share, straight from shared memory (wgmma reads both operands there). kStages-deep
 // cp.async ring of the A rows and the B tile in the 128-byte swizzle layout (wgmma.cuh);
 // loads run kStages - 1 K-tiles ahead and each K-tile's wgmma group is waited for before
-// the next barrier, or (kOverlap) kStages - 2 ahead with one group left running while the
-// next is issued (the stage a load overwrites was read by the group two K-tiles back,
-// finished by then). Out-of-range rows / K are zero-filled, as in gemm.cu.
+// the next barrier, so the stage a load overwrites (read by the previous K-tile's group)
+// is free. (Leaving one group running across the barrier and loading one K-tile less
+// ahead was measured slower: docs/gpu.md.) Out-of-range rows / K are zero-filled, as in
+// gemm.cu.
 //
 // Numerics: fp32 accumulation over K in 16-wide steps, like gemm.cu, but the tensor core's
 // order of adding inside a step is not promised to match mma.sync's: this kernel serves the
@@ -47,15 +48,13 @@ __device__ __forceinline__ void wgmma_tile(float* acc, uint64_t da, uint64_t db)
 // CTA: kWG warpgroups; warpgroup w owns rows [64 w, 64 w + 64) of a row tile of up to
 // 64 kWG rows (one expert), all of them the same kBN columns: one B tile in shared memory
 // serves every warpgroup, so each weight byte crosses from L2 once per row tile.
-template <GemmMode kMode, int kBN, int kWG, int kStages, bool kOverlap>
+template <GemmMode kMode, int kBN, int kWG, int kStages>
 __global__ void __launch_bounds__(128 * kWG, 1) gemm_wgmma_kernel(const GemmParams p) {
   static_assert(kMode != GemmMode::kDense, "MoE modes only");
   static_assert(kBN == 128 || kBN == 256, "wgmma N of 128 or 256");
-  static_assert(kStages >= 3, "a load, a running wgmma group and the tile being issued");
+  static_assert(kStages >= 2, "a K-tile multiplied while the next ones load");
   constexpr int kThreads = 128 * kWG;
-  // K-tiles loaded ahead of the one issued: kOverlap keeps the previous K-tile's wgmma
-  // group running while this one is issued, so its stage is not free yet.
-  constexpr int kAhead = kOverlap ? kStages - 2 : kStages - 1;
+  constexpr int kAhead = kStages - 1;  // K-tiles loaded ahead of the one multiplied
   constexpr uint32_t kATile = kWG * BM * BK * 2, kBTile = kBN * BK * 2;  // bytes per stage
   constexpr int kBChunks = kBN * 8, kBIters = (kBChunks + kThreads - 1) / kThreads;
   extern __shared__ uint8_t smem_raw[];
@@ -151,9 +150,9 @@ __global__ void __launch_bounds__(128 * kWG, 1) gemm_wgmma_kernel(const GemmPara
   for (int kt = 0; kt < ktiles; ++kt) {
     cp_async_wait<kAhead - 1>();  // this thread's chunks of K-tile kt have landed
     fence_proxy_async_shared();   // ... and are visible to the tensor cores' reads
-    __syncthreads();              // every thread's chunks; every warp past the wait for group kt - 2
+    __syncthreads();              // every thread's chunks; every warp past the wait for group kt - 1
     const int nk = kt + kAhead;
-    if (nk < ktiles) load_stage(nk % kStages, nk);  // the stage group kt - 2 read
+    if (nk < ktiles) load_stage(nk % kStages, nk);  // the stage group kt - 1 read
     cp_async_commit();
     if (wg_active) {
       const int st = kt % kStages;
@@ -163,11 +162,9 @@ __global__ void __launch_bounds__(128 * kWG, 1) gemm_wgmma_kernel(const GemmPara
       for (int kk = 0; kk < BK / 16; ++kk)
         wgmma_tile<kBN>(acc, wgmma_desc_sw128(a_st + kk * 32), wgmma_desc_sw128(b_st + kk * 32));
       wgmma_commit();
-      if constexpr (kOverlap) wgmma_wait<1>();  // group kt - 1 done: its stage may be refilled after the next barrier
-      else wgmma_wait<0>();
+      wgmma_wait<0>();  // its stage may be refilled after the next barrier
     }
   }
-  if (wg_active) wgmma_wait<0>();
   cp_async_wait<0>();
   if (!wg_active) return;
 
@@ -211,27 +208,25 @@ __global__ void __launch_bounds__(128 * kWG, 1) gemm_wgmma_kernel(const GemmPara
   }
 }
 
-template <GemmMode kMode, int kBN, int kWG, int kStages, bool kOverlap>
+template <GemmMode kMode, int kBN, int kWG, int kStages>
 void launch(const GemmParams& p, cudaStream_t s) {
   constexpr size_t smem = smem_bytes<kBN, kWG, kStages>();
   static_assert(smem <= 227 * 1024, "more shared memory than an SM has");
   static std::atomic<uint64_t> configured{0};  // once per device, before any graph capture
   if (first_use_on_device(configured))
-    cudaFuncSetAttribute(gemm_wgmma_kernel<kMode, kBN, kWG, kStages, kOverlap>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaFuncSetAttribute(gemm_wgmma_kernel<kMode, kBN, kWG, kStages>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                          int(smem));
   const int64_t cols = kMode == GemmMode::kMoeGateUp ? p.N / 2 : p.N;
   const int64_t per_cta = kMode == GemmMode::kMoeGateUp ? kBN / 2 : kBN;
   const dim3 grid(unsigned((cols + per_cta - 1) / per_cta), unsigned(p.max_tiles));
   if (grid.x == 0 || grid.y == 0) return;
-  launch_pdl(gemm_wgmma_kernel<kMode, kBN, kWG, kStages, kOverlap>, grid, dim3(128 * kWG), smem, s, p);
+  launch_pdl(gemm_wgmma_kernel<kMode, kBN, kWG, kStages>, grid, dim3(128 * kWG), smem, s, p);
 }
 
 // The configuration in use: 2 warpgroups x 256 columns (128 x 256 CTA tile), 4 stages
-// (192 KB), no wgmma group left running across K-tiles (three K-tiles loaded ahead
-// instead). Measured against 3 x 128 and 2 x 128, with and without the overlap, at
-// 8-2048 tokens: docs/gpu.md ("MoE layer alone").
+// (192 KB). Measured against 1 x 128 / 256, 3 x 128 and 2 x 128, with and without a wgmma
+// group left running across K-tiles, at 8-2048 tokens: docs/gpu.md ("MoE layer alone").
 constexpr int kBN = 256, kWG = 2, kStages = 4;
-constexpr bool kOverlap = false;
 static_assert(kWG * BM == kGemmWgmmaBM, "moe_group's tile rows");
 
 }  // namespace
@@ -241,8 +236,8 @@ void gemm_bf16_wgmma(const GemmParams& p, cudaStream_t s) {
     std::fprintf(stderr, "gemm_bf16_wgmma: the MoE modes without leaves only\n");
     std::abort();
   }
-  if (p.mode == GemmMode::kMoeGateUp) launch<GemmMode::kMoeGateUp, kBN, kWG, kStages, kOverlap>(p, s);
-  else launch<GemmMode::kMoeDown, kBN, kWG, kStages, kOverlap>(p, s);
+  if (p.mode == GemmMode::kMoeGateUp) launch<GemmMode::kMoeGateUp, kBN, kWG, kStages>(p, s);
+  else launch<GemmMode::kMoeDown, kBN, kWG, kStages>(p, s);
 }
 
 }  // namespace sparrow::cuda::k
