@@ -359,8 +359,14 @@ TEST_F(Gpu, PagedAttentionDecodeSplitsEqualExtendShape) {
       auto dk = upload(kc.tensor()), dv = upload(vc.tensor()), dq = upload(q.tensor()), dr2t = upload_vec(r2t);
       DevBatch b = make_batch(rows, lens, exts, r2t.data(), dr2t.data(), max_ctx);
       const float scale = 1.0f / std::sqrt(float(D));
-      auto whole = poisoned(dt, {T, Hq, D}), split = poisoned(dt, {T, Hq, D});
+      auto whole = poisoned(dt, {T, Hq, D}), split = poisoned(dt, {T, Hq, D}), flash = poisoned(dt, {T, Hq, D});
+      // The bit-identity of the two shapes is deterministic mode's (the default mode's
+      // extend shape is attention_flash.cu: one split per block, checked against the
+      // reference below).
+      cuda::set_deterministic(true);
       ops::paged_attention(dq.tensor(), dk.tensor(), dv.tensor(), b.dev, scale, whole.tensor());
+      cuda::set_deterministic(false);
+      ops::paged_attention(dq.tensor(), dk.tensor(), dv.tensor(), b.dev, scale, flash.tensor());
       const size_t n = ops::paged_attention_scratch_floats(Device::kCUDA, T, Hq, D, max_ctx);
       ASSERT_GT(n, 0u);
       DeviceBuffer scratch(n * 4);
@@ -372,6 +378,8 @@ TEST_F(Gpu, PagedAttentionDecodeSplitsEqualExtendShape) {
         ASSERT_EQ(f32_bits(a[j]), f32_bits(c[j])) << "ctx " << max_ctx << " heads " << Hq << "/" << Hkv << " D " << D << " at " << j;
       ref::paged_attention(q.tensor(), kc.tensor(), vc.tensor(), b.host, scale, ref.tensor());
       EXPECT_LT(rel_err(c, to_f32(ref.tensor())), 8e-3) << Hq << " " << Hkv << " " << D;
+      EXPECT_LT(rel_err(to_f32(download(flash.tensor()).tensor()), to_f32(ref.tensor())), 8e-3)
+          << "flash " << Hq << " " << Hkv << " " << D;
     }
 }
 

@@ -134,9 +134,15 @@ __device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, const uint
 
 // Four 8x8 bf16 matrices from shared memory (ldmatrix): thread t gives the address of row
 // t % 8 of matrix t / 8; register i of thread (g = lane / 4, q = lane % 4) receives matrix
-// i's row g, columns 2q and 2q + 1, the fragment order of mma_bf16's operands.
+// i's row g, columns 2q and 2q + 1 (.trans: column g, rows 2q and 2q + 1), the fragment
+// order of mma_bf16's operands.
 __device__ __forceinline__ void ldmatrix_x4(uint32_t* r, uint32_t smem_addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, uint32_t smem_addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr));
 }

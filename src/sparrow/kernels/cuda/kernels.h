@@ -161,6 +161,10 @@ int64_t attention_split_size(int64_t max_context);
 // Whether the kernels take this head layout (group size, head dim, shared memory).
 bool attention_shape_ok(int64_t Hq, int64_t Hkv, int64_t D);
 void paged_attention(const AttentionParams& p, cudaStream_t stream);
+// The extend shape in one split per block, state in registers (attention_flash.cu): not
+// bit-identical to the decode-split shape, so the default mode only (ops_cuda.cpp picks).
+bool attention_flash_ok(const AttentionParams& p);
+void paged_attention_flash(const AttentionParams& p, cudaStream_t stream);
 
 // ---- bf16 tensor-core GEMM (gemm.cu) --------------------------------------------------
 // One fixed tile configuration (BM x BN x BK = 64 x 64 x 64, 4 warps of mma.sync

@@ -247,7 +247,17 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
                        batch.batch, batch.req_slots, batch.seq_lens, batch.extend_lens, batch.q_offsets,
                        batch.req_to_token, batch.max_context, scale, split,
                        int32_t((batch.max_context + split - 1) / split), split_shape ? batch.scratch : nullptr};
-  kn::paged_attention(p, current_stream());
+  // Default mode, extend shape: one split per block (attention_flash.cu); deterministic
+  // mode keeps the split structure that makes an extend the same bits as a decode.
+  // SPARROW_ATTN_FLASH=0 turns it off (A/B timing).
+  static const bool flash_on = [] {
+    const char* e = std::getenv("SPARROW_ATTN_FLASH");
+    return !(e && e[0] == '0');
+  }();
+  if (flash_on && !split_shape && !::sparrow::cuda::deterministic() && kn::attention_flash_ok(p))
+    kn::paged_attention_flash(p, current_stream());
+  else
+    kn::paged_attention(p, current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("paged_attention");
 }
 
