@@ -301,27 +301,50 @@ __global__ void linear_simt_kernel(LinearSimtParams p) {
   store_f(p.y, p.y_t, t * p.ldy + n, acc);
 }
 
+// V consecutive columns per thread (4 when H allows 16-byte loads), the token's k slot rows
+// loaded kBatch at a time before any is added: each element's sum is the slot-order chain
+// either way (w_0 v_0, then fmaf(w_s, v_s, acc)), so the bits do not depend on V.
+template <int V>
 __global__ void moe_combine_kernel(MoeCombineParams p) {
   pdl_wait();
   pdl_launch_dependents();
+  constexpr int kBatch = 8;
   const int64_t t = blockIdx.y;
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * V;
   if (i >= p.H) return;
   const float* src = p.slot_out + t * p.k * p.H + i;
-  float acc;
-  if (p.weights) {
-    const float* w = p.weights + t * p.k;
-    acc = w[0] * src[0];
-    for (int s = 1; s < p.k; ++s) acc = fmaf(w[s], src[int64_t(s) * p.H], acc);
-  } else {
-    acc = src[0];
-    for (int s = 1; s < p.k; ++s) acc += src[int64_t(s) * p.H];
+  const float* w = p.weights ? p.weights + t * p.k : nullptr;
+  float acc[V];
+  for (int s0 = 0; s0 < p.k; s0 += kBatch) {
+    float v[kBatch][V];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      if (s0 + b >= p.k) break;
+      const float* row = src + int64_t(s0 + b) * p.H;
+      if constexpr (V == 4) {
+        const float4 f = *reinterpret_cast<const float4*>(row);
+        v[b][0] = f.x, v[b][1] = f.y, v[b][2] = f.z, v[b][3] = f.w;
+      } else {
+        v[b][0] = row[0];
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int s = s0 + b;
+      if (s >= p.k) break;
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        if (s == 0) acc[e] = w ? w[0] * v[b][e] : v[b][e];
+        else acc[e] = w ? fmaf(w[s], v[b][e], acc[e]) : acc[e] + v[b][e];
+      }
+    }
   }
-  if (p.shared_out) {
-    const float g = 1.0f / (1.0f + expf(-p.shared_logit[t]));
-    acc += g * p.shared_out[t * p.H + i];
+  const float g = p.shared_out ? 1.0f / (1.0f + expf(-p.shared_logit[t])) : 0.f;
+#pragma unroll
+  for (int e = 0; e < V; ++e) {
+    if (p.shared_out) acc[e] += g * p.shared_out[t * p.H + i + e];
+    store_f(p.out, p.out_t, t * p.H + i + e, acc[e]);
   }
-  store_f(p.out, p.out_t, t * p.H + i, acc);
 }
 
 __global__ void fill_f32_kernel(float* dst, size_t n, float value) {
@@ -397,7 +420,10 @@ void fill_f32(float* dst, size_t n, float value, cudaStream_t s) {
 }
 void moe_combine(const MoeCombineParams& p, cudaStream_t s) {
   if (p.T == 0) return;
-  launch_pdl(moe_combine_kernel, dim3(blocks_for(p.H, 256), unsigned(p.T)), dim3(256), 0, s, p);
+  if (p.H % 4 == 0 && reinterpret_cast<uintptr_t>(p.slot_out) % 16 == 0)
+    launch_pdl(moe_combine_kernel<4>, dim3(blocks_for(p.H / 4, 256), unsigned(p.T)), dim3(256), 0, s, p);
+  else
+    launch_pdl(moe_combine_kernel<1>, dim3(blocks_for(p.H, 256), unsigned(p.T)), dim3(256), 0, s, p);
 }
 
 }  // namespace sparrow::cuda::k
