@@ -383,39 +383,63 @@ TEST_F(Gpu, PagedAttentionDecodeSplitsEqualExtendShape) {
     }
 }
 
-// The fused q|k|v step (norms, RoPE, KV store) against the plain reference.
+// The fused q|k|v step (norms, RoPE, KV store) against the plain reference, in a
+// decode-sized step (heads spread over blocks) and a prefill-sized one (a block per token),
+// for the register kernel's head sizes (64, 128, 256) and the shared-memory kernel's (16,
+// 40, whole-projection norms); the first rows of the long step are the short step's bits.
 TEST_F(Gpu, AttentionPrepMatchesReference) {
   std::mt19937 rng(13);
   for (auto [Hq, Hkv, D, norm] : {std::tuple<int64_t, int64_t, int64_t, ops::HeadNorm>{32, 4, 128, ops::HeadNorm::kPerHead},
                                   {16, 16, 64, ops::HeadNorm::kProjection}, {4, 2, 16, ops::HeadNorm::kNone},
-                                  {6, 2, 40, ops::HeadNorm::kPerHead}}) {
-    const int64_t T = 5, slots = 16, n = (Hq + 2 * Hkv) * D;
-    const bool per_head = norm == ops::HeadNorm::kPerHead;
-    Buffer qkv(DType::kBF16, {T, n}), qw(DType::kF32, {per_head ? D : Hq * D}), kw(DType::kF32, {per_head ? D : Hkv * D});
-    fill_uniform(qkv.tensor(), rng, -2, 2);
-    fill_uniform(qw.tensor(), rng, 0.5f, 1.5f);
-    fill_uniform(kw.tensor(), rng, 0.5f, 1.5f);
-    std::vector<int32_t> pos = {0, 7, 300, 4095, 12}, loc = {3, 0, 15, 8, 9};
-    std::vector<float> inv(static_cast<size_t>(D / 2));
-    for (int64_t i = 0; i < D / 2; ++i) inv[size_t(i)] = float(std::pow(1e6, -double(2 * i) / double(D)));
-    // Caches start zeroed on both sides: only the rows at `loc` are written.
-    Buffer q_ref(DType::kBF16, {T, Hq, D}), k_ref(DType::kBF16, {slots, Hkv, D}), v_ref(DType::kBF16, {slots, Hkv, D});
-    const Tensor* qn = norm == ops::HeadNorm::kNone ? nullptr : &qw.tensor();
-    const Tensor* kn = norm == ops::HeadNorm::kNone ? nullptr : &kw.tensor();
-    auto dqkv = upload(qkv.tensor()), dqw = upload(qw.tensor()), dkw = upload(kw.tensor());
-    auto dpos = upload_vec(pos), dloc = upload_vec(loc), dinv = upload_vec(inv);
-    auto dq = poisoned(DType::kBF16, {T, Hq, D});
-    auto dk = upload(k_ref.tensor()), dv = upload(v_ref.tensor());
-    ops::attention_prep(qkv.tensor(), Hq, Hkv, norm, qn, kn, 1e-6f, pos.data(), inv.data(), loc.data(), q_ref.tensor(),
-                        k_ref.tensor(), v_ref.tensor());
-    const Tensor* dqn = norm == ops::HeadNorm::kNone ? nullptr : &dqw.tensor();
-    const Tensor* dkn = norm == ops::HeadNorm::kNone ? nullptr : &dkw.tensor();
-    ops::attention_prep(dqkv.tensor(), Hq, Hkv, norm, dqn, dkn, 1e-6f, static_cast<const int32_t*>(dpos.data()),
-                        static_cast<const float*>(dinv.data()), static_cast<const int32_t*>(dloc.data()), dq.tensor(),
-                        dk.tensor(), dv.tensor());
-    EXPECT_LT(rel_err(to_f32(download(dq.tensor()).tensor()), to_f32(q_ref.tensor())), 8e-3) << Hq << " " << D;
-    EXPECT_LT(rel_err(to_f32(download(dk.tensor()).tensor()), to_f32(k_ref.tensor())), 8e-3) << Hq << " " << D;
-    EXPECT_LT(rel_err(to_f32(download(dv.tensor()).tensor()), to_f32(v_ref.tensor())), 8e-3) << Hq << " " << D;
+                                  {6, 2, 40, ops::HeadNorm::kPerHead}, {8, 2, 64, ops::HeadNorm::kNone},
+                                  {12, 4, 256, ops::HeadNorm::kPerHead}, {9, 3, 128, ops::HeadNorm::kNone}}) {
+    const int64_t n = (Hq + 2 * Hkv) * D, T_short = 5;
+    std::vector<float> short_q;
+    for (const int64_t T : {T_short, int64_t(600)}) {
+      const int64_t slots = T + 11;
+      const bool per_head = norm == ops::HeadNorm::kPerHead;
+      std::mt19937 data_rng(int(D * 131 + Hq));  // the same rows first in both steps
+      Buffer qkv(DType::kBF16, {T, n}), qw(DType::kF32, {per_head ? D : Hq * D}), kw(DType::kF32, {per_head ? D : Hkv * D});
+      fill_uniform(qw.tensor(), data_rng, 0.5f, 1.5f);
+      fill_uniform(kw.tensor(), data_rng, 0.5f, 1.5f);
+      fill_uniform(qkv.tensor(), data_rng, -2, 2);
+      std::vector<int32_t> pos(static_cast<size_t>(T)), loc(static_cast<size_t>(T));
+      const int32_t first_pos[] = {0, 7, 300, 4095, 12};
+      for (int64_t t = 0; t < T; ++t) {
+        pos[size_t(t)] = t < 5 ? first_pos[t] : int32_t(rng() % 8192);
+        loc[size_t(t)] = int32_t((t * 7 + 3) % slots);  // distinct: 7 and slots are coprime
+      }
+      ASSERT_NE(slots % 7, 0);
+      std::vector<float> inv(static_cast<size_t>(D / 2));
+      for (int64_t i = 0; i < D / 2; ++i) inv[size_t(i)] = float(std::pow(1e6, -double(2 * i) / double(D)));
+      // Caches start zeroed on both sides: only the rows at `loc` are written.
+      Buffer q_ref(DType::kBF16, {T, Hq, D}), k_ref(DType::kBF16, {slots, Hkv, D}), v_ref(DType::kBF16, {slots, Hkv, D});
+      const Tensor* qn = norm == ops::HeadNorm::kNone ? nullptr : &qw.tensor();
+      const Tensor* kn = norm == ops::HeadNorm::kNone ? nullptr : &kw.tensor();
+      auto dqkv = upload(qkv.tensor()), dqw = upload(qw.tensor()), dkw = upload(kw.tensor());
+      auto dpos = upload_vec(pos), dloc = upload_vec(loc), dinv = upload_vec(inv);
+      auto dq = poisoned(DType::kBF16, {T, Hq, D});
+      auto dk = upload(k_ref.tensor()), dv = upload(v_ref.tensor());
+      ops::attention_prep(qkv.tensor(), Hq, Hkv, norm, qn, kn, 1e-6f, pos.data(), inv.data(), loc.data(), q_ref.tensor(),
+                          k_ref.tensor(), v_ref.tensor());
+      const Tensor* dqn = norm == ops::HeadNorm::kNone ? nullptr : &dqw.tensor();
+      const Tensor* dkn = norm == ops::HeadNorm::kNone ? nullptr : &dkw.tensor();
+      ops::attention_prep(dqkv.tensor(), Hq, Hkv, norm, dqn, dkn, 1e-6f, static_cast<const int32_t*>(dpos.data()),
+                          static_cast<const float*>(dinv.data()), static_cast<const int32_t*>(dloc.data()), dq.tensor(),
+                          dk.tensor(), dv.tensor());
+      auto q = download(dq.tensor());
+      EXPECT_LT(rel_err(to_f32(q.tensor()), to_f32(q_ref.tensor())), 8e-3) << Hq << " " << D << " T " << T;
+      EXPECT_LT(rel_err(to_f32(download(dk.tensor()).tensor()), to_f32(k_ref.tensor())), 8e-3) << Hq << " " << D << " T " << T;
+      EXPECT_LT(rel_err(to_f32(download(dv.tensor()).tensor()), to_f32(v_ref.tensor())), 8e-3) << Hq << " " << D << " T " << T;
+      const std::vector<float> first = to_f32(q.tensor().slice_rows(0, T_short));
+      if (T == T_short) {
+        short_q = first;
+      } else {
+        ASSERT_EQ(first.size(), short_q.size());
+        for (size_t j = 0; j < first.size(); ++j)
+          ASSERT_EQ(f32_bits(first[j]), f32_bits(short_q[j])) << Hq << " " << D << " at " << j;
+      }
+    }
   }
 }
 

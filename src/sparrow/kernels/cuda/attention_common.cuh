@@ -27,10 +27,12 @@ __device__ __forceinline__ int find_seq(const AttentionParams& p, int64_t row, i
 
 // The sequence (-1: none) and query rows [row0, row0 + nq) at positions pos0.. that this
 // block takes: decode-split shape (kSplit), one query row per blockIdx.x; extend shape,
-// blockIdx.x counts chunks of `queries` rows, sequence after sequence. Both kernel paths.
+// blockIdx.x counts chunks of `queries` rows, sequence after sequence, each sequence's
+// last (longest-context) chunk first when `heavy_first` (the causal work of a chunk grows
+// with its position, so the blocks launched last are the short ones and the tail is short).
 template <bool kSplit>
 __device__ __forceinline__ int block_queries(const AttentionParams& p, int64_t queries, int64_t& row0, int64_t& nq,
-                                             int64_t& pos0) {
+                                             int64_t& pos0, bool heavy_first = false) {
   if (kSplit) {
     row0 = blockIdx.x;
     nq = 1;
@@ -40,6 +42,7 @@ __device__ __forceinline__ int block_queries(const AttentionParams& p, int64_t q
   for (int i = 0; i < p.batch; ++i) {
     const int64_t chunks = (p.extend_lens[i] + queries - 1) / queries;
     if (c < chunks) {
+      if (heavy_first) c = chunks - 1 - c;
       row0 = p.q_offsets[i] + c * queries;
       nq = min(queries, int64_t(p.extend_lens[i]) - c * queries);
       pos0 = p.seq_lens[i] - p.extend_lens[i] + c * queries;

@@ -27,10 +27,6 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 size_t flash_smem_bytes(int64_t D) { return size_t(kFPairs + 4 * kAttnTile) * size_t(D + kFPad) * 2; }
 
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  return uint32_t(f32_to_bf16_bits(lo)) | (uint32_t(f32_to_bf16_bits(hi)) << 16);
-}
-
 template <int D>
 __global__ void __launch_bounds__(kFWarps * 32) attention_flash_kernel(AttentionParams p, int64_t queries) {
   constexpr int LD = D + kFPad, KS = D / 16, NT = kAttnTile / 8, DT = D / 8, CH = D / 8;
@@ -44,7 +40,7 @@ __global__ void __launch_bounds__(kFWarps * 32) attention_flash_kernel(Attention
   pdl_launch_dependents();
   const int64_t g = blockIdx.y, group = p.Hq / p.Hkv;
   int64_t row0 = 0, nq = 1, pos0 = 0;
-  const int b = block_queries<false>(p, queries, row0, nq, pos0);
+  const int b = block_queries<false>(p, queries, row0, nq, pos0, /*heavy_first=*/true);
   if (b < 0) return;
   const int64_t last_pos = pos0 + nq - 1;
   const int32_t* r2t = p.req_to_token + int64_t(p.req_slots[b]) * p.max_context;
@@ -161,21 +157,13 @@ __global__ void __launch_bounds__(kFWarps * 32) attention_flash_kernel(Attention
       alpha[r] = m_new == -INFINITY ? 1.f : exp2f(m[r] - m_new);
       m[r] = m_new;
     }
+    // P = exp2(s - m); a row that has seen no key yet (m still -inf: only rows past the
+    // block's queries) takes m = 0, so exp2(-inf) = 0 and nothing is NaN.
+    const float m0[2] = {m[0] == -INFINITY ? 0.f : m[0], m[1] == -INFINITY ? 0.f : m[1]};
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = e >> 1;
-        const float pe = sc[nt][e] == -INFINITY ? 0.f : round_to(DType::kBF16, exp2f(sc[nt][e] - m[r]));
-        sc[nt][e] = pe;
-        sum[r] += pe;
-      }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
-      sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
-      l[r] = fmaf(l[r], alpha[r], sum[r]);
-    }
+      for (int e = 0; e < 4; ++e) sc[nt][e] = exp2f(sc[nt][e] - m0[e >> 1]);
 #pragma unroll
     for (int dn = 0; dn < DT; ++dn) {
       o[dn][0] *= alpha[0];
@@ -183,13 +171,20 @@ __global__ void __launch_bounds__(kFWarps * 32) attention_flash_kernel(Attention
       o[dn][2] *= alpha[1];
       o[dn][3] *= alpha[1];
     }
-    // acc += P V: P's C fragments are the A fragments of the next mma; V by transposing
-    // ldmatrix, two n8 tiles (dn, dn + 1) at a time.
+    // acc += P V: P's C fragments, rounded to bf16 in pairs (one cvt each), are the A
+    // fragments of the next mma, and l sums the rounded values; V by transposing ldmatrix,
+    // two n8 tiles (dn, dn + 1) at a time.
 #pragma unroll
     for (int k2 = 0; k2 < kAttnTile / 16; ++k2) {
-      const uint32_t pa[4] = {pack_bf16x2(sc[2 * k2][0], sc[2 * k2][1]), pack_bf16x2(sc[2 * k2][2], sc[2 * k2][3]),
-                              pack_bf16x2(sc[2 * k2 + 1][0], sc[2 * k2 + 1][1]),
-                              pack_bf16x2(sc[2 * k2 + 1][2], sc[2 * k2 + 1][3])};
+      uint32_t pa[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float* pp = sc[2 * k2 + (i >> 1)] + 2 * (i & 1);
+        const __nv_bfloat162 h2 = __floats2bfloat162_rn(pp[0], pp[1]);
+        pa[i] = *reinterpret_cast<const uint32_t*>(&h2);
+        sum[i & 1] += __uint_as_float(pa[i] << 16);
+        sum[i & 1] += __uint_as_float(pa[i] & 0xffff0000u);
+      }
       const uint16_t* v0 = vt + (k2 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
 #pragma unroll
       for (int dn = 0; dn < DT; dn += 2) {
@@ -198,6 +193,12 @@ __global__ void __launch_bounds__(kFWarps * 32) attention_flash_kernel(Attention
         mma_bf16(o[dn], pa, vb);
         mma_bf16(o[dn + 1], pa, vb + 2);
       }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+      sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+      l[r] = fmaf(l[r], alpha[r], sum[r]);
     }
   }
   cp_async_wait<0>();

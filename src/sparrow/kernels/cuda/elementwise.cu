@@ -204,57 +204,106 @@ __global__ void attention_prep_kernel(AttentionPrepParams p) {
   }
 }
 
-// Per-head norms (or none): block (head group, token), warps striding over the heads of q,
-// k and v (the [q; k; v] row is heads of D in that order; one group per token for steps of
-// 512+ tokens, several for shorter ones). The block first computes its token's RoPE cos/sin
-// once (as rope_kernel: fp32 angle, cos/sin in double then rounded); a warp loads a head
-// into its shared row, normalizes it as attention_prep_kernel does (lane-strided sum of
-// squares, warp butterfly), rotates and stores it. Same arithmetic per element as the
-// one-block-per-token kernel.
+// E consecutive bf16 values as floats, one 2E-byte access (E = 2, 4 or 8; the address
+// aligned to it).
+template <int E>
+__device__ __forceinline__ void load_bf16_vec(const uint16_t* src, float* f) {
+  uint32_t w[E / 2];
+  if constexpr (E == 2) w[0] = *reinterpret_cast<const uint32_t*>(src);
+  else if constexpr (E == 4) *reinterpret_cast<uint2*>(w) = *reinterpret_cast<const uint2*>(src);
+  else *reinterpret_cast<uint4*>(w) = *reinterpret_cast<const uint4*>(src);
+#pragma unroll
+  for (int i = 0; i < E / 2; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+template <int E>
+__device__ __forceinline__ void store_bf16_vec(uint16_t* dst, const float* f) {
+  uint32_t w[E / 2];
+#pragma unroll
+  for (int i = 0; i < E / 2; ++i) w[i] = uint32_t(f32_to_bf16_bits(f[2 * i])) | (uint32_t(f32_to_bf16_bits(f[2 * i + 1])) << 16);
+  if constexpr (E == 2) *reinterpret_cast<uint32_t*>(dst) = w[0];
+  else if constexpr (E == 4) *reinterpret_cast<uint2*>(dst) = *reinterpret_cast<const uint2*>(w);
+  else *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(w);
+}
+
+// bf16 activations and cache, per-head norms (or none), D = 32 E: block (head group,
+// token), warps striding over the heads of q, k and v (the [q; k; v] row is heads of D in
+// that order; one group per token for steps of 512+ tokens, several for shorter ones).
+// Lane l holds elements [E l, E l + E) of a head in registers (one vector load); the RoPE
+// partner of element i < D/2 is i + D/2, held by lane l ^ 16 at the same register, so a
+// shuffle brings it. The block computes its token's cos/sin once (as rope_kernel: fp32
+// angle, cos/sin in double then rounded) while its warps' first head loads are in flight;
+// a warp loads up to kPrepHeadsInFlight heads before it works on any. Per-head norm: the
+// lane's E squares in order, then the warp butterfly; x * inv * w; one rounding on store.
 constexpr int kPrepWarps = 8;
+constexpr int kPrepHeadsInFlight = 4;
+template <int E>
 __global__ void __launch_bounds__(kPrepWarps * 32) attention_prep_heads_kernel(AttentionPrepParams p) {
-  extern __shared__ float sm[];  // cos [D/2], sin [D/2], rows [kPrepWarps][D]
+  constexpr int64_t D = 32 * E, half = D / 2;
+  __shared__ float cs[half], sn[half];
   pdl_wait();
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t t = blockIdx.y, D = p.D, half = D / 2, nq = p.Hq * D, nk = p.Hkv * D;
-  float* cs = sm;
-  float* sn = sm + half;
-  float* x = sm + 2 * half + warp * D;
-  const float pos = float(p.positions[t]);
-  for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
-    const float angle = pos * p.inv_freq[i];
-    cs[i] = float(cos(double(angle)));
-    sn[i] = float(sin(double(angle)));
-  }
-  __syncthreads();
-  // Warps stride over the heads (one block per token for long steps: the cos/sin are then
-  // computed once per token).
-  for (int64_t h = int64_t(blockIdx.x) * kPrepWarps + warp; h < p.Hq + 2 * p.Hkv; h += int64_t(gridDim.x) * kPrepWarps) {
-    __syncwarp();  // the previous head's row is no longer read
-    for (int64_t d = lane; d < D; d += 32) x[d] = load_f(p.qkv, p.t, t * p.ld + h * D + d);
-    const int64_t slot = p.cache_loc[t];
-    if (h >= p.Hq + p.Hkv) {  // v: stored as is
-      for (int64_t d = lane; d < D; d += 32) store_f(p.v_cache, p.cache_t, slot * nk + (h - p.Hq - p.Hkv) * D + d, x[d]);
-      continue;
+  const int64_t t = blockIdx.y, heads = p.Hq + 2 * p.Hkv;
+  const int64_t stride = int64_t(gridDim.x) * kPrepWarps;
+  const int64_t slot = p.cache_loc[t];
+  const uint16_t* src = static_cast<const uint16_t*>(p.qkv) + t * p.ld + E * lane;
+  const int64_t i0 = (E * lane) % half;  // the rotation index of this lane's first element
+  const bool low = lane < 16;            // holds the first half of the head
+  bool first = true;
+  for (int64_t h0 = int64_t(blockIdx.x) * kPrepWarps + warp; h0 < heads || first; h0 += kPrepHeadsInFlight * stride) {
+    float x[kPrepHeadsInFlight][E];
+#pragma unroll
+    for (int b = 0; b < kPrepHeadsInFlight; ++b) {
+      const int64_t h = h0 + b * stride;
+      if (h >= heads) break;
+      load_bf16_vec<E>(src + h * D, x[b]);
     }
-    __syncwarp();
-    if (p.norm == 1) {
-      float ss = 0.f;
-      for (int64_t d = lane; d < D; d += 32) ss += x[d] * x[d];
-      const float inv = 1.0f / sqrtf(warp_sum(ss) / float(D) + p.eps);
-      const float* w = h < p.Hq ? p.q_w : p.k_w;
-      for (int64_t d = lane; d < D; d += 32) x[d] = x[d] * inv * w[d];
-      __syncwarp();
+    if (first) {  // every warp reaches this once, whether or not it has a head
+      const float pos = float(p.positions[t]);
+      for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
+        const float angle = pos * p.inv_freq[i];
+        cs[i] = float(cos(double(angle)));
+        sn[i] = float(sin(double(angle)));
+      }
+      __syncthreads();
+      first = false;
+      if (h0 >= heads) break;
     }
-    const bool is_q = h < p.Hq;
-    void* dst = is_q ? p.q_out : p.k_cache;
-    const DType dt = is_q ? p.t : p.cache_t;
-    const int64_t o = is_q ? t * nq + h * D : slot * nk + (h - p.Hq) * D;
-    for (int64_t i = lane; i < half; i += 32) {
-      const float a = x[i], b = x[i + half], c = cs[i], s = sn[i];
-      store_f(dst, dt, o + i, a * c - b * s);
-      store_f(dst, dt, o + i + half, b * c + a * s);
+#pragma unroll
+    for (int b = 0; b < kPrepHeadsInFlight; ++b) {
+      const int64_t h = h0 + b * stride;
+      if (h >= heads) break;
+      if (h >= p.Hq + p.Hkv) {  // v: stored as is
+        store_bf16_vec<E>(static_cast<uint16_t*>(p.v_cache) + (slot * p.Hkv + h - p.Hq - p.Hkv) * D + E * lane, x[b]);
+        continue;
+      }
+      if (p.norm == 1) {
+        float ss = 0.f;
+#pragma unroll
+        for (int j = 0; j < E; ++j) ss += x[b][j] * x[b][j];
+        const float inv = 1.0f / sqrtf(warp_sum(ss) / float(D) + p.eps);
+        float w[E];
+        const float* wp = (h < p.Hq ? p.q_w : p.k_w) + E * lane;
+        if constexpr (E == 2) *reinterpret_cast<float2*>(w) = *reinterpret_cast<const float2*>(wp);
+#pragma unroll
+        for (int j = 0; j < E; j += 4)
+          if constexpr (E >= 4) *reinterpret_cast<float4*>(w + j) = *reinterpret_cast<const float4*>(wp + j);
+#pragma unroll
+        for (int j = 0; j < E; ++j) x[b][j] = x[b][j] * inv * w[j];
+      }
+      float y[E];
+#pragma unroll
+      for (int j = 0; j < E; ++j) {
+        const float other = __shfl_xor_sync(0xffffffffu, x[b][j], 16);
+        const float a = low ? x[b][j] : other, bb = low ? other : x[b][j], c = cs[i0 + j], s = sn[i0 + j];
+        y[j] = low ? a * c - bb * s : bb * c + a * s;
+      }
+      uint16_t* dst = h < p.Hq ? static_cast<uint16_t*>(p.q_out) + (t * p.Hq + h) * D
+                               : static_cast<uint16_t*>(p.k_cache) + (slot * p.Hkv + h - p.Hq) * D;
+      store_bf16_vec<E>(dst + E * lane, y);
     }
   }
 }
@@ -381,14 +430,21 @@ void rope(const RopeParams& p, cudaStream_t s) {
 }
 void attention_prep(const AttentionPrepParams& p, cudaStream_t s) {
   if (p.T == 0) return;
-  if (p.norm != 2) {
-    const size_t smem = size_t(p.D + kPrepWarps * p.D) * sizeof(float);
+  const auto aligned16 = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  if (p.norm != 2 && (p.D == 64 || p.D == 128 || p.D == 256) && p.t == DType::kBF16 && p.cache_t == DType::kBF16 &&
+      p.ld % 8 == 0 && aligned16(p.qkv) && aligned16(p.q_out) && aligned16(p.k_cache) && aligned16(p.v_cache) &&
+      (p.norm == 0 || (aligned16(p.q_w) && aligned16(p.k_w)))) {
     // Decode-sized steps spread a token's heads over blocks; prefill-sized ones take a block
     // per token (its cos/sin computed once).
     const unsigned groups = p.T >= 512 ? 1u : unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
-    launch_pdl(attention_prep_heads_kernel, dim3(groups, unsigned(p.T)), dim3(kPrepWarps * 32), smem, s, p);
+    const dim3 grid(groups, unsigned(p.T)), block(kPrepWarps * 32);
+    if (p.D == 64) launch_pdl(attention_prep_heads_kernel<2>, grid, block, 0, s, p);
+    else if (p.D == 128) launch_pdl(attention_prep_heads_kernel<4>, grid, block, 0, s, p);
+    else launch_pdl(attention_prep_heads_kernel<8>, grid, block, 0, s, p);
     return;
   }
+  // Whole-projection norms, other head sizes and dtypes: a block per token, the row in
+  // shared memory.
   const size_t smem = size_t((p.Hq + 2 * p.Hkv) * p.D) * sizeof(float);
   static std::atomic<uint64_t> configured{0};  // large dynamic shared memory, once per device (before any graph capture)
   if (first_use_on_device(configured)) {
