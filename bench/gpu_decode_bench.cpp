@@ -7,7 +7,9 @@
 //
 //   gpu_decode_bench --config tests/testdata/configs/qwen3-30b-a3b.json
 //       [--batches 1,8,32,128] [--prompt 256] [--steps 64] [--layouts 1x1,2x1,2x2]
-//       [--enable-deterministic-inference] [--out result.json]  (one line)
+//       [--max-context N] [--enable-deterministic-inference] [--out result.json]  (one line)
+// --max-context: the engine's context length (the request table's width, which sets the
+// attention's fixed split size) when above prompt + steps; a server takes the model's.
 // --layouts: TPxEP per run, one after another on the same weights (generated once). TP N runs
 // on N GPUs over NCCL (the `none` MoE layout, experts split over EP groups); its roofline
 // counts all N GPUs' memory (N x the measured bandwidth of GPU 0), tokens/s per GPU beside,
@@ -66,7 +68,7 @@ std::vector<int64_t> parse_list(const std::string& s) {
 int main(int argc, char** argv) {
   std::string config_path = std::string(SPARROW_SOURCE_DIR) + "/tests/testdata/configs/qwen3-30b-a3b.json", out_path;
   std::vector<int64_t> batches = {1, 8, 32, 128};
-  int64_t prompt = 256, steps = 64;
+  int64_t prompt = 256, steps = 64, max_context_flag = 0;
   bool graphs = true, deterministic = false;
   std::vector<std::pair<int, int>> layouts = {{1, 1}};
   for (int i = 1; i < argc; ++i) {
@@ -79,6 +81,7 @@ int main(int argc, char** argv) {
     else if (k == "--batches") batches = parse_list(v);
     else if (k == "--prompt") prompt = std::stoll(v);
     else if (k == "--steps") steps = std::stoll(v);
+    else if (k == "--max-context") max_context_flag = std::stoll(v);
     else if (k == "--out") out_path = v;
     else if (k == "--layouts") {
       layouts.clear();
@@ -110,13 +113,13 @@ int main(int argc, char** argv) {
     d.cuda_graphs = graphs;
     d.cuda_graph_max_bs = max_batch;
     d.max_batch = max_batch;
-    d.max_context = ctx;
+    d.max_context = std::max(ctx, max_context_flag);
     ModelExecutor ex(c, *m.source, DType::kBF16, DType::kBF16, par, slots,
                      std::max<int64_t>(prompt * std::min<int64_t>(max_batch, 16), max_batch), Device::kCUDA, d);
     load_s = std::max(load_s, std::chrono::duration<double>(Clock::now() - (rows.empty() ? t_load : t_layout)).count());
     for (int64_t batch : batches) {
       SlotAllocator alloc(slots);
-      ReqToTokenPool rtt(int32_t(max_batch), ctx);
+      ReqToTokenPool rtt(int32_t(max_batch), d.max_context);
       std::vector<int32_t> req;
       std::vector<int32_t> got;
       const Buffer logits = ex.logits_buffer(batch, c.vocab_size);  // pinned, as the engine's
@@ -217,6 +220,7 @@ int main(int argc, char** argv) {
   j["moe_a2a_backend"] = "none";
   j["prompt_tokens"] = prompt;
   j["decode_steps"] = steps;
+  j["max_context"] = std::max(prompt + steps + 8, max_context_flag);
   j["gpu"] = {{"name", info.name}, {"sm_count", info.sm_count}, {"max_sm_clock_mhz", info.sm_clock_mhz},
               {"max_mem_clock_mhz", info.mem_clock_mhz}, {"mem_bus_bits", info.mem_bus_bits}};
   j["measured_d2d_bandwidth_tbs"] = bw;

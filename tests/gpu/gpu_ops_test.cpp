@@ -346,7 +346,9 @@ TEST_F(Gpu, PagedAttentionExtendAndDecode) {
 
 // Decode steps (one query per sequence) may run the decode-split shape: each context's
 // fixed splits in parallel, merged in split order. Same arithmetic as the extend shape:
-// bit-identical, and close to the CPU reference; contexts cross split boundaries.
+// bit-identical under deterministic mode, and close to the CPU reference; contexts cross
+// split boundaries. The default mode cuts each context by its own length into the splits
+// the batch size leaves room for (1 to 32 here, contexts 1 to 2049): against the reference.
 TEST_F(Gpu, PagedAttentionDecodeSplitsEqualExtendShape) {
   std::mt19937 rng(11);
   const std::vector<int32_t> lens = {1, 63, 64, 65, 300, 1000, 2049};
@@ -370,7 +372,8 @@ TEST_F(Gpu, PagedAttentionDecodeSplitsEqualExtendShape) {
       auto dk = upload(kc.tensor()), dv = upload(vc.tensor()), dq = upload(q.tensor()), dr2t = upload_vec(r2t);
       DevBatch b = make_batch(rows, lens, exts, r2t.data(), dr2t.data(), max_ctx);
       const float scale = 1.0f / std::sqrt(float(D));
-      auto whole = poisoned(dt, {T, Hq, D}), split = poisoned(dt, {T, Hq, D}), flash = poisoned(dt, {T, Hq, D});
+      auto whole = poisoned(dt, {T, Hq, D}), split = poisoned(dt, {T, Hq, D}), flash = poisoned(dt, {T, Hq, D}),
+           dyn = poisoned(dt, {T, Hq, D});
       // The bit-identity of the two shapes is deterministic mode's (the default mode's
       // extend shape is attention_flash.cu: one split per block, checked against the
       // reference below).
@@ -383,7 +386,10 @@ TEST_F(Gpu, PagedAttentionDecodeSplitsEqualExtendShape) {
       DeviceBuffer scratch(n * 4);
       ops::AttentionBatch with = b.dev;
       with.scratch = static_cast<float*>(scratch.data());
+      cuda::set_deterministic(true);
       ops::paged_attention(dq.tensor(), dk.tensor(), dv.tensor(), with, scale, split.tensor());
+      cuda::set_deterministic(false);
+      ops::paged_attention(dq.tensor(), dk.tensor(), dv.tensor(), with, scale, dyn.tensor());
       const auto a = to_f32(download(whole.tensor()).tensor()), c = to_f32(download(split.tensor()).tensor());
       for (size_t j = 0; j < a.size(); ++j)
         ASSERT_EQ(f32_bits(a[j]), f32_bits(c[j])) << "ctx " << max_ctx << " heads " << Hq << "/" << Hkv << " D " << D << " at " << j;
@@ -391,6 +397,8 @@ TEST_F(Gpu, PagedAttentionDecodeSplitsEqualExtendShape) {
       EXPECT_LT(rel_err(c, to_f32(ref.tensor())), 8e-3) << Hq << " " << Hkv << " " << D;
       EXPECT_LT(rel_err(to_f32(download(flash.tensor()).tensor()), to_f32(ref.tensor())), 8e-3)
           << "flash " << Hq << " " << Hkv << " " << D;
+      EXPECT_LT(rel_err(to_f32(download(dyn.tensor()).tensor()), to_f32(ref.tensor())), 8e-3)
+          << "per-length splits " << Hq << " " << Hkv << " " << D;
     }
 }
 

@@ -191,10 +191,11 @@ __global__ void __launch_bounds__(kWarps * 32, kSplit ? 2 : 1) attention_kernel(
     my_pos[u] = pr < pairs ? pos0 + pr / group : -1;  // -1: no pair here
     partial_init(run[u]);
   }
-  const int64_t s_begin = kSplit ? blockIdx.z : 0, s_end = kSplit ? blockIdx.z : last_pos / p.split;
-  if (kSplit && s_begin * p.split > last_pos) return;
+  const int64_t split = kSplit ? seq_split(p, last_pos + 1) : p.split;
+  const int64_t s_begin = kSplit ? blockIdx.z : 0, s_end = kSplit ? blockIdx.z : last_pos / split;
+  if (kSplit && s_begin * split > last_pos) return;
   for (int64_t s = s_begin; s <= s_end; ++s) {
-    const int64_t j0 = s * p.split, j1_block = min(j0 + p.split, last_pos + 1);
+    const int64_t j0 = s * split, j1_block = min(j0 + split, last_pos + 1);
 #pragma unroll
     for (int u = 0; u < kPairsPerWarp; ++u) partial_init(part[u]);
     for (int64_t t0 = j0; t0 < j1_block; t0 += kAttnTile) {
@@ -202,7 +203,7 @@ __global__ void __launch_bounds__(kWarps * 32, kSplit ? 2 : 1) attention_kernel(
 #pragma unroll
       for (int u = 0; u < kPairsPerWarp; ++u) {
         if (my_pos[u] < t0) continue;  // no pair, or all of this tile lies past the query
-        const int64_t j1 = min(j0 + p.split, my_pos[u] + 1);
+        const int64_t j1 = min(j0 + split, my_pos[u] + 1);
         const int n = int(min(int64_t(kAttnTile), j1 - t0));
         tile_update(part[u], sm.q + (u * kWarps + warp) * D, sm.k, sm.v, n, D, p.scale, lane);
       }
@@ -244,7 +245,8 @@ __global__ void attention_merge_kernel(AttentionParams p) {
   const int lane = threadIdx.x, D = int(p.D);
   Partial<DPL> run;
   partial_init(run);
-  for (int64_t s = 0; s <= pos / p.split; ++s) {
+  const int64_t split = seq_split(p, pos + 1);
+  for (int64_t s = 0; s <= pos / split; ++s) {
     const float* o = p.partials + ((row * p.Hq + h) * p.n_splits + s) * (p.D + 2);
     float acc[DPL];
 #pragma unroll
@@ -266,7 +268,7 @@ void launch(const AttentionParams& p, cudaStream_t s) {
   }
   const int64_t group = p.Hq / p.Hkv;
   if (p.partials) {
-    launch_pdl(attention_kernel<DPL, true>, dim3(unsigned(p.T), unsigned(p.Hkv), unsigned(p.n_splits)),
+    launch_pdl(attention_kernel<DPL, true>, dim3(unsigned(p.T), unsigned(p.Hkv), decode_grid_splits(p)),
                dim3(kSplitWarps * 32), smem_bytes(p.D, group), s, p, int64_t(1));
     attention_merge(p, s);
   } else {
@@ -285,6 +287,14 @@ void attention_merge(const AttentionParams& p, cudaStream_t s) {
   else if (p.D <= 64) launch_pdl(attention_merge_kernel<2>, grid, dim3(32), 0, s, p);
   else if (p.D <= 128) launch_pdl(attention_merge_kernel<4>, grid, dim3(32), 0, s, p);
   else launch_pdl(attention_merge_kernel<8>, grid, dim3(32), 0, s, p);
+}
+
+int32_t attention_decode_splits(int64_t batch, int64_t Hkv, int32_t n_splits) {
+  // ~2048 blocks: a decode block computes one query's group (one warp's mma rows), so
+  // several per SM hide each other's latency; short contexts leave the extra splits empty.
+  constexpr int64_t kTargetBlocks = 2048;
+  const int64_t want = (kTargetBlocks + batch * Hkv - 1) / (batch * Hkv);
+  return int32_t(want < 1 ? 1 : want > n_splits ? n_splits : want);
 }
 
 int64_t attention_split_size(int64_t max_context) {

@@ -53,6 +53,15 @@ __device__ __forceinline__ int block_queries(const AttentionParams& p, int64_t q
   return -1;
 }
 
+// Positions per split of a decode-split block's sequence whose context is `len` positions:
+// the fixed split, or the context cut into dyn_splits splits of whole tiles.
+__device__ __forceinline__ int64_t seq_split(const AttentionParams& p, int64_t len) {
+  if (p.dyn_splits == 0) return p.split;
+  const int64_t tiles = (len + kAttnTile - 1) / kAttnTile;
+  return kAttnTile * ((tiles + p.dyn_splits - 1) / p.dyn_splits);
+}
+inline unsigned decode_grid_splits(const AttentionParams& p) { return unsigned(p.dyn_splits ? p.dyn_splits : p.n_splits); }
+
 // The decode-split shape's second kernel: folds each (row, head)'s split partials in
 // increasing split order (attention.cu).
 void attention_merge(const AttentionParams& p, cudaStream_t stream);

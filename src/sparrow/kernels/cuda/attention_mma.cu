@@ -53,8 +53,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
   const int b = block_queries<kSplit>(p, queries, row0, nq, pos0);
   if (b < 0) return;
   const int64_t last_pos = pos0 + nq - 1;
-  const int64_t s_begin = kSplit ? blockIdx.z : 0, s_end = kSplit ? blockIdx.z : last_pos / p.split;
-  if (kSplit && s_begin * p.split > last_pos) return;
+  const int64_t split = kSplit ? seq_split(p, last_pos + 1) : p.split;
+  const int64_t s_begin = kSplit ? blockIdx.z : 0, s_end = kSplit ? blockIdx.z : last_pos / split;
+  if (kSplit && s_begin * split > last_pos) return;
   const int32_t* r2t = p.req_to_token + int64_t(p.req_slots[b]) * p.max_context;
   const int pairs = int(nq * group), rows_used = (pairs + kMmaRows - 1) / kMmaRows * kMmaRows;
   const uint16_t* q = static_cast<const uint16_t*>(p.q);
@@ -98,7 +99,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
   const uint16_t* kc = static_cast<const uint16_t*>(p.k);
   const uint16_t* vc = static_cast<const uint16_t*>(p.v);
   for (int64_t s = s_begin; s <= s_end; ++s) {
-    const int64_t j0 = s * p.split, j_end = min(j0 + p.split, last_pos + 1);
+    const int64_t j0 = s * split, j_end = min(j0 + split, last_pos + 1);
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f}, o[DT][4];
 #pragma unroll
     for (int dn = 0; dn < DT; ++dn) o[dn][0] = o[dn][1] = o[dn][2] = o[dn][3] = 0.f;
@@ -152,7 +153,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
         for (int e = 0; e < 4; ++e) {
           const int r = e >> 1;
           const int64_t j = t0 + nt * 8 + 2 * tq + (e & 1);
-          const bool valid = j <= my_pos[r] && j < j0 + p.split;
+          const bool valid = j <= my_pos[r] && j < j0 + split;
           sc[nt][e] = valid ? __fmul_rn(sc[nt][e], p.scale) : -INFINITY;
           mx[r] = fmaxf(mx[r], sc[nt][e]);
         }
@@ -278,7 +279,7 @@ void launch_mma(const AttentionParams& p, cudaStream_t s) {
   }
   const int64_t group = p.Hq / p.Hkv;
   if (p.partials) {
-    launch_pdl(attention_mma_kernel<D, true>, dim3(unsigned(p.T), unsigned(p.Hkv), unsigned(p.n_splits)),
+    launch_pdl(attention_mma_kernel<D, true>, dim3(unsigned(p.T), unsigned(p.Hkv), decode_grid_splits(p)),
                dim3(kMmaWarps * 32), mma_smem_bytes(D, true), s, p, int64_t(1));
     attention_merge(p, s);
   } else {

@@ -155,7 +155,14 @@ struct AttentionParams {
   int64_t split;       // positions per split: attention_split_size(max_context)
   int32_t n_splits;    // ceil(max_context / split)
   float* partials;     // null: extend shape; else [T, Hq, n_splits, D + 2] (decode-split shape, T == batch)
+  int32_t dyn_splits;  // decode-split shape: 0, every context in fixed splits of `split` positions (the
+                       // extend shape's, bit-identical to it); else each context cut into this many
+                       // splits of whole tiles (<= n_splits; default mode: attention_decode_splits)
 };
+// The dyn_splits a decode step of `batch` sequences takes in the default mode: enough
+// (sequence, KV head, split) blocks to fill the GPU whatever the contexts' lengths, at most
+// n_splits (the partials' stride).
+int32_t attention_decode_splits(int64_t batch, int64_t Hkv, int32_t n_splits);
 // Split size for a context of max_context positions (a multiple of kAttnTile).
 int64_t attention_split_size(int64_t max_context);
 // Whether the kernels take this head layout (group size, head dim, shared memory).

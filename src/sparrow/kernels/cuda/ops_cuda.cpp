@@ -246,7 +246,18 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   kn::AttentionParams p{q.data(), k_cache.data(), v_cache.data(), out.data(), dt, q.size(0), Hq, Hkv, D,
                        batch.batch, batch.req_slots, batch.seq_lens, batch.extend_lens, batch.q_offsets,
                        batch.req_to_token, batch.max_context, scale, split,
-                       int32_t((batch.max_context + split - 1) / split), split_shape ? batch.scratch : nullptr};
+                       int32_t((batch.max_context + split - 1) / split), split_shape ? batch.scratch : nullptr, 0};
+  // Default mode, decode-split shape: each context cut into splits by its own length, as
+  // many as the batch size leaves room for (attention_decode_splits), instead of the fixed
+  // splits of the engine's context length, which leave a short context in one split and a
+  // long one in few blocks at small batches. Deterministic mode keeps the fixed splits (a
+  // decode then equals an extend bit for bit). SPARROW_ATTN_DYN_SPLITS=0 turns it off.
+  static const bool dyn_on = [] {
+    const char* e = std::getenv("SPARROW_ATTN_DYN_SPLITS");
+    return !(e && e[0] == '0');
+  }();
+  if (split_shape && dyn_on && !::sparrow::cuda::deterministic())
+    p.dyn_splits = kn::attention_decode_splits(batch.batch, Hkv, p.n_splits);
   // Default mode, extend shape: one split per block (attention_flash.cu); deterministic
   // mode keeps the split structure that makes an extend the same bits as a decode.
   // SPARROW_ATTN_FLASH=0 turns it off (A/B timing).
