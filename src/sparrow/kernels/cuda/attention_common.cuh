@@ -53,6 +53,27 @@ __device__ __forceinline__ int block_queries(const AttentionParams& p, int64_t q
   return -1;
 }
 
+// The tensor-core kernels' row reductions: an mma row's values are spread over the 4
+// threads of a quad, which meet in a fixed butterfly (xor 1, then xor 2).
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+// One tile's step of a row's online-softmax running max: m becomes max(m, the row's tile
+// max) and the returned alpha rescales the state kept so far (1 while m is still -inf).
+// kExp2: scores in log2 units (attention_flash.cu), else natural (attention_mma.cu).
+template <bool kExp2>
+__device__ __forceinline__ float online_max_step(float& m, float thread_max) {
+  const float m_new = fmaxf(m, quad_max(thread_max));
+  const float alpha = m_new == -INFINITY ? 1.f : kExp2 ? exp2f(m - m_new) : expf(m - m_new);
+  m = m_new;
+  return alpha;
+}
+
 // Positions per split of a decode-split block's sequence whose context is `len` positions:
 // the fixed split, or the context cut into dyn_splits splits of whole tiles.
 __device__ __forceinline__ int64_t seq_split(const AttentionParams& p, int64_t len) {

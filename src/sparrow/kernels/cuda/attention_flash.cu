@@ -148,15 +148,8 @@ __global__ void __launch_bounds__(kFWarps * 32) attention_flash_kernel(Attention
         sc[nt][e] = s;
         mx[r] = fmaxf(mx[r], s);
       }
-    float alpha[2], sum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m[r], mx[r]);
-      alpha[r] = m_new == -INFINITY ? 1.f : exp2f(m[r] - m_new);
-      m[r] = m_new;
-    }
+    const float alpha[2] = {online_max_step<true>(m[0], mx[0]), online_max_step<true>(m[1], mx[1])};
+    float sum[2] = {0.f, 0.f};
     // P = exp2(s - m); a row that has seen no key yet (m still -inf: only rows past the
     // block's queries) takes m = 0, so exp2(-inf) = 0 and nothing is NaN.
     const float m0[2] = {m[0] == -INFINITY ? 0.f : m[0], m[1] == -INFINITY ? 0.f : m[1]};
@@ -195,11 +188,7 @@ __global__ void __launch_bounds__(kFWarps * 32) attention_flash_kernel(Attention
       }
     }
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
-      sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
-      l[r] = fmaf(l[r], alpha[r], sum[r]);
-    }
+    for (int r = 0; r < 2; ++r) l[r] = fmaf(l[r], alpha[r], quad_sum(sum[r]));
   }
   cp_async_wait<0>();
   if (!active) return;

@@ -157,15 +157,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
           sc[nt][e] = valid ? __fmul_rn(sc[nt][e], p.scale) : -INFINITY;
           mx[r] = fmaxf(mx[r], sc[nt][e]);
         }
-      float alpha[2], sum[2] = {0.f, 0.f};
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        const float m_new = fmaxf(m[r], mx[r]);
-        alpha[r] = m_new == -INFINITY ? 1.f : expf(m[r] - m_new);
-        m[r] = m_new;
-      }
+      const float alpha[2] = {online_max_step<false>(m[0], mx[0]), online_max_step<false>(m[1], mx[1])};
+      float sum[2] = {0.f, 0.f};
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -176,11 +169,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
           sum[r] += pe;
         }
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
-        sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
-        l[r] = fmaf(l[r], alpha[r], sum[r]);
-      }
+      for (int r = 0; r < 2; ++r) l[r] = fmaf(l[r], alpha[r], quad_sum(sum[r]));
 #pragma unroll
       for (int dn = 0; dn < DT; ++dn) {
         o[dn][0] = __fmul_rn(o[dn][0], alpha[0]);

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "sparrow/core/dtype.h"
+#include "sparrow/kernels/cuda/kernels.h"
 
 namespace sparrow::cuda::k {
 
@@ -179,10 +180,7 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 
 // SPARROW_PDL=0 launches everything plainly (for A/B timing); the kernels are the same.
 inline bool pdl_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("SPARROW_PDL");
-    return !(e && e[0] == '0');
-  }();
+  static const bool on = ab_switch_on("SPARROW_PDL");
   return on;
 }
 

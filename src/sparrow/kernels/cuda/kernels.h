@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 #include "sparrow/core/dtype.h"
 #include "sparrow/kernels/row_sampling.h"
@@ -138,6 +139,13 @@ struct LinearSimtParams {
   int64_t T, N, K;
 };
 void linear_simt(const LinearSimtParams& p, cudaStream_t stream);
+
+// An A/B timing switch (SPARROW_PDL, SPARROW_ATTN_FLASH, ...): on unless the environment
+// variable `name` is set to 0. Call sites keep the answer in a function-local static.
+inline bool ab_switch_on(const char* name) {
+  const char* e = std::getenv(name);
+  return !(e && e[0] == '0');
+}
 
 // ---- attention (attention.cu) -----------------------------------------------------------
 constexpr int kAttnTile = 64;          // KV positions per tile (fixed: batch invariance)

@@ -252,19 +252,13 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   // splits of the engine's context length, which leave a short context in one split and a
   // long one in few blocks at small batches. Deterministic mode keeps the fixed splits (a
   // decode then equals an extend bit for bit). SPARROW_ATTN_DYN_SPLITS=0 turns it off.
-  static const bool dyn_on = [] {
-    const char* e = std::getenv("SPARROW_ATTN_DYN_SPLITS");
-    return !(e && e[0] == '0');
-  }();
+  static const bool dyn_on = kn::ab_switch_on("SPARROW_ATTN_DYN_SPLITS");
   if (split_shape && dyn_on && !::sparrow::cuda::deterministic())
     p.dyn_splits = kn::attention_decode_splits(batch.batch, Hkv, p.n_splits);
   // Default mode, extend shape: one split per block (attention_flash.cu); deterministic
   // mode keeps the split structure that makes an extend the same bits as a decode.
   // SPARROW_ATTN_FLASH=0 turns it off (A/B timing).
-  static const bool flash_on = [] {
-    const char* e = std::getenv("SPARROW_ATTN_FLASH");
-    return !(e && e[0] == '0');
-  }();
+  static const bool flash_on = kn::ab_switch_on("SPARROW_ATTN_FLASH");
   if (flash_on && !split_shape && !::sparrow::cuda::deterministic() && kn::attention_flash_ok(p))
     kn::paged_attention_flash(p, current_stream());
   else
