@@ -348,7 +348,8 @@ TEST_F(Gpu, PagedAttentionExtendAndDecode) {
 // fixed splits in parallel, merged in split order. Same arithmetic as the extend shape:
 // bit-identical under deterministic mode, and close to the CPU reference; contexts cross
 // split boundaries. The default mode cuts each context by its own length into the splits
-// the batch size leaves room for (1 to 32 here, contexts 1 to 2049): against the reference.
+// the batch size leaves room for (19 to 128 here: contexts of up to 33 tiles in one tile
+// per split; contexts 1 to 2049): against the reference.
 TEST_F(Gpu, PagedAttentionDecodeSplitsEqualExtendShape) {
   std::mt19937 rng(11);
   const std::vector<int32_t> lens = {1, 63, 64, 65, 300, 1000, 2049};

@@ -235,6 +235,10 @@ __global__ void __launch_bounds__(kWarps * 32, kSplit ? 2 : 1) attention_kernel(
 }
 
 // grid (T, Hq), one warp: folds the row's splits in increasing order, as the extend shape.
+// The loads of kMergeBatch splits are issued before the first of them is folded: one memory
+// round trip per batch, not per split (a long context has up to 32 splits; the fold order
+// and arithmetic are unchanged).
+constexpr int kMergeBatch = 8;
 template <int DPL>
 __global__ void attention_merge_kernel(AttentionParams p) {
   pdl_wait();
@@ -245,13 +249,24 @@ __global__ void attention_merge_kernel(AttentionParams p) {
   const int lane = threadIdx.x, D = int(p.D);
   Partial<DPL> run;
   partial_init(run);
-  const int64_t split = seq_split(p, pos + 1);
-  for (int64_t s = 0; s <= pos / split; ++s) {
-    const float* o = p.partials + ((row * p.Hq + h) * p.n_splits + s) * (p.D + 2);
-    float acc[DPL];
+  const int64_t splits = pos / seq_split(p, pos + 1) + 1;
+  const float* base = p.partials + (row * p.Hq + h) * p.n_splits * (p.D + 2);
+  for (int64_t s0 = 0; s0 < splits; s0 += kMergeBatch) {
+    float pm[kMergeBatch], pl[kMergeBatch], acc[kMergeBatch][DPL];
 #pragma unroll
-    for (int i = 0; i < DPL; ++i) acc[i] = lane + 32 * i < D ? o[2 + lane + 32 * i] : 0.f;
-    merge_partial(run, o[0], o[1], acc);
+    for (int u = 0; u < kMergeBatch; ++u) {
+      if (s0 + u >= splits) break;
+      const float* o = base + (s0 + u) * (p.D + 2);
+      pm[u] = o[0];
+      pl[u] = o[1];
+#pragma unroll
+      for (int i = 0; i < DPL; ++i) acc[u][i] = lane + 32 * i < D ? o[2 + lane + 32 * i] : 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < kMergeBatch; ++u) {
+      if (s0 + u >= splits) break;
+      merge_partial(run, pm[u], pl[u], acc[u]);
+    }
   }
   const int64_t qo = (row * p.Hq + h) * D;
 #pragma unroll
@@ -289,12 +304,12 @@ void attention_merge(const AttentionParams& p, cudaStream_t s) {
   else launch_pdl(attention_merge_kernel<8>, grid, dim3(32), 0, s, p);
 }
 
-int32_t attention_decode_splits(int64_t batch, int64_t Hkv, int32_t n_splits) {
+int32_t attention_decode_splits(int64_t batch, int64_t Hkv) {
   // ~2048 blocks: a decode block computes one query's group (one warp's mma rows), so
   // several per SM hide each other's latency; short contexts leave the extra splits empty.
   constexpr int64_t kTargetBlocks = 2048;
   const int64_t want = (kTargetBlocks + batch * Hkv - 1) / (batch * Hkv);
-  return int32_t(want < 1 ? 1 : want > n_splits ? n_splits : want);
+  return int32_t(want < 1 ? 1 : want > kAttnMaxDynSplits ? kAttnMaxDynSplits : want);
 }
 
 int64_t attention_split_size(int64_t max_context) {

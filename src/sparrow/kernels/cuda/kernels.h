@@ -150,7 +150,8 @@ inline bool ab_switch_on(const char* name) {
 // ---- attention (attention.cu) -----------------------------------------------------------
 constexpr int kAttnTile = 64;          // KV positions per tile (fixed: batch invariance)
 constexpr int kAttnMaxHeadDim = 256;
-constexpr int kAttnMaxSplits = 32;     // a context is cut into at most this many splits
+constexpr int kAttnMaxSplits = 32;     // a context is cut into at most this many fixed splits
+constexpr int kAttnMaxDynSplits = 128; // default mode: at most this many splits of a decode context
 constexpr int kAttnSplitMaxRows = 256; // decode-split shape for steps of at most this many rows
 struct AttentionParams {
   const void* q; const void* k; const void* v; void* out; DType t;  // q/out [T, Hq, D]; k/v [slots, Hkv, D]
@@ -169,8 +170,8 @@ struct AttentionParams {
 };
 // The dyn_splits a decode step of `batch` sequences takes in the default mode: enough
 // (sequence, KV head, split) blocks to fill the GPU whatever the contexts' lengths, at most
-// n_splits (the partials' stride).
-int32_t attention_decode_splits(int64_t batch, int64_t Hkv, int32_t n_splits);
+// kAttnMaxDynSplits. The partials' stride (n_splits) is the larger of it and the fixed count.
+int32_t attention_decode_splits(int64_t batch, int64_t Hkv);
 // Split size for a context of max_context positions (a multiple of kAttnTile).
 int64_t attention_split_size(int64_t max_context);
 // Whether the kernels take this head layout (group size, head dim, shared memory).

@@ -253,8 +253,10 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
   // long one in few blocks at small batches. Deterministic mode keeps the fixed splits (a
   // decode then equals an extend bit for bit). SPARROW_ATTN_DYN_SPLITS=0 turns it off.
   static const bool dyn_on = kn::ab_switch_on("SPARROW_ATTN_DYN_SPLITS");
-  if (split_shape && dyn_on && !::sparrow::cuda::deterministic())
-    p.dyn_splits = kn::attention_decode_splits(batch.batch, Hkv, p.n_splits);
+  if (split_shape && dyn_on && !::sparrow::cuda::deterministic()) {
+    p.dyn_splits = kn::attention_decode_splits(batch.batch, Hkv);
+    p.n_splits = std::max(p.n_splits, p.dyn_splits);  // the partials' stride: paged_attention_scratch_floats sized for it
+  }
   // Default mode, extend shape: one split per block (attention_flash.cu); deterministic
   // mode keeps the split structure that makes an extend the same bits as a decode.
   // SPARROW_ATTN_FLASH=0 turns it off (A/B timing).
@@ -268,8 +270,11 @@ void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cac
 
 size_t paged_attention_scratch_floats(int64_t T, int64_t Hq, int64_t D, int64_t max_context) {
   if (T > kn::kAttnSplitMaxRows || max_context <= 0) return 0;
+  // Room for the fixed splits (deterministic mode) or the default mode's per-length ones,
+  // whichever stride is larger; attention_decode_splits(T, 1) bounds it for every Hkv.
   const int64_t split = kn::attention_split_size(max_context);
-  return size_t(T * Hq * ((max_context + split - 1) / split) * (D + 2));
+  const int64_t stride = std::max<int64_t>((max_context + split - 1) / split, kn::attention_decode_splits(T, 1));
+  return size_t(T * Hq * stride * (D + 2));
 }
 
 void embedding(const Tensor& table, const int32_t* ids, const Tensor& out) {
