@@ -463,6 +463,42 @@ TEST_F(Gpu, AttentionPrepMatchesReference) {
   }
 }
 
+// A prefill step of more than 65535 tokens (grid y's limit): the kernels that index tokens
+// by block put them on grid x (attention_prep's register kernel, moe_combine).
+TEST_F(Gpu, StepsLongerThanGridYLimit) {
+  std::mt19937 rng(17);
+  const int64_t T = 70000, Hq = 2, Hkv = 1, D = 64, slots = T + 3;
+  Buffer qkv(DType::kBF16, {T, (Hq + 2 * Hkv) * D});
+  fill_uniform(qkv.tensor(), rng, -2, 2);
+  std::vector<int32_t> pos(static_cast<size_t>(T)), loc(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) pos[size_t(t)] = int32_t(t % 4096), loc[size_t(t)] = int32_t(T - 1 - t);
+  std::vector<float> inv(static_cast<size_t>(D / 2));
+  for (int64_t i = 0; i < D / 2; ++i) inv[size_t(i)] = float(std::pow(1e6, -double(2 * i) / double(D)));
+  Buffer q_ref(DType::kBF16, {T, Hq, D}), k_ref(DType::kBF16, {slots, Hkv, D}), v_ref(DType::kBF16, {slots, Hkv, D});
+  auto dqkv = upload(qkv.tensor()), dpos = upload_vec(pos), dloc = upload_vec(loc), dinv = upload_vec(inv);
+  auto dq = poisoned(DType::kBF16, {T, Hq, D});
+  auto dk = upload(k_ref.tensor()), dv = upload(v_ref.tensor());
+  ops::attention_prep(qkv.tensor(), Hq, Hkv, ops::HeadNorm::kNone, nullptr, nullptr, 1e-6f, pos.data(), inv.data(),
+                      loc.data(), q_ref.tensor(), k_ref.tensor(), v_ref.tensor());
+  ops::attention_prep(dqkv.tensor(), Hq, Hkv, ops::HeadNorm::kNone, nullptr, nullptr, 1e-6f,
+                      static_cast<const int32_t*>(dpos.data()), static_cast<const float*>(dinv.data()),
+                      static_cast<const int32_t*>(dloc.data()), dq.tensor(), dk.tensor(), dv.tensor());
+  EXPECT_LT(rel_err(to_f32(download(dq.tensor()).tensor()), to_f32(q_ref.tensor())), 8e-3);
+  EXPECT_LT(rel_err(to_f32(download(dk.tensor()).tensor()), to_f32(k_ref.tensor())), 8e-3);
+  EXPECT_LT(rel_err(to_f32(download(dv.tensor()).tensor()), to_f32(v_ref.tensor())), 8e-3);
+
+  const int k = 2;
+  for (const int64_t H : {int64_t(8), int64_t(6)}) {  // 16-byte and scalar columns
+    Buffer slot_out(DType::kF32, {T * k, H}), ref(DType::kF32, {T, H});
+    fill_uniform(slot_out.tensor(), rng);
+    auto dslot = upload(slot_out.tensor());
+    auto out = poisoned(DType::kF32, {T, H});
+    ops::moe_combine(slot_out.tensor(), k, nullptr, nullptr, ref.tensor());
+    ops::moe_combine(dslot.tensor(), k, nullptr, nullptr, out.tensor());
+    EXPECT_LT(rel_err(to_f32(download(out.tensor()).tensor()), to_f32(ref.tensor())), 1e-6) << "H " << H;
+  }
+}
+
 // ---- MoE -------------------------------------------------------------------------------
 
 TEST_F(Gpu, MoeLayerMatchesCpuComposition) {

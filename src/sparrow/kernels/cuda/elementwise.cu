@@ -246,14 +246,14 @@ __global__ void __launch_bounds__(kPrepWarps * 32) attention_prep_heads_kernel(A
   pdl_wait();
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t t = blockIdx.y, heads = p.Hq + 2 * p.Hkv;
-  const int64_t stride = int64_t(gridDim.x) * kPrepWarps;
+  const int64_t t = blockIdx.x, heads = p.Hq + 2 * p.Hkv;  // tokens on x: a step may exceed grid y's 65535
+  const int64_t stride = int64_t(gridDim.y) * kPrepWarps;
   const int64_t slot = p.cache_loc[t];
   const uint16_t* src = static_cast<const uint16_t*>(p.qkv) + t * p.ld + E * lane;
   const int64_t i0 = (E * lane) % half;  // the rotation index of this lane's first element
   const bool low = lane < 16;            // holds the first half of the head
   bool first = true;
-  for (int64_t h0 = int64_t(blockIdx.x) * kPrepWarps + warp; h0 < heads || first; h0 += kPrepHeadsInFlight * stride) {
+  for (int64_t h0 = int64_t(blockIdx.y) * kPrepWarps + warp; h0 < heads || first; h0 += kPrepHeadsInFlight * stride) {
     float x[kPrepHeadsInFlight][E];
 #pragma unroll
     for (int b = 0; b < kPrepHeadsInFlight; ++b) {
@@ -341,7 +341,7 @@ __global__ void log_softmax_kernel(LogSoftmaxParams p) {
 }
 
 __global__ void linear_simt_kernel(LinearSimtParams p) {
-  const int64_t n = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, t = blockIdx.y;
+  const int64_t n = int64_t(blockIdx.y) * blockDim.x + threadIdx.x, t = blockIdx.x;  // tokens on x (no 65535 limit)
   if (n >= p.N) return;
   float acc = 0.f;
   for (int64_t kk = 0; kk < p.K; ++kk)
@@ -358,8 +358,8 @@ __global__ void moe_combine_kernel(MoeCombineParams p) {
   pdl_wait();
   pdl_launch_dependents();
   constexpr int kBatch = 8;
-  const int64_t t = blockIdx.y;
-  const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  const int64_t t = blockIdx.x;  // tokens on x: a step may exceed grid y's 65535
+  const int64_t i = (int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * V;
   if (i >= p.H) return;
   const float* src = p.slot_out + t * p.k * p.H + i;
   const float* w = p.weights ? p.weights + t * p.k : nullptr;
@@ -437,7 +437,7 @@ void attention_prep(const AttentionPrepParams& p, cudaStream_t s) {
     // Decode-sized steps spread a token's heads over blocks; prefill-sized ones take a block
     // per token (its cos/sin computed once).
     const unsigned groups = p.T >= 512 ? 1u : unsigned((p.Hq + 2 * p.Hkv + kPrepWarps - 1) / kPrepWarps);
-    const dim3 grid(groups, unsigned(p.T)), block(kPrepWarps * 32);
+    const dim3 grid(unsigned(p.T), groups), block(kPrepWarps * 32);
     if (p.D == 64) launch_pdl(attention_prep_heads_kernel<2>, grid, block, 0, s, p);
     else if (p.D == 128) launch_pdl(attention_prep_heads_kernel<4>, grid, block, 0, s, p);
     else launch_pdl(attention_prep_heads_kernel<8>, grid, block, 0, s, p);
@@ -467,7 +467,7 @@ void log_softmax(const LogSoftmaxParams& p, cudaStream_t s) {
 }
 void linear_simt(const LinearSimtParams& p, cudaStream_t s) {
   if (p.T == 0 || p.N == 0) return;
-  linear_simt_kernel<<<dim3(blocks_for(p.N, 128), unsigned(p.T)), 128, 0, s>>>(p);
+  linear_simt_kernel<<<dim3(unsigned(p.T), blocks_for(p.N, 128)), 128, 0, s>>>(p);
 }
 void fill_f32(float* dst, size_t n, float value, cudaStream_t s) {
   if (n == 0) return;
@@ -477,9 +477,9 @@ void fill_f32(float* dst, size_t n, float value, cudaStream_t s) {
 void moe_combine(const MoeCombineParams& p, cudaStream_t s) {
   if (p.T == 0) return;
   if (p.H % 4 == 0 && reinterpret_cast<uintptr_t>(p.slot_out) % 16 == 0)
-    launch_pdl(moe_combine_kernel<4>, dim3(blocks_for(p.H / 4, 256), unsigned(p.T)), dim3(256), 0, s, p);
+    launch_pdl(moe_combine_kernel<4>, dim3(unsigned(p.T), blocks_for(p.H / 4, 256)), dim3(256), 0, s, p);
   else
-    launch_pdl(moe_combine_kernel<1>, dim3(blocks_for(p.H, 256), unsigned(p.T)), dim3(256), 0, s, p);
+    launch_pdl(moe_combine_kernel<1>, dim3(unsigned(p.T), blocks_for(p.H, 256)), dim3(256), 0, s, p);
 }
 
 }  // namespace sparrow::cuda::k
