@@ -348,14 +348,15 @@ TEST_F(Gpu, PagedAttentionExtendAndDecode) {
 // fixed splits in parallel, merged in split order. Same arithmetic as the extend shape:
 // bit-identical under deterministic mode, and close to the CPU reference; contexts cross
 // split boundaries. The default mode cuts each context by its own length into the splits
-// the batch size leaves room for (19 to 128 here: contexts of up to 33 tiles in one tile
-// per split; contexts 1 to 2049): against the reference.
+// the batch size leaves room for (up to 128 here; contexts 1 to 15000, so splits of one to
+// several tiles): against the reference.
 TEST_F(Gpu, PagedAttentionDecodeSplitsEqualExtendShape) {
   std::mt19937 rng(11);
-  const std::vector<int32_t> lens = {1, 63, 64, 65, 300, 1000, 2049};
-  const std::vector<int32_t> exts(lens.size(), 1);
   for (int64_t max_ctx : {int64_t(4096), int64_t(20000)})
     for (auto [Hq, Hkv, D] : {std::tuple<int64_t, int64_t, int64_t>{32, 4, 128}, {16, 16, 64}, {64, 4, 128}, {8, 1, 256}}) {
+      std::vector<int32_t> lens = {1, 63, 64, 65, 300, 1000, 2049};
+      if (max_ctx > 15000) lens.insert(lens.end(), {9000, 15000});
+      const std::vector<int32_t> exts(lens.size(), 1);
       const DType dt = DType::kBF16;
       const int64_t slots = 4000;
       Buffer kc(dt, {slots, Hkv, D}), vc(dt, {slots, Hkv, D});
