@@ -87,6 +87,7 @@ TEST(DummyWeights, ValueRanges) {
   check("model.layers.0.self_attn.q_proj.weight", {512, 2048}, -a, a);
   check("model.layers.0.mlp.experts.down_proj", {4, 2048, 768}, -1.f / std::sqrt(768.f),
         1.f / std::sqrt(768.f));
+  check("model.embed_tokens.weight", {40, 2048}, -1.f, 1.f);  // unit range: tokens stay distinct
   check("model.layers.0.input_layernorm.weight", {20000}, 0.95f, 1.05f);
   check("model.norm.weight", {20000}, 0.95f, 1.05f);
   check("model.layers.0.self_attn.q_norm.weight", {20000}, 0.95f, 1.05f);

@@ -137,6 +137,12 @@ class DummyWeights : public WeightSource {
       scale = 0.05f;
     } else if (ends_with(name, "bias")) {
       scale = 0.02f;
+    } else if (ends_with(name, "embed_tokens.weight")) {
+      // Unit-range embeddings keep each token's own signal dominant in the residual stream.
+      // With the fan-in scale (RMS 0.013) the random attention's sequence-wide average took
+      // over from the second layer on and a prompt's tokens all routed to the same ~20-40
+      // experts of 128 (docs/gpu.md): prefill read a fraction of a real model's experts.
+      scale = 1.f;
     } else {
       const int64_t fan_in = e.shape.rank ? e.shape[e.shape.rank - 1] : 1;
       scale = 1.f / std::sqrt(float(std::max<int64_t>(fan_in, 1)));
