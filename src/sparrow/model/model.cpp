@@ -99,8 +99,10 @@ size_t CausalLM::workspace_bytes(int64_t max_tokens, int64_t max_context) const 
     // Decode-split attention partials (steps of one token per sequence).
     const int64_t ctx = max_context > 0 ? max_context : std::max<int64_t>(c.max_position_embeddings, 1);
     const int64_t heads = c.num_heads / rank_.mesh.attn_tp;
+    // Every decode-sized step: the default mode's split count falls with the batch in
+    // whole steps (ceil(2048 / batch), at most 128), so the need is not monotone in it.
     size_t most = 0;
-    for (int64_t t : {std::min<int64_t>(max_tokens, 256), int64_t(1)})
+    for (int64_t t = 1; t <= std::max<int64_t>(1, std::min<int64_t>(max_tokens, 256)); ++t)
       most = std::max(most, ops::paged_attention_scratch_floats(device_, t, heads, c.head_dim, ctx));
     bytes += most * 4 + 256;
   }

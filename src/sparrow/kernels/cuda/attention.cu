@@ -236,8 +236,8 @@ __global__ void __launch_bounds__(kWarps * 32, kSplit ? 2 : 1) attention_kernel(
 
 // grid (T, Hq), one warp: folds the row's splits in increasing order, as the extend shape.
 // The loads of kMergeBatch splits are issued before the first of them is folded: one memory
-// round trip per batch, not per split (a long context has up to 32 splits; the fold order
-// and arithmetic are unchanged).
+// round trip per batch, not per split (a context has up to 128 splits in the default mode;
+// the fold order and arithmetic are unchanged).
 constexpr int kMergeBatch = 8;
 template <int DPL>
 __global__ void attention_merge_kernel(AttentionParams p) {
