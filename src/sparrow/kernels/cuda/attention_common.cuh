@@ -63,6 +63,18 @@ __device__ __forceinline__ float quad_sum(float v) {
   v += __shfl_xor_sync(0xffffffffu, v, 1);
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
+// The query positions of the two mma rows (g and g + 8) a thread holds of a warp whose 16
+// rows start at (query, head) pair `first_pair`: pair pr is query pr / group of the block,
+// at position pos0 + pr / group; -1 for a row past the block's pairs.
+__device__ __forceinline__ void mma_row_positions(int first_pair, int gid, int pairs, int64_t group, int64_t pos0,
+                                                  int64_t (&my_pos)[2]) {
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int pr = first_pair + gid + 8 * e;
+    my_pos[e] = pr < pairs ? pos0 + pr / group : -1;
+  }
+}
+
 // One tile's step of a row's online-softmax running max: m becomes max(m, the row's tile
 // max) and the returned alpha rescales the state kept so far (1 while m is still -inf).
 // kExp2: scores in log2 units (attention_flash.cu), else natural (attention_mma.cu).

@@ -93,11 +93,7 @@ __global__ void __launch_bounds__(kFWarps * 32) attention_flash_kernel(Attention
   const int lane = tid & 31, warp = tid >> 5, gid = lane >> 2, tq = lane & 3;
   const bool active = warp * kFRows < pairs;  // warp-uniform
   int64_t my_pos[2];
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const int pr = warp * kFRows + gid + 8 * e;
-    my_pos[e] = pr < pairs ? pos0 + pr / group : -1;
-  }
+  mma_row_positions(warp * kFRows, gid, pairs, group, pos0, my_pos);
   // Tiles wholly at or below the warp's first query need no mask; tiles past its last
   // query add nothing.
   const int64_t w_min = pos0 + (warp * kFRows) / group;

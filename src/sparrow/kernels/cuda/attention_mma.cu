@@ -87,11 +87,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) attention_mma_kernel(Attention
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tq = lane & 3;
   const bool active = warp * kMmaRows < pairs;  // warp-uniform
   int64_t my_pos[2];
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const int pr = warp * kMmaRows + gid + 8 * e;
-    my_pos[e] = pr < pairs ? pos0 + pr / group : -1;
-  }
+  mma_row_positions(warp * kMmaRows, gid, pairs, group, pos0, my_pos);
   // This warp's q fragments are read from shared memory per k step (not held in registers
   // across the tile loop: fewer registers, more blocks per SM).
   const uint16_t* q0 = qs + (warp * kMmaRows + gid) * LD + 2 * tq;
