@@ -6,7 +6,8 @@
 // medians of CUDA-event intervals around one layer (eager launches, and the same layer as a
 // replayed CUDA graph). Baseline: the same experts as per-expert cuBLASLt GEMMs on
 // host-grouped rows (GEMMs + silu only, like the vLLM fused_moe GEMM-only peer number).
-// Usage: gpu_moe_layer_bench [out.json]
+// Usage: gpu_moe_layer_bench [out.json]; SPARROW_MOE_BENCH_TOKENS=a,b,... runs those token
+// counts instead (any sizes, e.g. prefill steps of 4096 / 8192; no peer figure beyond 2048).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -96,8 +97,29 @@ int main(int argc, char** argv) {
   fill_random_bf16(w2.data(), size_t(w2.tensor().numel()), 0.03f, 2);
   fill_random_bf16(router.data(), size_t(router.tensor().numel()), 0.05f, 3);
 
+  std::vector<int64_t> tokens = kTokens;
+  if (const char* only_env = std::getenv("SPARROW_MOE_BENCH_TOKENS")) {
+    tokens.clear();
+    for (const char* c = only_env; *c;) {
+      char* end = nullptr;
+      const long long v = std::strtoll(c, &end, 10);
+      if (end == c) break;
+      if (v > 0) tokens.push_back(v);
+      c = *end == ',' ? end + 1 : end;
+    }
+  }
+  if (tokens.empty()) {
+    std::fprintf(stderr, "SPARROW_MOE_BENCH_TOKENS: no positive token counts\n");
+    return 2;
+  }
+  const auto peer_us = [&](int64_t T) {
+    for (size_t i = 0; i < kTokens.size(); ++i)
+      if (kTokens[i] == T) return kPeerVllmUs[i];
+    return 0.0;
+  };
+
   constexpr int kSets = 8;
-  const int64_t tmax = kTokens.back();
+  const int64_t tmax = *std::max_element(tokens.begin(), tokens.end());
   std::vector<cuda::DeviceBuffer> xs;
   for (int i = 0; i < kSets; ++i) {
     xs.emplace_back(DType::kBF16, Shape{tmax, kH});
@@ -122,12 +144,7 @@ int main(int argc, char** argv) {
   json rows = json::array();
   std::printf("%6s %10s %10s %10s %10s %10s %8s %10s %8s\n", "tokens", "experts", "floor_us", "layer_us", "graph_us",
               "experts_us", "x_floor", "cublas_us", "vllm_us");
-  // SPARROW_MOE_BENCH_TOKENS=N: only that token count (profiling runs).
-  const char* only_env = std::getenv("SPARROW_MOE_BENCH_TOKENS");
-  const int64_t only = only_env ? std::atoll(only_env) : 0;
-  for (size_t ti = 0; ti < kTokens.size(); ++ti) {
-    const int64_t T = kTokens[ti];
-    if (only && T != only) continue;
+  for (const int64_t T : tokens) {
     const double expected = double(kE) * (1.0 - std::pow(1.0 - double(kK) / double(kE), double(T)));
     const double floor_us = expected * kBytesPerExpert / (bw_tbs * 1e12) * 1e6;
     const double floor_335 = expected * kBytesPerExpert / 3.35e12 * 1e6;
@@ -224,7 +241,7 @@ int main(int argc, char** argv) {
     const double le = bench::median(eager), lg = bench::median(graph), ex = bench::median(experts_us),
                  cb = cublas_us.empty() ? 0.0 : bench::median(cublas_us);
     std::printf("%6lld %10.1f %10.1f %10.1f %10.1f %10.1f %8.2f %10.1f %8.1f\n", (long long)T, expected, floor_us, le,
-                lg, ex, lg / floor_us, cb, kPeerVllmUs[ti]);
+                lg, ex, lg / floor_us, cb, peer_us(T));
     std::fflush(stdout);
     rows.push_back({{"tokens", T},
                     {"expected_distinct_experts", expected},
@@ -237,7 +254,7 @@ int main(int argc, char** argv) {
                     {"layer_graph_over_floor", lg / floor_us},
                     {"layer_graph_over_floor_3_35", lg / floor_335},
                     {"cublaslt_per_expert_gemms_us", cb},
-                    {"peer_vllm_triton_fused_moe_gemms_us", kPeerVllmUs[ti]}});
+                    {"peer_vllm_triton_fused_moe_gemms_us", peer_us(T)}});
   }
 
   json j;

@@ -618,7 +618,11 @@ TEST_F(Gpu, MoeExpertsBothKernelsMatchReference) {
   std::mt19937 rng(41);
   struct Case { int64_t E, H, I; int k; int64_t T, e0, n; };
   for (const Case c : {Case{8, 520, 200, 2, 300, 0, 8}, Case{8, 520, 200, 2, 5, 0, 8}, Case{16, 264, 136, 4, 97, 4, 8}, Case{4, 264, 136, 2, 500, 0, 4},
-                       Case{128, 2048, 768, 8, 16, 0, 128}}) {
+                       Case{128, 2048, 768, 8, 16, 0, 128},
+                       // 512 (row tile, column tile) pairs: several per CTA of the persistent
+                       // wgmma kernel, whose stage ring then runs across tiles (and K of 3 tiles
+                       // in down: fewer than its stages)
+                       Case{16, 264, 136, 4, 8000, 0, 16}}) {
     Buffer w13(DType::kBF16, {c.n, 2 * c.I, c.H}), w2(DType::kBF16, {c.n, c.H, c.I}), x(DType::kBF16, {c.T, c.H});
     fill_uniform(w13.tensor(), rng, -0.1f, 0.1f);
     fill_uniform(w2.tensor(), rng, -0.1f, 0.1f);
