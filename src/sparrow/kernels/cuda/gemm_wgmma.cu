@@ -95,7 +95,10 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const float* acc
 
 template <GemmMode kMode>
 __global__ void __launch_bounds__(128 * (kCons + 1), 1) gemm_wgmma_kernel(const GemmParams p) {
-  static_assert(kLag >= 1 && kLag < kStages, "a stage is marked full before its slot is reloaded");
+  // A consumer releases stage j - 1 only after it has waited for stage j (one wgmma group
+  // left running), and the producer marks j full only after it has issued j + kLag, which
+  // needs stage j + kLag - kStages released: so kLag <= kStages - 2 (kStages - 1 deadlocks).
+  static_assert(kLag >= 1 && kLag <= kStages - 2, "stage j marked full before it waits on stage j - 1's release");
   constexpr int kARows = 4 * kCons, kBRows = kBN / 16;  // rows per producer thread
   extern __shared__ uint8_t smem_raw[];
   const uint32_t base = (smem_u32(smem_raw) + 1023u) & ~1023u;  // swizzle atoms need 1024-byte alignment
