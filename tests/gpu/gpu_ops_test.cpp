@@ -663,6 +663,55 @@ TEST_F(Gpu, MoeExpertsBothKernelsMatchReference) {
   }
 }
 
+// fused_moe where the wgmma GEMMs run keeps the weighted slot values in bf16 between the
+// down GEMM and the combine (ops::cuda::moe_slot_dtype); the mma.sync path keeps f32. Both
+// against the CPU composition (routing from the GPU's logits), with and without a gated
+// shared expert, and at a size the default choice sends to wgmma on its own.
+TEST_F(Gpu, FusedMoeBf16SlotValuesMatchReference) {
+  std::mt19937 rng(47);
+  const int64_t E = 16, H = 264, I = 136;
+  const int k = 4;
+  Buffer w13(DType::kBF16, {E, 2 * I, H}), w2(DType::kBF16, {E, H, I});
+  fill_uniform(w13.tensor(), rng, -0.1f, 0.1f);
+  fill_uniform(w2.tensor(), rng, -0.1f, 0.1f);
+  auto d13 = upload(w13.tensor()), d2 = upload(w2.tensor());
+  for (const int64_t T : {int64_t(300), int64_t(2100)}) {
+    for (const bool shared : {false, true}) {
+      Buffer x(DType::kBF16, {T, H}), logits(DType::kF32, {T, E}), sh(DType::kF32, {T, H}), shl(DType::kF32, {T});
+      fill_uniform(x.tensor(), rng);
+      fill_uniform(logits.tensor(), rng, -3.0f, 3.0f);
+      fill_uniform(sh.tensor(), rng, -0.5f, 0.5f);
+      fill_uniform(shl.tensor(), rng, -2.0f, 2.0f);
+      auto dx = upload(x.tensor()), dlog = upload(logits.tensor()), dsh = upload(sh.tensor()), dshl = upload(shl.tensor());
+      std::vector<int32_t> ids(size_t(T * k));
+      std::vector<float> wts(ids.size());
+      ops::route_topk_softmax(logits.tensor(), k, true, ids.data(), wts.data());
+      Buffer slots(DType::kF32, {T * k, H}), ref(DType::kBF16, {T, H});
+      Arena cpu_ws;
+      ops::moe_experts(x.tensor(), ids.data(), wts.data(), k, w13.tensor(), w2.tensor(), cpu_ws, slots.tensor());
+      const Tensor sht = sh.tensor(), shlt = shl.tensor();
+      ops::moe_combine(slots.tensor(), k, shared ? &sht : nullptr, shared ? &shlt : nullptr, ref.tensor());
+      const std::vector<float> want = to_f32(ref.tensor());
+      DeviceBuffer wsbuf(ops::cuda::moe_workspace_bytes(T, k, E, H, I) + (1 << 20));
+      Arena ws("test", wsbuf.data(), wsbuf.nbytes(), Device::kCUDA);
+      const Tensor dsht = dsh.tensor(), dshlt = dshl.tensor();
+      std::vector<float> got[3];
+      const ops::cuda::MoeGemm kinds[3] = {ops::cuda::MoeGemm::kMma, ops::cuda::MoeGemm::kWgmma, ops::cuda::MoeGemm::kAuto};
+      for (int v = 0; v < 3; ++v) {
+        ops::cuda::set_moe_gemm(kinds[v]);
+        auto out = poisoned(DType::kBF16, {T, H});
+        ops::cuda::fused_moe(dx.tensor(), dlog.tensor(), k, true, d13.tensor(), d2.tensor(), shared ? &dsht : nullptr,
+                             shared ? &dshlt : nullptr, ws, out.tensor());
+        got[v] = to_f32(download(out.tensor()).tensor());
+        EXPECT_LT(rel_err(got[v], want), 1e-2) << "kind " << v << " T " << T << " shared " << shared;
+      }
+      ops::cuda::set_moe_gemm(ops::cuda::MoeGemm::kAuto);
+      EXPECT_EQ(ops::cuda::moe_slot_dtype(T * k), T * k >= ops::cuda::kMoeWgmmaMinPairs ? DType::kBF16 : DType::kF32);
+      EXPECT_LT(rel_err(got[1], got[0]), 1e-2) << "bf16 slots vs f32 slots, T " << T;
+    }
+  }
+}
+
 // Deterministic leaf tree on the GPU: linear_leaves is the fixed-config GEMM of each K
 // block followed by the pairwise tree, and a rank holding half of K (half the leaves) gives
 // exactly the left / right subtree: their sum is the whole result, bit for bit.

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <type_traits>
+
 #include "sparrow/kernels/cuda/common.cuh"
 #include "sparrow/kernels/cuda/kernels.h"
 #include "sparrow/kernels/cuda/route.cuh"
@@ -350,10 +352,11 @@ __global__ void linear_simt_kernel(LinearSimtParams p) {
   store_f(p.y, p.y_t, t * p.ldy + n, acc);
 }
 
-// V consecutive columns per thread (4 when H allows 16-byte loads), the token's k slot rows
-// loaded kBatch at a time before any is added: each element's sum is the slot-order chain
-// either way (w_0 v_0, then fmaf(w_s, v_s, acc)), so the bits do not depend on V.
-template <int V>
+// V consecutive columns per thread (4 when H allows 16- (f32) or 8-byte (bf16) loads), the
+// token's k slot rows loaded kBatch at a time before any is added: each element's sum is the
+// slot-order chain either way (w_0 v_0, then fmaf(w_s, v_s, acc)), so the bits do not
+// depend on V. TSlot: float, or uint16_t for bf16 slot values (widened exactly).
+template <int V, typename TSlot>
 __global__ void moe_combine_kernel(MoeCombineParams p) {
   pdl_wait();
   pdl_launch_dependents();
@@ -361,7 +364,7 @@ __global__ void moe_combine_kernel(MoeCombineParams p) {
   const int64_t t = blockIdx.x;  // tokens on x: a step may exceed grid y's 65535
   const int64_t i = (int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * V;
   if (i >= p.H) return;
-  const float* src = p.slot_out + t * p.k * p.H + i;
+  const TSlot* src = static_cast<const TSlot*>(p.slot_out) + t * p.k * p.H + i;
   const float* w = p.weights ? p.weights + t * p.k : nullptr;
   float acc[V];
   for (int s0 = 0; s0 < p.k; s0 += kBatch) {
@@ -369,12 +372,18 @@ __global__ void moe_combine_kernel(MoeCombineParams p) {
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
       if (s0 + b >= p.k) break;
-      const float* row = src + int64_t(s0 + b) * p.H;
-      if constexpr (V == 4) {
+      const TSlot* row = src + int64_t(s0 + b) * p.H;
+      if constexpr (V == 4 && std::is_same_v<TSlot, float>) {
         const float4 f = *reinterpret_cast<const float4*>(row);
         v[b][0] = f.x, v[b][1] = f.y, v[b][2] = f.z, v[b][3] = f.w;
-      } else {
+      } else if constexpr (V == 4) {
+        const uint2 h = *reinterpret_cast<const uint2*>(row);
+        v[b][0] = __uint_as_float(h.x << 16), v[b][1] = __uint_as_float(h.x & 0xFFFF0000u);
+        v[b][2] = __uint_as_float(h.y << 16), v[b][3] = __uint_as_float(h.y & 0xFFFF0000u);
+      } else if constexpr (std::is_same_v<TSlot, float>) {
         v[b][0] = row[0];
+      } else {
+        v[b][0] = bf16_bits_to_f32(row[0]);
       }
     }
 #pragma unroll
@@ -476,10 +485,13 @@ void fill_f32(float* dst, size_t n, float value, cudaStream_t s) {
 }
 void moe_combine(const MoeCombineParams& p, cudaStream_t s) {
   if (p.T == 0) return;
-  if (p.H % 4 == 0 && reinterpret_cast<uintptr_t>(p.slot_out) % 16 == 0)
-    launch_pdl(moe_combine_kernel<4>, dim3(unsigned(p.T), blocks_for(p.H / 4, 256)), dim3(256), 0, s, p);
+  const bool bf16 = p.slot_t == DType::kBF16;
+  const bool wide = p.H % 4 == 0 && reinterpret_cast<uintptr_t>(p.slot_out) % (bf16 ? 8 : 16) == 0;
+  const dim3 grid(unsigned(p.T), wide ? blocks_for(p.H / 4, 256) : blocks_for(p.H, 256));
+  if (bf16)
+    launch_pdl(wide ? moe_combine_kernel<4, uint16_t> : moe_combine_kernel<1, uint16_t>, grid, dim3(256), 0, s, p);
   else
-    launch_pdl(moe_combine_kernel<1>, dim3(unsigned(p.T), blocks_for(p.H, 256)), dim3(256), 0, s, p);
+    launch_pdl(wide ? moe_combine_kernel<4, float> : moe_combine_kernel<1, float>, grid, dim3(256), 0, s, p);
 }
 
 }  // namespace sparrow::cuda::k

@@ -74,6 +74,17 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const float* acc
         }
         *reinterpret_cast<uint32_t*>(act + n) = uint32_t(h[0]) | (uint32_t(h[1]) << 16);
       }
+    } else if (p.c_t == DType::kBF16) {  // bf16 slot values (fused_moe): half the combine's traffic
+      const int32_t pair = p.pair_of_row[r];
+      const float w = p.route_w ? p.route_w[pair] : 1.0f;
+      uint16_t* out = static_cast<uint16_t*>(p.c) + int64_t(pair) * p.ldc;
+#pragma unroll
+      for (int j = 0; j < kBN / 8; ++j) {
+        const int64_t n = n0 + j * 8 + cq;  // n, n + 1: both in range or both out (H % 8 == 0)
+        if (n >= p.N) continue;
+        const uint32_t lo = f32_to_bf16_bits(acc[j * 4 + hr * 2] * w), hi = f32_to_bf16_bits(acc[j * 4 + hr * 2 + 1] * w);
+        *reinterpret_cast<uint32_t*>(out + n) = lo | (hi << 16);
+      }
     } else {
       const int32_t pair = p.pair_of_row[r];
       const float w = p.route_w ? p.route_w[pair] : 1.0f;

@@ -248,7 +248,7 @@ void moe_group(const MoeGroupParams& p, cudaStream_t stream);
 // With weights (deterministic values): out[t] = sum_s weights[t*k+s] * slot_out[t*k+s], the
 // first slot a product, then fmaf in slot order.
 struct MoeCombineParams {
-  const float* slot_out;      // [T*k, H]
+  const void* slot_out; DType slot_t;  // [T*k, H], f32 or bf16 (the wgmma down GEMM's slot values)
   const float* shared_out;    // [T, H] or null
   const float* shared_logit;  // [T] or null
   void* out; DType out_t;     // [T, H]

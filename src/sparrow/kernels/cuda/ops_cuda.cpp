@@ -468,6 +468,14 @@ bool moe_gemm_uses_wgmma(int64_t pairs) {
   }
 }
 
+DType moe_slot_dtype(int64_t pairs) {
+  static const bool off = [] {  // A/B only: SPARROW_MOE_BF16_SLOTS=0
+    const char* e = std::getenv("SPARROW_MOE_BF16_SLOTS");
+    return e && e[0] == '0';
+  }();
+  return moe_gemm_uses_wgmma(pairs) && !off ? DType::kBF16 : DType::kF32;
+}
+
 namespace {
 
 // The first half of the grouped expert pipeline, shared by moe_experts and
@@ -544,8 +552,10 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
                       w2.size(2) == I,
                   "moe: w13 {} / w2 {} do not match H {}", w13.shape().str(), w2.shape().str(), H);
   SPARROW_REQUIRE(H % 8 == 0 && I % 8 == 0, "moe: H and I must be multiples of 8");
-  SPARROW_REQUIRE(slot_out.dtype() == DType::kF32 && slot_out.size(0) == T * k && slot_out.size(1) == H,
-                  "moe: slot_out must be f32 [T*k, H]");
+  const bool wgmma = moe_gemm_uses_wgmma(T * k);
+  SPARROW_REQUIRE((slot_out.dtype() == DType::kF32 || (slot_out.dtype() == DType::kBF16 && wgmma)) &&
+                      slot_out.size(0) == T * k && slot_out.size(1) == H,
+                  "moe: slot_out must be f32 [T*k, H] (or bf16 where the wgmma GEMMs run: moe_slot_dtype)");
   if (T == 0) return;
   const size_t mark = ws.used();
   const cudaStream_t s = current_stream();
@@ -554,9 +564,9 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
   // Pairs of other ranks' experts are in no group: the GEMMs never write their rows.
   if (expert0 != 0 || (router_experts != 0 && router_experts != E))
     SPARROW_CUDA_CHECK(cudaMemsetAsync(slot_out.data(), 0, slot_out.nbytes(), s));
-  const bool wgmma = moe_gemm_uses_wgmma(T * k);
   kn::GemmParams d = group_and_gate_up(x, ids, k, w13, w2, expert0, wgmma, ws, s);
   d.c = slot_out.data();
+  d.c_t = slot_out.dtype();
   d.route_w = weights;
   if (wgmma) kn::gemm_bf16_wgmma(d, s);
   else kn::gemm_bf16(d, s);
@@ -574,14 +584,15 @@ void moe_combine_weighted(const Tensor& slot_out, const float* weights, int k, c
   check_dev(slot_out, "moe_combine slot_out");
   check_dev(out, "moe_combine out");
   const int64_t T = out.size(0), H = out.size(1);
-  SPARROW_REQUIRE(slot_out.dtype() == DType::kF32 && slot_out.size(0) == T * k && slot_out.size(1) == H,
-                  "moe_combine: slot_out must be f32 [T*k, H]");
+  SPARROW_REQUIRE((slot_out.dtype() == DType::kF32 || slot_out.dtype() == DType::kBF16) && slot_out.size(0) == T * k &&
+                      slot_out.size(1) == H,
+                  "moe_combine: slot_out must be f32 or bf16 [T*k, H]");
   SPARROW_REQUIRE(!shared_out == !shared_logit, "moe_combine: shared_out and shared_logit go together");
   if (shared_out)
     SPARROW_REQUIRE(shared_out->dtype() == DType::kF32 && shared_logit->dtype() == DType::kF32 &&
                         shared_out->numel() == T * H && shared_logit->numel() == T,
                     "moe_combine: shared_out f32 [T, H], shared_logit f32 [T]");
-  kn::moe_combine({slot_out.data_as<float>(), shared_out ? shared_out->data_as<float>() : nullptr,
+  kn::moe_combine({slot_out.data(), slot_out.dtype(), shared_out ? shared_out->data_as<float>() : nullptr,
                   shared_logit ? shared_logit->data_as<float>() : nullptr, out.data(), out.dtype(), T, H, k, weights},
                  current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("moe_combine");
@@ -747,7 +758,7 @@ void fused_moe(const Tensor& x, const Tensor& logits, int k, bool renormalize, c
                    current_stream());
     SPARROW_CUDA_CHECK_LAUNCH("moe_skinny");
   } else {
-    const Tensor slot_out = ws.alloc(DType::kF32, {T * k, H});
+    const Tensor slot_out = ws.alloc(moe_slot_dtype(T * k), {T * k, H});
     route_topk_softmax(logits, k, renormalize, ids, weights);
     moe_experts(x, ids, weights, k, w13, w2, ws, slot_out, expert0, E);
     moe_combine(slot_out, k, shared_out, shared_logit, out);

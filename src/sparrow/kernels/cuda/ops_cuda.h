@@ -64,6 +64,10 @@ enum class MoeGemm { kAuto, kMma, kWgmma };
 constexpr int64_t kMoeWgmmaMinPairs = 8192;
 void set_moe_gemm(MoeGemm choice);
 bool moe_gemm_uses_wgmma(int64_t pairs);
+// The slot values' dtype fused_moe keeps between the down GEMM and the combine: bf16 where
+// the wgmma GEMMs run (each weighted slot value rounded once, as an expert's bf16 output
+// is; half the combine's memory traffic), f32 on the mma.sync path (docs/numerics.md).
+DType moe_slot_dtype(int64_t pairs);
 
 // The ops.h MoE pair on the GPU (same contracts).
 void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int k, const Tensor& w13,
