@@ -468,13 +468,7 @@ bool moe_gemm_uses_wgmma(int64_t pairs) {
   }
 }
 
-DType moe_slot_dtype(int64_t pairs) {
-  static const bool off = [] {  // A/B only: SPARROW_MOE_BF16_SLOTS=0
-    const char* e = std::getenv("SPARROW_MOE_BF16_SLOTS");
-    return e && e[0] == '0';
-  }();
-  return moe_gemm_uses_wgmma(pairs) && !off ? DType::kBF16 : DType::kF32;
-}
+DType moe_slot_dtype(int64_t pairs) { return moe_gemm_uses_wgmma(pairs) ? DType::kBF16 : DType::kF32; }
 
 namespace {
 
