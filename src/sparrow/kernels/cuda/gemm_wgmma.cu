@@ -28,15 +28,10 @@
 // Numerics: fp32 accumulation over K in 16-wide steps, like gemm.cu, but the tensor core's
 // order of adding inside a step is not promised to match mma.sync's: this kernel serves the
 // default mode only (ops_cuda.cpp picks it); deterministic mode keeps gemm.cu everywhere.
-#include <cuda.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
-#include <mutex>
-#include <tuple>
 
 #include "sparrow/kernels/cuda/common.cuh"
 #include "sparrow/kernels/cuda/kernels.h"
@@ -57,9 +52,7 @@ __device__ __forceinline__ uint32_t swz_bytes(int row, int chunk) { return uint3
 
 // Epilogue of one warpgroup's 64 rows (fragment layout in wgmma.cuh): rows [r_wg, r_wg +
 // 64) of the row tile that ends at row1, columns from n0; t = thread index in the warpgroup.
-// gate_up's B tile: kSplit, gate rows n0.. in tile rows [0, 128) and up rows in [128, 256)
-// (two TMA boxes); else gate and up interleaved by 8 (see the producer).
-template <GemmMode kMode, bool kSplit>
+template <GemmMode kMode>
 __device__ __forceinline__ void store_tile(const GemmParams& p, const float* acc, int64_t r_wg, int64_t row1, int64_t n0,
                                            int t) {
   const int64_t n_half = p.N / 2;  // gate_up: I
@@ -77,9 +70,8 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const float* acc
         uint16_t h[2];
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const int gc = kSplit ? np : 2 * np, uc = kSplit ? np + kBN / 16 : 2 * np + 1;  // accumulator chunks
-          const float gt = round_to(DType::kBF16, acc[gc * 4 + hr * 2 + e]);
-          const float up = round_to(DType::kBF16, acc[uc * 4 + hr * 2 + e]);
+          const float gt = round_to(DType::kBF16, acc[(2 * np) * 4 + hr * 2 + e]);
+          const float up = round_to(DType::kBF16, acc[(2 * np + 1) * 4 + hr * 2 + e]);
           h[e] = f32_to_bf16_bits(gt / (1.0f + expf(-gt)) * up);
         }
         *reinterpret_cast<uint32_t*>(act + n) = uint32_t(h[0]) | (uint32_t(h[1]) << 16);
@@ -114,9 +106,8 @@ __device__ __forceinline__ void store_tile(const GemmParams& p, const float* acc
   }
 }
 
-template <GemmMode kMode, bool kTma>
-__global__ void __launch_bounds__(128 * (kCons + 1), 1)
-    gemm_wgmma_kernel(const GemmParams p, const __grid_constant__ CUtensorMap b_map) {
+template <GemmMode kMode>
+__global__ void __launch_bounds__(128 * (kCons + 1), 1) gemm_wgmma_kernel(const GemmParams p) {
   // A consumer releases stage j - 1 only after it has waited for stage j (one wgmma group
   // left running), and the producer marks j full only after it has issued j + kLag, which
   // needs stage j + kLag - kStages released: so kLag <= kStages - 2 (kStages - 1 deadlocks).
@@ -169,19 +160,6 @@ __global__ void __launch_bounds__(128 * (kCons + 1), 1)
     };
     constexpr int64_t kBStep = kMode == GemmMode::kMoeGateUp ? 8 : 16;  // n between B rows i and i + 1
     const int64_t n_end = kMode == GemmMode::kMoeGateUp ? n_half : p.N;
-    // kTma: thread 0 loads the B tile as TMA boxes completing on the stage's full barrier.
-    const auto tma_b = [&](int s, int tile, int64_t k0) {
-      const int32_t* t = p.tiles + 3 * (tile / ncol);
-      const int64_t n0 = int64_t(tile % ncol) * per_cta, row = int64_t(t[0]) * (p.b_expert_stride / p.ldb) + n0;
-      const uint32_t b_st = sB + s * kBTile;
-      mbar_expect_tx(full(s), kBTile);
-      if constexpr (kMode == GemmMode::kMoeGateUp) {
-        tma_load_2d(b_st, &b_map, int32_t(k0), int32_t(row), full(s));
-        tma_load_2d(b_st + kBTile / 2, &b_map, int32_t(k0), int32_t(row + n_half), full(s));
-      } else {
-        tma_load_2d(b_st, &b_map, int32_t(k0), int32_t(row), full(s));
-      }
-    };
     const auto load_b = [&](uint32_t b_st, const uint16_t* b0, int64_t n_first, int64_t k0, bool kin) {
 #pragma unroll
       for (int i = 0; i < kBRows; ++i) {
@@ -193,13 +171,8 @@ __global__ void __launch_bounds__(128 * (kCons + 1), 1)
       if (int(blockIdx.x) < total) {
         int64_t nf;
         const uint16_t* b0 = b_row0(int(blockIdx.x), nf);
-        for (int s = 0; s < kStages && s < ktiles; ++s) {
-          if constexpr (kTma) {
-            if (tid == 0) tma_b(s, int(blockIdx.x), int64_t(s) * BK);
-          } else {
-            load_b(sB + s * kBTile, b0, nf, int64_t(s) * BK, int64_t(s) * BK + chunk * 8 < p.K);
-          }
-        }
+        for (int s = 0; s < kStages && s < ktiles; ++s)
+          load_b(sB + s * kBTile, b0, nf, int64_t(s) * BK, int64_t(s) * BK + chunk * 8 < p.K);
         early_b = true;
       }
       pdl_wait();
@@ -232,13 +205,7 @@ __global__ void __launch_bounds__(128 * (kCons + 1), 1)
           const bool ok = ((a_ok >> i) & 1) && kin;
           cp_async16(a_st + swz_bytes(r8 + 16 * i, chunk), ok ? a_src[i] + k0 : p.a, ok);
         }
-        if (!(early_b && kt < kStages)) {
-          if constexpr (kTma) {
-            if (tid == 0) tma_b(s, tile, k0);
-          } else {
-            load_b(sB + s * kBTile, b0, nf, k0, kin);
-          }
-        }
+        if (!(early_b && kt < kStages)) load_b(sB + s * kBTile, b0, nf, k0, kin);
         cp_async_commit();
         if (j >= kLag) {
           cp_async_wait<kLag>();  // this thread's copies of stage j - kLag have landed
@@ -289,63 +256,18 @@ __global__ void __launch_bounds__(128 * (kCons + 1), 1)
     }
     wgmma_wait<0>();
     if (ktiles > 0) mbar_arrive(empty((j - 1) % kStages));
-    store_tile<kMode, kTma>(p, acc, row0 + c * BM, row1, n0, tid & 127);
+    store_tile<kMode>(p, acc, row0 + c * BM, row1, n0, tid & 127);
   }
 }
 
-using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-// The driver's tensor-map encoder, through the runtime (no link against libcuda).
-EncodeTiled encode_tiled() {
-  static const EncodeTiled fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess)
-      f = nullptr;
-    return reinterpret_cast<EncodeTiled>(f);
-  }();
-  return fn;
-}
-
-// The B operand's tensor map: all experts' rows [b_rows, K] bf16 (row pitch ldb), boxes of
-// 64 K x box_rows rows in the 128-byte swizzle (wgmma.cuh's layout), zeros outside. Cached
-// per (address, geometry): a map holds nothing else, so an entry is right for any tensor
-// that matches its key. Host only (safe during graph capture).
-CUtensorMap b_tensor_map(const GemmParams& p, int box_rows) {
-  static std::mutex mu;
-  static std::map<std::tuple<const void*, int64_t, int64_t, int64_t, int>, CUtensorMap> cache;
-  const auto key = std::make_tuple(static_cast<const void*>(p.b), p.b_rows, p.K, p.ldb, box_rows);
-  std::lock_guard<std::mutex> lock(mu);
-  if (const auto it = cache.find(key); it != cache.end()) return it->second;
-  CUtensorMap m{};
-  const cuuint64_t dims[2] = {cuuint64_t(p.K), cuuint64_t(p.b_rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(p.ldb) * 2};
-  const cuuint32_t box[2] = {cuuint32_t(BK), cuuint32_t(box_rows)}, elem[2] = {1, 1};
-  const EncodeTiled enc = encode_tiled();
-  const CUresult r = enc ? enc(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<uint16_t*>(p.b), dims, strides, box,
-                               elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
-                         : CUDA_ERROR_NOT_SUPPORTED;
-  if (r != CUDA_SUCCESS) {
-    std::fprintf(stderr, "gemm_bf16_wgmma: cuTensorMapEncodeTiled failed (%d) for B [%lld, %lld] ld %lld\n", int(r),
-                 (long long)p.b_rows, (long long)p.K, (long long)p.ldb);
-    std::abort();
-  }
-  cache.emplace(key, m);
-  return m;
-}
-
-template <GemmMode kMode, bool kTma>
+template <GemmMode kMode>
 void launch(const GemmParams& p, cudaStream_t s) {
   constexpr size_t smem = kSmem;
   static_assert(smem <= 227 * 1024, "more shared memory than an SM has");
   static std::atomic<uint64_t> configured{0};  // once per device, before any graph capture
   static int sms = 0;
   if (first_use_on_device(configured)) {
-    cudaFuncSetAttribute(gemm_wgmma_kernel<kMode, kTma>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    cudaFuncSetAttribute(gemm_wgmma_kernel<kMode>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     int dev = 0;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
@@ -354,18 +276,8 @@ void launch(const GemmParams& p, cudaStream_t s) {
   const int64_t per_cta = kMode == GemmMode::kMoeGateUp ? kBN / 2 : kBN;
   const int64_t tiles = (cols + per_cta - 1) / per_cta * p.max_tiles;
   if (tiles == 0) return;
-  const CUtensorMap map = kTma ? b_tensor_map(p, kMode == GemmMode::kMoeGateUp ? kBN / 2 : kBN) : CUtensorMap{};
-  launch_pdl(gemm_wgmma_kernel<kMode, kTma>, dim3(unsigned(std::min<int64_t>(tiles, std::max(sms, 1)))),
-             dim3(128 * (kCons + 1)), smem, s, p, map);
-}
-
-// SPARROW_WGMMA_TMA=0: B through the producer threads' cp.async instead (A/B timing).
-bool use_tma() {
-  static const bool on = [] {
-    const char* e = std::getenv("SPARROW_WGMMA_TMA");
-    return !(e && e[0] == '0');
-  }();
-  return on;
+  launch_pdl(gemm_wgmma_kernel<kMode>, dim3(unsigned(std::min<int64_t>(tiles, std::max(sms, 1)))),
+             dim3(128 * (kCons + 1)), smem, s, p);
 }
 
 }  // namespace
@@ -375,17 +287,8 @@ void gemm_bf16_wgmma(const GemmParams& p, cudaStream_t s) {
     std::fprintf(stderr, "gemm_bf16_wgmma: the MoE modes without leaves only\n");
     std::abort();
   }
-  if (p.b_rows <= 0 || p.b_rows >= (int64_t(1) << 31)) {
-    std::fprintf(stderr, "gemm_bf16_wgmma: b_rows %lld out of range\n", (long long)p.b_rows);
-    std::abort();
-  }
-  if (use_tma()) {
-    if (p.mode == GemmMode::kMoeGateUp) launch<GemmMode::kMoeGateUp, true>(p, s);
-    else launch<GemmMode::kMoeDown, true>(p, s);
-    return;
-  }
-  if (p.mode == GemmMode::kMoeGateUp) launch<GemmMode::kMoeGateUp, false>(p, s);
-  else launch<GemmMode::kMoeDown, false>(p, s);
+  if (p.mode == GemmMode::kMoeGateUp) launch<GemmMode::kMoeGateUp>(p, s);
+  else launch<GemmMode::kMoeDown>(p, s);
 }
 
 }  // namespace sparrow::cuda::k

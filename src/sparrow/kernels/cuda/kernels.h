@@ -196,7 +196,6 @@ struct GemmParams {
   int32_t a_gather_div;
   const uint16_t* b; int64_t ldb;   // B (bf16) [N, K] (HF Linear layout); per expert for MoE
   int64_t b_expert_stride;          // elements between experts' B
-  int64_t b_rows;                   // MoE: rows of all experts' B together (the wgmma kernel's TMA bounds)
   int64_t M, N, K;                  // dense: M rows; MoE: N = B rows per expert (gate_up: 2I)
   // dense epilogue: y[r, n] = acc + bias[n]
   void* c; DType c_t; int64_t ldc;

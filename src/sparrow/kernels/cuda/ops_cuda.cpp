@@ -500,7 +500,6 @@ kn::GemmParams group_and_gate_up(const Tensor& x, const int32_t* ids, int k, con
   g.b = w13.data_as<uint16_t>();
   g.ldb = H;
   g.b_expert_stride = 2 * I * H;
-  g.b_rows = E * 2 * I;
   g.M = P;
   g.N = 2 * I;
   g.K = H;
@@ -522,7 +521,6 @@ kn::GemmParams group_and_gate_up(const Tensor& x, const int32_t* ids, int k, con
   d.b = w2.data_as<uint16_t>();
   d.ldb = I;
   d.b_expert_stride = H * I;
-  d.b_rows = E * H;
   d.N = H;
   d.K = I;
   d.c = nullptr;
