@@ -28,8 +28,6 @@ size_t group_smem_bytes(int64_t P, int32_t E) {
   return (group_smem_words(E) + (stage_ids(P, E) ? size_t(P) : 0)) * sizeof(int32_t);
 }
 
-// kAhead: 32-pair steps whose ids a warp loads before using them.
-template <int kAhead>
 __global__ void __launch_bounds__(kThreads) moe_group_kernel(MoeGroupParams p) {
   extern __shared__ int32_t sm[];
   int32_t* cnt = sm;                // [E]
@@ -56,16 +54,10 @@ __global__ void __launch_bounds__(kThreads) moe_group_kernel(MoeGroupParams p) {
     return e < p.E ? e : -1;
   };
   // Pass 1: this warp's count per expert (shared-memory atomics on the warp's own row:
-  // counts are order-free; 40 -> 25 us at 16384 pairs against match masks here). Both
-  // passes read kAhead steps' ids before using any: unstaged (P > kSmemIdsMax) each is a
-  // global load, and one at a time the second pass was a chain of them (56 us at 65536).
-  for (int64_t i0 = s0; i0 < s1; i0 += 32 * kAhead) {
-    int eb[kAhead];
-#pragma unroll
-    for (int b = 0; b < kAhead; ++b) eb[b] = expert_of(i0 + 32 * b + lane);
-#pragma unroll
-    for (int b = 0; b < kAhead; ++b)
-      if (eb[b] >= 0) atomicAdd(&wcnt[warp * wst + eb[b]], 1);
+  // counts are order-free; 40 -> 25 us at 16384 pairs against match masks here).
+  for (int64_t i = s0 + lane; i < s1; i += 32) {
+    const int e = expert_of(i);
+    if (e >= 0) atomicAdd(&wcnt[warp * wst + e], 1);
   }
   __syncthreads();
   // Per expert, the exclusive scan of its counts over the warps in warp order (one warp
@@ -116,22 +108,14 @@ __global__ void __launch_bounds__(kThreads) moe_group_kernel(MoeGroupParams p) {
   // find each other with a match mask (the lowest lane of the group is its leader). Row =
   // expert start + earlier warps' pairs of that expert + this warp's earlier steps' + the
   // rank among this step's lanes, so index order is kept.
-  for (int64_t i00 = s0; i00 < s1; i00 += 32 * kAhead) {
-    int eb[kAhead];
-#pragma unroll
-    for (int b = 0; b < kAhead; ++b) eb[b] = expert_of(i00 + 32 * b + lane);
-#pragma unroll
-    for (int b = 0; b < kAhead; ++b) {
-      const int64_t i0 = i00 + 32 * b;
-      if (i0 >= s1) break;  // warp-uniform
-      const int e = eb[b];
-      const unsigned mask = __match_any_sync(0xffffffffu, e);
-      const int rank = __popc(mask & ((1u << lane) - 1u));
-      if (e >= 0) p.pair_of_row[base[e] + wcnt[warp * wst + e] + rank] = int32_t(i0 + lane);
-      __syncwarp();
-      if (e >= 0 && rank == 0) wcnt[warp * wst + e] += __popc(mask);
-      __syncwarp();
-    }
+  for (int64_t i0 = s0; i0 < s1; i0 += 32) {
+    const int e = expert_of(i0 + lane);
+    const unsigned mask = __match_any_sync(0xffffffffu, e);
+    const int rank = __popc(mask & ((1u << lane) - 1u));
+    if (e >= 0) p.pair_of_row[base[e] + wcnt[warp * wst + e] + rank] = int32_t(i0 + lane);
+    __syncwarp();
+    if (e >= 0 && rank == 0) wcnt[warp * wst + e] += __popc(mask);
+    __syncwarp();
   }
 }
 
@@ -146,14 +130,9 @@ void moe_group(const MoeGroupParams& p, cudaStream_t s) {
   const size_t smem = group_smem_bytes(p.P, p.E);
   static std::atomic<uint64_t> configured{0};  // large dynamic shared memory, once per device (before any graph capture)
   if (first_use_on_device(configured)) {
-    cudaFuncSetAttribute(moe_group_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kGroupSmemMax));
-    cudaFuncSetAttribute(moe_group_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kGroupSmemMax));
+    cudaFuncSetAttribute(moe_group_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kGroupSmemMax));
   }
-  static const bool one = [] {  // A/B only
-    const char* e = std::getenv("SPARROW_GROUP_AHEAD");
-    return e && e[0] == '1';
-  }();
-  launch_pdl(one ? moe_group_kernel<1> : moe_group_kernel<8>, dim3(1), dim3(kThreads), smem, s, p);
+  launch_pdl(moe_group_kernel, dim3(1), dim3(kThreads), smem, s, p);
 }
 
 }  // namespace sparrow::cuda::k
