@@ -622,7 +622,9 @@ TEST_F(Gpu, MoeExpertsBothKernelsMatchReference) {
                        // 512 (row tile, column tile) pairs: several per CTA of the persistent
                        // wgmma kernel, whose stage ring then runs across tiles (and K of 3 tiles
                        // in down: fewer than its stages)
-                       Case{16, 264, 136, 4, 8000, 0, 16}}) {
+                       Case{16, 264, 136, 4, 8000, 0, 16},
+                       // 33200 pairs: more than moe_group stages in shared memory
+                       Case{16, 264, 136, 4, 8300, 0, 16}}) {
     Buffer w13(DType::kBF16, {c.n, 2 * c.I, c.H}), w2(DType::kBF16, {c.n, c.H, c.I}), x(DType::kBF16, {c.T, c.H});
     fill_uniform(w13.tensor(), rng, -0.1f, 0.1f);
     fill_uniform(w2.tensor(), rng, -0.1f, 0.1f);
