@@ -712,6 +712,11 @@ TEST_F(Gpu, FusedMoeBf16SlotValuesMatchReference) {
       EXPECT_LT(rel_err(got[1], got[0]), 1e-2) << "bf16 slots vs f32 slots, T " << T;
     }
   }
+  // Deterministic mode keeps the fixed GEMM (and f32 slots) however many pairs there are.
+  cuda::set_deterministic(true);
+  EXPECT_FALSE(ops::cuda::moe_gemm_uses_wgmma(int64_t(1) << 20));
+  EXPECT_EQ(ops::cuda::moe_slot_dtype(int64_t(1) << 20), DType::kF32);
+  cuda::set_deterministic(false);
 }
 
 // Deterministic leaf tree on the GPU: linear_leaves is the fixed-config GEMM of each K

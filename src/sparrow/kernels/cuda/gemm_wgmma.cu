@@ -2,8 +2,9 @@
 // the contract of gemm.cu's kMoeGateUp / kMoeDown modes (grouped row tiles from moe_group,
 // gathered A rows, the SiLU-mul and routing-weight epilogues; the down epilogue may also
 // write the weighted slot values in bf16, as fused_moe asks: ops::cuda::moe_slot_dtype),
-// shaped for prefill-sized batches, where gemm.cu's 64 x 64 tiles leave the kernel bound by L2 bandwidth (each
-// weight tile re-read once per 64 rows, each A tile once per 64 columns).
+// shaped for prefill-sized batches, where gemm.cu's 64 x 64 tiles leave the kernel bound
+// by L2 bandwidth (each weight tile re-read once per 64 rows, each A tile once per 64
+// columns).
 //
 // Tiles of 128 rows (one expert, moe_group's kGemmWgmmaBM) x 256 columns. Persistent and
 // warp-specialized: one CTA per SM walks the (row tile, column tile) list with a stride of
@@ -22,12 +23,13 @@
 // barrier per K-tile, the same tiles): the MoE layer at 4096 / 8192 tokens 6% / 10% faster,
 // 1024 and 512 (forced) 2-3% faster, 2048 2% slower (docs/gpu.md, "MoE layer alone"). And
 // against 3 consumer warpgroups with 192 x 192 tiles (fewer L2 bytes per FLOP): slower
-// everywhere, 35% at 4096 tokens. (Tiles are dealt to CTAs statically, b, b + grid, ...;
-// a tile's cost varies with its rows, which may be what 2048 tokens lost.)
+// everywhere, 35% at 4096 tokens. B through TMA instead of the producer's cp.async: the
+// same speed (1b27336, reverted). (Tiles are dealt to CTAs statically, b, b + grid, ...; a
+// tile's cost varies with its rows, which may be what 2048 tokens lost.)
 //
 // Numerics: fp32 accumulation over K in 16-wide steps, like gemm.cu, but the tensor core's
 // order of adding inside a step is not promised to match mma.sync's: this kernel serves the
-// default mode only (ops_cuda.cpp picks it); deterministic mode keeps gemm.cu everywhere.
+// default mode only (ops::cuda::moe_gemm_uses_wgmma); deterministic mode keeps gemm.cu.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>

@@ -464,7 +464,7 @@ bool moe_gemm_uses_wgmma(int64_t pairs) {
   switch (MoeGemm(moe_gemm_choice().load())) {
     case MoeGemm::kMma: return false;
     case MoeGemm::kWgmma: return true;
-    default: return pairs >= kMoeWgmmaMinPairs;
+    default: return pairs >= kMoeWgmmaMinPairs && !::sparrow::cuda::deterministic();
   }
 }
 

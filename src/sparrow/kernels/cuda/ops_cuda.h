@@ -58,7 +58,8 @@ size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I);
 // Which kernel runs the expert GEMMs of moe_experts (default mode; deterministic mode's
 // moe_expert_values always takes the fixed mma.sync kernel). kAuto: Hopper's wgmma kernel
 // (kernels/cuda/gemm_wgmma.cu) from kMoeWgmmaMinPairs (token, slot) pairs up, the mma.sync
-// kernel (gemm.cu) below (measured crossover: docs/gpu.md, "MoE layer alone").
+// kernel (gemm.cu) below (measured crossover: docs/gpu.md, "MoE layer alone"); never in
+// deterministic mode (its order inside a K step is not mma.sync's).
 // Process-wide; SPARROW_MOE_GEMM=mma | wgmma sets it at start (A/B timing), tests directly.
 enum class MoeGemm { kAuto, kMma, kWgmma };
 constexpr int64_t kMoeWgmmaMinPairs = 8192;
