@@ -62,7 +62,7 @@ size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I);
 // deterministic mode (its order inside a K step is not mma.sync's).
 // Process-wide; SPARROW_MOE_GEMM=mma | wgmma sets it at start (A/B timing), tests directly.
 enum class MoeGemm { kAuto, kMma, kWgmma };
-constexpr int64_t kMoeWgmmaMinPairs = 8192;
+constexpr int64_t kMoeWgmmaMinPairs = 4096;
 void set_moe_gemm(MoeGemm choice);
 bool moe_gemm_uses_wgmma(int64_t pairs);
 // The slot values' dtype fused_moe keeps between the down GEMM and the combine: bf16 where
