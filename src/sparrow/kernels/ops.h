@@ -138,6 +138,7 @@ void moe_experts(const Tensor& x, const int32_t* ids, const float* weights, int 
 size_t moe_experts_workspace_bytes(Device device, int64_t T, int k, int64_t E, int64_t H, int64_t I);
 // out[t] = sum over slots in slot order (fp32) of slot_out[t*k + s], plus
 // sigmoid(shared_logit[t]) * shared_out[t] when given (Qwen2-MoE's gated shared expert).
+// slot_out is f32; on the GPU also bf16 (fused_moe's slot values on the wgmma path).
 void moe_combine(const Tensor& slot_out, int k, const Tensor* shared_out, const Tensor* shared_logit,
                  const Tensor& out);
 

@@ -3,7 +3,6 @@
 #include <cfloat>
 
 #include <algorithm>
-
 #include <type_traits>
 
 #include "sparrow/kernels/cuda/common.cuh"
