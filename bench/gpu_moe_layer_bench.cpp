@@ -103,13 +103,16 @@ int main(int argc, char** argv) {
     for (const char* c = only_env; *c;) {
       char* end = nullptr;
       const long long v = std::strtoll(c, &end, 10);
-      if (end == c) break;
-      if (v > 0) tokens.push_back(v);
+      if (end == c || v <= 0 || (*end != ',' && *end != '\0')) {
+        std::fprintf(stderr, "SPARROW_MOE_BENCH_TOKENS: '%s' is not a list of positive token counts\n", only_env);
+        return 2;
+      }
+      tokens.push_back(v);
       c = *end == ',' ? end + 1 : end;
     }
   }
   if (tokens.empty()) {
-    std::fprintf(stderr, "SPARROW_MOE_BENCH_TOKENS: no positive token counts\n");
+    std::fprintf(stderr, "SPARROW_MOE_BENCH_TOKENS: no token counts\n");
     return 2;
   }
   const auto peer_us = [&](int64_t T) {

@@ -27,6 +27,22 @@ inline bool first_use_on_device(std::atomic<uint64_t>& seen) {
   return (seen.fetch_or(bit) & bit) == 0;
 }
 
+// The current device's SM count, cached per device (persistent kernels size their grids
+// by it).
+inline int current_sm_count() {
+  static std::atomic<int> counts[64] = {};
+  int dev = 0;
+  cudaGetDevice(&dev);
+  std::atomic<int>& c = counts[dev & 63];
+  int n = c.load(std::memory_order_relaxed);
+  if (n == 0) {
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    n = n > 0 ? n : 1;
+    c.store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
 __device__ __forceinline__ float bf16_bits_to_f32(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
 __device__ __forceinline__ uint16_t f32_to_bf16_bits(float f) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));  // round to nearest even, NaN kept

@@ -267,18 +267,13 @@ void launch(const GemmParams& p, cudaStream_t s) {
   constexpr size_t smem = kSmem;
   static_assert(smem <= 227 * 1024, "more shared memory than an SM has");
   static std::atomic<uint64_t> configured{0};  // once per device, before any graph capture
-  static int sms = 0;
-  if (first_use_on_device(configured)) {
+  if (first_use_on_device(configured))
     cudaFuncSetAttribute(gemm_wgmma_kernel<kMode>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    int dev = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  }
   const int64_t cols = kMode == GemmMode::kMoeGateUp ? p.N / 2 : p.N;
   const int64_t per_cta = kMode == GemmMode::kMoeGateUp ? kBN / 2 : kBN;
   const int64_t tiles = (cols + per_cta - 1) / per_cta * p.max_tiles;
   if (tiles == 0) return;
-  launch_pdl(gemm_wgmma_kernel<kMode>, dim3(unsigned(std::min<int64_t>(tiles, std::max(sms, 1)))),
+  launch_pdl(gemm_wgmma_kernel<kMode>, dim3(unsigned(std::min<int64_t>(tiles, current_sm_count()))),
              dim3(128 * (kCons + 1)), smem, s, p);
 }
 

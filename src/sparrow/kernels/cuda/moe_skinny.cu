@@ -177,12 +177,7 @@ __global__ void __launch_bounds__(kWarps * 32) skinny_down_kernel(MoeSkinnyParam
 void moe_skinny(const MoeSkinnyParams& p, cudaStream_t s) {
   if (p.T == 0) return;
   const unsigned P = unsigned(p.T * p.k);
-  static int sms = 0;
-  if (sms == 0) {
-    int dev = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  }
+  const int sms = current_sm_count();
   const int64_t warps_needed = (int64_t(P) * p.I + 1) / 2;  // about two rows per warp at least
   const dim3 grid(unsigned(std::max<int64_t>(1, std::min<int64_t>(2 * sms, (warps_needed + kWarps - 1) / kWarps)))),
       block(kWarps * 32);
