@@ -9,7 +9,8 @@
 # Env: CONFIG (tests/testdata/configs/qwen3-30b-a3b.json), MEM_FRACTION (0.9), CONCURRENCY ("16 128"),
 # EXTRA_BODY (JSON merged into every request, e.g. '{"sampling_params": {"temperature": 0.7}}';
 # default: greedy, as SGLang's bench_serving), SERVER_FLAGS (a parallel layout, e.g.
-# "--tp-size 2 --ep-size 2": one GPU per rank over NCCL; tokens/s per GPU is reported too)
+# "--tp-size 2 --ep-size 2": one GPU per rank over NCCL; tokens/s per GPU is reported too),
+# INPUT_LEN / OUTPUT_LEN (1024 / 256), NUM_PROMPTS (default: 2 x concurrency, at least 64)
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -30,9 +31,9 @@ for _ in $(seq 1 600); do
 done
 results=()
 for c in ${CONCURRENCY:-16 128}; do
-  n=$(( c * 4 < 64 ? 64 : c * 2 ))
+  n=${NUM_PROMPTS:-$(( c * 4 < 64 ? 64 : c * 2 ))}
   build/sparrow bench-serving --backend sglang --host 127.0.0.1 --port $PORT --dataset-name random \
-    --random-input-len 1024 --random-output-len 256 --random-range-ratio 1.0 --num-prompts $n --seed 1 \
+    --random-input-len "${INPUT_LEN:-1024}" --random-output-len "${OUTPUT_LEN:-256}" --random-range-ratio 1.0 --num-prompts $n --seed 1 \
     --max-concurrency $c --warmup-requests 2 ${EXTRA_BODY:+--extra-request-body "$EXTRA_BODY"} \
     --output-file "$OUT_DIR/serving_c$c.json" > "$OUT_DIR/bench_c$c.log" 2>&1
   echo "concurrency $c rc=$?"

@@ -236,13 +236,29 @@ void expect_same_logprobs(const GenerateResult& a, const GenerateResult& b, cons
     if (!a.output_top_logprobs.empty()) same(a.output_top_logprobs[j], b.output_top_logprobs[j], j);
     if (!a.output_token_ids_logprobs.empty()) same(a.output_token_ids_logprobs[j], b.output_token_ids_logprobs[j], j);
   }
+  // Input (teacher-forced) logprobs: "step" -1 - j is prompt position j.
+  ASSERT_EQ(a.input_token_logprobs.size(), b.input_token_logprobs.size()) << what;
+  ASSERT_EQ(a.input_top_logprobs.size(), b.input_top_logprobs.size()) << what;
+  ASSERT_EQ(a.input_token_ids_logprobs.size(), b.input_token_ids_logprobs.size()) << what;
+  for (size_t j = 0; j < a.input_token_logprobs.size(); ++j) {
+    EXPECT_EQ(a.input_token_logprobs[j].token_id, b.input_token_logprobs[j].token_id) << what << " input " << j;
+    EXPECT_EQ(a.input_token_logprobs[j].logprob, b.input_token_logprobs[j].logprob) << what << " input " << j;
+  }
+  for (size_t j = 0; j < a.input_top_logprobs.size(); ++j) {
+    ASSERT_EQ(a.input_top_logprobs[j].has_value(), b.input_top_logprobs[j].has_value()) << what << " input " << j;
+    if (a.input_top_logprobs[j]) same(*a.input_top_logprobs[j], *b.input_top_logprobs[j], size_t(-1 - int64_t(j)));
+  }
+  for (size_t j = 0; j < a.input_token_ids_logprobs.size(); ++j)
+    same(a.input_token_ids_logprobs[j], b.input_token_ids_logprobs[j], size_t(-1 - int64_t(j)));
 }
 
 // Output logprobs of executor-sampled rows (ForwardBatch::logprobs, ops::row_logprobs; on
 // a GPU computed on the device) are the host path's bits on the CPU (the same log_softmax
 // and top_n): tokens, logprobs, top-N and token_ids_logprob, greedy and seeded, batched
-// with rows that want none. top_logprobs_num beyond the cap, device_logprobs off and
-// deterministic mode keep the host path.
+// with rows that want none; and so are input logprobs (teacher-forced prompt positions as
+// forced rows, RowSampling::forced), from position 0 or from logprob_start_len, over one
+// prefill step or several chunks. top_logprobs_num beyond the cap, device_logprobs off
+// and deterministic mode keep the host path.
 TEST(Engine, ExecutorLogprobsAreTheHostPaths) {
   std::vector<Request> reqs;
   Request r = greedy(prompt(30, 7), 8);
@@ -260,12 +276,34 @@ TEST(Engine, ExecutorLogprobsAreTheHostPaths) {
   r.token_ids_logprob.clear();
   r.top_logprobs_num = 0;
   reqs.push_back(r);
+  Request in = greedy(prompt(40, 9), 3);  // input logprobs from the first position
+  in.logprob_start_len = 0;
+  in.top_logprobs_num = 4;
+  in.token_ids_logprob = {3, 250};
+  reqs.push_back(in);
+  in.input_ids = prompt(33, 2);  // from position 20, seeded output
+  in.logprob_start_len = 20;
+  in.sampling.temperature = 0.8f;
+  in.sampling.sampling_seed = 5;
+  in.token_ids_logprob.clear();
+  reqs.push_back(in);
   auto dev = make_engine();
   const auto on_executor = generate_sync(*dev, reqs);
   EXPECT_GT(dev->stats().executor_logprob_steps, 0);
   const auto host = generate_sync(*make_engine(4096, 8192, true, false, /*device_logprobs=*/false), reqs);
   for (size_t i = 0; i < reqs.size(); ++i)
     expect_same_logprobs(on_executor[i].result, host[i].result, "request " + std::to_string(i));
+  EXPECT_EQ(on_executor[4].result.input_token_logprobs.size(), 40u);
+  EXPECT_EQ(on_executor[5].result.input_token_logprobs.size(), 13u);
+  EXPECT_EQ(on_executor[5].result.input_token_logprobs[1].token_id, reqs[5].input_ids[21]);
+  // Prefill in chunks of 16 tokens: the input logprobs rows of several steps.
+  auto chunked_engine = make_engine(4096, 16);
+  const auto chunked = generate_sync(*chunked_engine, {reqs[4], reqs[5]});
+  EXPECT_GE(chunked_engine->stats().executor_logprob_steps, 3);
+  const auto chunked_host =
+      generate_sync(*make_engine(4096, 16, true, false, /*device_logprobs=*/false), {reqs[4], reqs[5]});
+  for (size_t i = 0; i < 2; ++i)
+    expect_same_logprobs(chunked[i].result, chunked_host[i].result, "chunked request " + std::to_string(4 + i));
   // Beyond the cap: the host path (its steps bring the logits back), the same results.
   Request wide = reqs[0];
   wide.top_logprobs_num = kRowLogprobsMaxTop + 1;

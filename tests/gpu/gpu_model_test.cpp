@@ -184,24 +184,27 @@ TEST_P(GpuModel, DeviceSamplingMatchesHostSampler) {
   for (size_t i = 0; i < dev.size(); ++i) EXPECT_EQ(dev[i].output_ids, host[i].output_ids) << "prompt " << i;
 }
 
-// Output logprobs computed on the device next to the sampled token (ops::row_logprobs;
-// graph-replayed decode steps return ids and a few floats per row) against the host path
-// (the same steps bring the logits back: device_logprobs off, SPARROW_DEVICE_LOGPROBS=0):
-// the same tokens, greedy and seeded; the chosen token's logprob, the top-5 and the
-// token_ids_logprob values within 1e-5 nat (the same logits bits, another reduction order
-// for the normalizer); top-5 ids equal, except two whose host values are that close.
+// Logprobs computed on the device next to the chosen token (ops::row_logprobs; steps
+// return ids and a few floats per row: graph-replayed decode steps, and eager prefill steps
+// chunk by chunk, where a prompt's teacher-forced positions are forced rows) against the
+// host path (the steps bring the logits back: device_logprobs off,
+// SPARROW_DEVICE_LOGPROBS=0): the same tokens, greedy and seeded; the chosen (or the
+// prompt's) token's logprob, the top-5 and the token_ids_logprob values within 1e-5 nat
+// (the same logits bits, another reduction order for the normalizer); top-5 ids equal,
+// except two whose host values are that close. Input logprobs from position 0 (greedy
+// requests) and from position 3 (seeded ones).
 TEST_P(GpuModel, DeviceLogprobsMatchHostPath) {
   const json golden = read_golden(GetParam());
   std::vector<Request> reqs;
   uint64_t seed = 3;
   for (const json& p : golden["prompts"]) {
     Request r = greedy(p["input_ids"].get<std::vector<int32_t>>(), 12, true);
-    r.logprob_start_len = -1;  // output logprobs only (prompt positions are always the host's)
     r.top_logprobs_num = 5;
     r.token_ids_logprob = {0, 1, 7, 1};
     reqs.push_back(r);
     r.sampling.temperature = 1.0f;
     r.sampling.sampling_seed = seed++;
+    r.logprob_start_len = std::min<int32_t>(3, int32_t(r.input_ids.size()) - 1);
     reqs.push_back(r);
   }
   auto e = make_engine(model_dir(GetParam()), {});
@@ -216,44 +219,68 @@ TEST_P(GpuModel, DeviceLogprobsMatchHostPath) {
   constexpr double kTol = 1e-5;
   const auto close = [&](float a, float b) { return a == b || std::fabs(double(a) - double(b)) <= kTol; };
   int64_t values = 0, same_bits = 0;
+  // One position's reports (output step or prompt position): the token's logprob, the
+  // top-5, the requested ids.
+  const auto compare = [&](const LogprobEntry& da, const LogprobEntry& ca, const std::vector<TokenLogprob>& dt,
+                           const std::vector<TokenLogprob>& ct, const std::vector<TokenLogprob>& di,
+                           const std::vector<TokenLogprob>& ci, const std::string& at) {
+    EXPECT_EQ(da.token_id, ca.token_id) << at;
+    const float a = *da.logprob, b = *ca.logprob;
+    EXPECT_TRUE(close(a, b)) << at << ": " << a << " vs " << b;
+    ++values, same_bits += a == b;
+    ASSERT_EQ(dt.size(), 5u) << at;
+    ASSERT_EQ(ct.size(), 5u) << at;
+    for (size_t k = 0; k < ct.size(); ++k) {
+      EXPECT_TRUE(close(dt[k].logprob, ct[k].logprob)) << at << " top " << k;
+      ++values, same_bits += dt[k].logprob == ct[k].logprob;
+      if (dt[k].token_id == ct[k].token_id) continue;
+      // Places traded: the device's token has the host's value at this rank, within tolerance
+      // (checked above; also its own host value when the host listed it).
+      for (const auto& o : ct) {
+        if (o.token_id == dt[k].token_id) {
+          EXPECT_TRUE(close(o.logprob, ct[k].logprob)) << at << " top " << k << ": " << dt[k].token_id << " vs "
+                                                       << ct[k].token_id;
+        }
+      }
+    }
+    ASSERT_EQ(di.size(), 4u) << at;
+    ASSERT_EQ(ci.size(), 4u) << at;
+    for (size_t k = 0; k < ci.size(); ++k) {
+      EXPECT_EQ(di[k].token_id, ci[k].token_id) << at;
+      EXPECT_TRUE(close(di[k].logprob, ci[k].logprob)) << at << " id " << ci[k].token_id;
+    }
+  };
+  int64_t inputs = 0;
   for (size_t i = 0; i < reqs.size(); ++i) {
     const GenerateResult &d = dev[i], &c = host[i];
     ASSERT_EQ(d.output_ids, c.output_ids) << "request " << i;
     ASSERT_EQ(d.output_token_logprobs.size(), c.output_token_logprobs.size());
     ASSERT_EQ(d.output_top_logprobs.size(), c.output_top_logprobs.size());
     ASSERT_EQ(d.output_token_ids_logprobs.size(), c.output_token_ids_logprobs.size());
-    for (size_t j = 0; j < c.output_token_logprobs.size(); ++j) {
-      const std::string at = "request " + std::to_string(i) + " step " + std::to_string(j);
-      const float a = *d.output_token_logprobs[j].logprob, b = *c.output_token_logprobs[j].logprob;
-      EXPECT_TRUE(close(a, b)) << at << ": " << a << " vs " << b;
-      ++values, same_bits += a == b;
-      const auto &dt = d.output_top_logprobs[j], &ct = c.output_top_logprobs[j];
-      ASSERT_EQ(dt.size(), 5u) << at;
-      ASSERT_EQ(ct.size(), 5u) << at;
-      for (size_t k = 0; k < ct.size(); ++k) {
-        EXPECT_TRUE(close(dt[k].logprob, ct[k].logprob)) << at << " top " << k;
-        ++values, same_bits += dt[k].logprob == ct[k].logprob;
-        if (dt[k].token_id == ct[k].token_id) continue;
-        // Places traded: the device's token has the host's value at this rank, within tolerance
-        // (checked above; also its own host value when the host listed it).
-        for (const auto& o : ct) {
-          if (o.token_id == dt[k].token_id) {
-            EXPECT_TRUE(close(o.logprob, ct[k].logprob)) << at << " top " << k << ": " << dt[k].token_id << " vs "
-                                                         << ct[k].token_id;
-          }
-        }
-      }
-      const auto &di = d.output_token_ids_logprobs[j], &ci = c.output_token_ids_logprobs[j];
-      ASSERT_EQ(di.size(), 4u) << at;
-      ASSERT_EQ(ci.size(), 4u) << at;
-      for (size_t k = 0; k < ci.size(); ++k) {
-        EXPECT_EQ(di[k].token_id, ci[k].token_id) << at;
-        EXPECT_TRUE(close(di[k].logprob, ci[k].logprob)) << at << " id " << ci[k].token_id;
-      }
+    for (size_t j = 0; j < c.output_token_logprobs.size(); ++j)
+      compare(d.output_token_logprobs[j], c.output_token_logprobs[j], d.output_top_logprobs[j], c.output_top_logprobs[j],
+              d.output_token_ids_logprobs[j], c.output_token_ids_logprobs[j],
+              "request " + std::to_string(i) + " step " + std::to_string(j));
+    const size_t first = size_t(reqs[i].logprob_start_len);
+    ASSERT_EQ(d.input_token_logprobs.size(), reqs[i].input_ids.size() - first) << "request " << i;
+    ASSERT_EQ(c.input_token_logprobs.size(), d.input_token_logprobs.size()) << "request " << i;
+    ASSERT_EQ(d.input_top_logprobs.size(), d.input_token_logprobs.size()) << "request " << i;
+    ASSERT_EQ(c.input_top_logprobs.size(), d.input_token_logprobs.size()) << "request " << i;
+    ASSERT_EQ(d.input_token_ids_logprobs.size(), c.input_token_ids_logprobs.size()) << "request " << i;
+    // Entry j is prompt position first + j; position 0 has no logprob (nothing before it).
+    const size_t ids_skip = d.input_token_logprobs.size() - d.input_token_ids_logprobs.size();
+    for (size_t j = first == 0 ? 1 : 0; j < d.input_token_logprobs.size(); ++j, ++inputs) {
+      EXPECT_EQ(d.input_token_logprobs[j].token_id, reqs[i].input_ids[first + j]);
+      ASSERT_TRUE(d.input_top_logprobs[j] && c.input_top_logprobs[j]) << "request " << i << " input " << j;
+      ASSERT_GE(j, ids_skip);
+      compare(d.input_token_logprobs[j], c.input_token_logprobs[j], *d.input_top_logprobs[j], *c.input_top_logprobs[j],
+              d.input_token_ids_logprobs[j - ids_skip], c.input_token_ids_logprobs[j - ids_skip],
+              "request " + std::to_string(i) + " input " + std::to_string(first + j));
     }
   }
-  std::printf("[gpu %s] device vs host output logprobs: %lld of %lld values with the same bits\n", GetParam().c_str(),
-              (long long)same_bits, (long long)values);
+  EXPECT_GT(inputs, 0);
+  std::printf("[gpu %s] device vs host logprobs (%lld prompt positions): %lld of %lld values with the same bits\n",
+              GetParam().c_str(), (long long)inputs, (long long)same_bits, (long long)values);
 }
 
 // Penalties and min_new_tokens masks applied on the device (LogitEdits uploaded with each

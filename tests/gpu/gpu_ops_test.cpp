@@ -875,7 +875,7 @@ TEST_F(Gpu, ArgmaxRowsMatchesCpu) {
 // The device sampler (radix-selected cuts, fixed-point masses) draws the token the CPU's
 // sort-based definition draws, row by row: every mix of temperature / top-k / top-p /
 // min-p, cuts that fall inside runs of tied logits, peaked rows where most tokens have no
-// mass, greedy rows, and top_k beyond the vocabulary.
+// mass, greedy rows, top_k beyond the vocabulary, and forced rows among them.
 TEST_F(Gpu, SampleRowsMatchesCpu) {
   std::mt19937 rng(9);
   const int64_t V = 151936, kPositions = 12;
@@ -899,6 +899,7 @@ TEST_F(Gpu, SampleRowsMatchesCpu) {
         else row[i] = u(rng);
       }
       params.push_back({cases[c].t, cases[c].k, cases[c].p, cases[c].min_p, 1000 + c, 7 * j + 3});
+      if (j == 5) params.back().forced = int32_t((c * 7919) % V);  // a teacher-forced row: its token, no draw
     }
   std::vector<int32_t> want(static_cast<size_t>(R));
   ops::sample_rows(x.tensor(), params.data(), want.data());

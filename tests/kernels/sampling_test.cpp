@@ -47,6 +47,24 @@ TEST(SampleRows, MatchesTheFullSortDefinition) {
   EXPECT_GT(distinct, 20);  // draws vary with the position and the row
 }
 
+// A forced row (a teacher-forced prompt position, RowSampling::forced) gets its token
+// whatever its logits and other parameters; one outside the vocabulary is an error.
+TEST(SampleRows, ForcedRowsKeepTheirToken) {
+  const int64_t V = 1000;
+  std::vector<float> x(static_cast<size_t>(2 * V), 0.0f);
+  x[17] = 5.0f;  // row 0's argmax
+  std::vector<RowSampling> rs(2);
+  rs[0].forced = 900;
+  rs[1] = {0.8f, 10, 0.9f, 0.0f, 3, 4};
+  rs[1].forced = 0;
+  std::vector<int32_t> got(2, -1);
+  ops::sample_rows(Tensor(x.data(), DType::kF32, {2, V}), rs.data(), got.data());
+  EXPECT_EQ(got, (std::vector<int32_t>{900, 0}));
+  EXPECT_EQ(ref::sample_row(x.data(), V, rs[0]), 900);
+  rs[0].forced = int32_t(V);
+  EXPECT_THROW(ops::sample_rows(Tensor(x.data(), DType::kF32, {2, V}), rs.data(), got.data()), Error);
+}
+
 // What the executor reports for a sampled row is what the scheduler's host path computes
 // from the same logits (ops::log_softmax, then top_n), bit for bit: ties, rows where
 // distinct logits share one logprob, -inf entries, top_n 0 / 1 / the cap / beyond V, and

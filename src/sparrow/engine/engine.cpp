@@ -154,10 +154,14 @@ struct Engine::Impl {
       schedulers[d]->plan(plans[d]);
       any |= !plans[d].empty();
       const int64_t rows = int64_t(plans[d].batch.logit_rows.size());
-      if (logits[d].tensor().rank() == 0 || logits[d].tensor().size(0) < rows)
-        logits[d] = executor->logits_buffer(std::max<int64_t>(rows, opts.max_running_requests), loaded.config.vocab_size);
       batches.push_back(&plans[d].batch);
       tables.push_back(&schedulers[d]->table());
+      if (executor->device() == Device::kCUDA && !plans[d].batch.sampling.empty()) {
+        outs.emplace_back();  // chosen (and logprobs rows) on the device: no logits come back
+        continue;
+      }
+      if (logits[d].tensor().rank() == 0 || logits[d].tensor().size(0) < rows)
+        logits[d] = executor->logits_buffer(std::max<int64_t>(rows, opts.max_running_requests), loaded.config.vocab_size);
       outs.push_back(logits[d].tensor().slice_rows(0, rows));
     }
     if (!any) return false;

@@ -49,9 +49,9 @@ class ModelExecutor {
   // req_to_token table tables[d]; logits[d] receives its rows (the group's attention-TP
   // rank 0 writes them). For a batch with `sampling`, chosen[d] ([rows] host ints)
   // receives each row's ops::sample_edited_rows token (after the batch's logit_edits)
-  // instead, and logits[d] may be left unwritten;
+  // instead, and logits[d] may be left unwritten (on a GPU it is, and may be empty);
   // with `logprobs` too, logprobs[d] ([rows]) receives each row's ops::row_logprobs (on a
-  // GPU computed on the device by a graph replay).
+  // GPU computed on the device, a teacher-forced row's for its given token).
   void step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,
             std::span<const Tensor> logits, std::span<int32_t* const> chosen = {},
             std::span<RowLogprobsOut* const> logprobs = {});

@@ -164,9 +164,13 @@ void Scheduler::plan(StepPlan& plan) {
   if (direct)
     for (const auto& [q, pos] : plan.uses) {
       const int32_t row = int32_t(plan.batch.sampling.size());
-      plan.batch.sampling.push_back(row_sampling(q->r.sampling, q->seed, pos + 1));
-      editor_.append(row, config_.vocab_size, q->r.sampling, sampling_state(*q, pos), plan.batch.logit_edits);
-      logprobs |= q->r.return_logprob;
+      if (teacher_forced(*q, pos)) {  // its token is the prompt's: no draw, no edits
+        plan.batch.sampling.emplace_back().forced = q->tokens[size_t(pos + 1)];
+      } else {
+        plan.batch.sampling.push_back(row_sampling(q->r.sampling, q->seed, pos + 1));
+        editor_.append(row, config_.vocab_size, q->r.sampling, sampling_state(*q, pos), plan.batch.logit_edits);
+      }
+      logprobs |= row_wants_logprobs(*q, pos);
     }
   if (int64_t(plan.batch.logit_edits.size()) > std::min(opts_.max_step_logit_edits, kMaxStepLogitEdits)) {
     // beyond the executor's buffer (or the configured cap): the host samples the step
@@ -177,7 +181,7 @@ void Scheduler::plan(StepPlan& plan) {
   if (logprobs)
     for (const auto& [q, pos] : plan.uses) {
       RowLogprobs& lp = plan.batch.logprobs.emplace_back();
-      if (!q->r.return_logprob) continue;  // top_n -1: nothing for this row
+      if (!row_wants_logprobs(*q, pos)) continue;  // top_n -1: nothing for this row
       lp.top_n = q->r.top_logprobs_num;
       lp.num_ids = int32_t(q->r.token_ids_logprob.size());
       std::copy(q->r.token_ids_logprob.begin(), q->r.token_ids_logprob.end(), lp.ids);
@@ -186,13 +190,21 @@ void Scheduler::plan(StepPlan& plan) {
   plan.logprobs.resize(plan.batch.logprobs.size());
 }
 
+bool Scheduler::teacher_forced(const ScheduledRequest& q, int64_t pos) { return pos + 1 < int64_t(q.tokens.size()); }
+
+bool Scheduler::row_wants_logprobs(const ScheduledRequest& q, int64_t pos) {
+  if (!q.r.return_logprob) return false;
+  return !teacher_forced(q, pos) || (!q.recompute && pos + 1 < q.prompt_len);  // (evaluate records the same rows)
+}
+
 bool Scheduler::executor_may_sample(const ScheduledRequest& q, int64_t pos) const {
+  if (teacher_forced(q, pos)) return !row_wants_logprobs(q, pos) || executor_may_report_logprobs(q);
   // Deterministic mode keeps non-greedy draws on the host: the GPU's sampler may differ from
   // the CPU's by an ulp of expf / log (docs/numerics.md), and whether a step samples on the
   // executor depends on the rest of its batch, so a seeded draw could depend on the batch.
   // Greedy choices are exact comparisons, the same on both.
   if (opts_.parallel.deterministic && !q.r.sampling.greedy()) return false;
-  return pos + 1 == int64_t(q.tokens.size()) && (!q.r.return_logprob || executor_may_report_logprobs(q)) &&
+  return (!q.r.return_logprob || executor_may_report_logprobs(q)) &&
          (opts_.device_penalties || samples_logits_as_given(q.r.sampling, int64_t(q.result.output_ids.size())));
 }
 
@@ -351,11 +363,11 @@ Scheduler::RowResult Scheduler::evaluate(const ScheduledRequest& q, int64_t pos,
                                          const RowLogprobsOut* reported, Sampler& sampler, std::vector<float>& lp) const {
   const int64_t vocab = config_.vocab_size;
   RowResult r;
-  const bool want_lp = q.r.return_logprob;
+  const bool want_lp = row_wants_logprobs(q, pos);
   SPARROW_CHECK(!want_lp || row || reported, "a row that wants logprobs came back without logits or row_logprobs");
   if (want_lp && row) ops::log_softmax(Tensor(row, DType::kF32, {1, vocab}), Tensor(lp.data(), DType::kF32, {1, vocab}));
   const auto record = [&](int32_t tok) {
-    if (!row) {  // the executor's ops::row_logprobs of its chosen token (executor_may_report_logprobs)
+    if (!row) {  // the executor's ops::row_logprobs of its chosen (or forced) token (executor_may_report_logprobs)
       SPARROW_CHECK(tok == chosen, "row_logprobs describe token {}, not {}", chosen, tok);
       r.logprob = LogprobEntry{reported->logprob, tok};
       if (q.r.top_logprobs_num > 0) {
@@ -377,9 +389,9 @@ Scheduler::RowResult Scheduler::evaluate(const ScheduledRequest& q, int64_t pos,
       for (int32_t id : q.r.token_ids_logprob) r.ids->push_back({lp[size_t(id)], id});
     }
   };
-  if (pos + 1 < int64_t(q.tokens.size())) {  // teacher-forced position
+  if (teacher_forced(q, pos)) {
     r.kind = RowResult::Kind::kTeacherForced;
-    if (want_lp && !q.recompute && pos + 1 < q.prompt_len) record(q.tokens[size_t(pos + 1)]);
+    if (want_lp) record(q.tokens[size_t(pos + 1)]);
     return r;
   }
   if (int32_t(q.result.output_ids.size()) >= q.r.sampling.max_new_tokens) {

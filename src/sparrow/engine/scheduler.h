@@ -89,8 +89,13 @@ class Scheduler {
   void apply(ScheduledRequest& q, RowResult&& r);
   // Whether the token after `pos` may be the executor's choice (ops::sample_edited_rows with
   // the row's LogitEdits: penalties and masks unless device_penalties is off), and its
-  // output logprobs (if wanted) ops::row_logprobs' (executor_may_report_logprobs).
+  // output logprobs (if wanted) ops::row_logprobs' (executor_may_report_logprobs). A
+  // teacher-forced position (a prompt token follows it) is a forced row there
+  // (RowSampling::forced): the executor reports its input logprobs.
   bool executor_may_sample(const ScheduledRequest& q, int64_t pos) const;
+  // Whether `pos` is teacher-forced (its next token is known) / wants its logprobs reported.
+  static bool teacher_forced(const ScheduledRequest& q, int64_t pos);
+  static bool row_wants_logprobs(const ScheduledRequest& q, int64_t pos);
   bool executor_may_report_logprobs(const ScheduledRequest& q) const;
   // What the sampler knows of `q` when it chooses the token after `pos`.
   SamplingState sampling_state(const ScheduledRequest& q, int64_t pos) const;

@@ -190,7 +190,8 @@ void apply_logit_edits(const Tensor& logits, const LogitEdit* edits, int64_t n, 
 void restore_logits(const Tensor& logits, const LogitEdit* edits, int64_t n, const float* saved);
 
 // One token per row of f32 logits [R, V], drawn as params[r] says (the sampler's choice
-// once penalties and masks are applied). Temperature 0: argmax_rows' choice. Otherwise
+// once penalties and masks are applied). A forced row (params[r].forced >= 0, a teacher-
+// forced prompt position) gets that token, no draw. Temperature 0: argmax_rows' choice. Otherwise
 // the candidates are the row's tokens sorted by logit (descending, ties to the lower id),
 // cut to the first top_k; p_i = exp(l_i / T - max / T) over them; the kept prefix ends
 // before the first token with p_i < min_p * p_max, and at the first token where the

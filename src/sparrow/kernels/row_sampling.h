@@ -1,5 +1,5 @@
 // RowSampling: what ops::sample_rows needs to choose one logits row's token, the last stage
-// of the engine's Sampler; LogitEdit: one logit's change before it (the Sampler's
+// of the engine's Sampler (or the token a teacher-forced row is given); LogitEdit: one logit's change before it (the Sampler's
 // penalties and masks, ops::apply_logit_edits); RowLogprobs / RowLogprobsOut:
 // what ops::row_logprobs reports about the chosen token (output logprobs). Plain data,
 // shared by the CPU and CUDA implementations (kernels/cpu/sampling.cpp,
@@ -22,6 +22,9 @@ struct RowSampling {
   float min_p = 0.f;        // in [0, 1]
   uint64_t seed = 0;        // keyed_uniform(seed, position, token id) is token id's noise
   int64_t position = 0;     // absolute position of the token being chosen
+  // >= 0: a teacher-forced row (a prompt position whose input logprobs are wanted): its
+  // token is this one, no draw; the rest is ignored. In [0, V).
+  int32_t forced = -1;
 };
 
 // One logit's edit before sampling (the engine's penalties and min_new_tokens masks, built

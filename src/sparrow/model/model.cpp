@@ -135,15 +135,26 @@ void CausalLM::forward(const ForwardBatch& batch, KVPool& kv, const ReqToTokenPo
 
 void CausalLM::forward(const ForwardBatch& batch, const BatchArrays& arrays, KVPool& kv, Arena& ws,
                        const Tensor& logits) const {
+  forward(batch, arrays, kv, ws, logits, nullptr);
+}
+
+void CausalLM::forward(const ForwardBatch& batch, const BatchArrays& arrays, KVPool& kv, Arena& ws,
+                       const LogitSink& sink) const {
+  SPARROW_CHECK(device_ != Device::kCPU, "a logits sink is for a GPU model (a CPU model's logits are on the host)");
+  forward(batch, arrays, kv, ws, Tensor(), &sink);
+}
+
+void CausalLM::forward(const ForwardBatch& batch, const BatchArrays& arrays, KVPool& kv, Arena& ws,
+                       const Tensor& logits, const LogitSink* sink) const {
   const int64_t t = batch.num_tokens(), h = config_.hidden_size;
   const int64_t rows = int64_t(batch.logit_rows.size());
   // A GPU rank given no buffer (null data) leaves out the lm_head: its attention-TP peer
   // returns the group's logits. (GPU ranks hold the lm_head whole, so no collective is
   // skipped; a CPU rank's vocabulary-parallel lm_head is collective and always runs.)
-  const bool want_logits = logits.data() != nullptr || device_ == Device::kCPU;
-  SPARROW_CHECK(!want_logits || (logits.dtype() == DType::kF32 &&
-                                 (logits.device() == Device::kCPU || logits.device() == device_) &&
-                                 logits.size(0) == rows && logits.size(1) == config_.vocab_size),
+  const bool want_logits = sink || logits.data() != nullptr || device_ == Device::kCPU;
+  SPARROW_CHECK(sink || !want_logits ||
+                    (logits.dtype() == DType::kF32 && (logits.device() == Device::kCPU || logits.device() == device_) &&
+                     logits.size(0) == rows && logits.size(1) == config_.vocab_size),
                 "logits buffer {} for {} rows", logits.shape().str(), rows);
   SPARROW_CHECK(ws.device() == device_, "workspace on the model's device");
   const bool single = rank_.mesh.world == 1;
@@ -178,13 +189,14 @@ void CausalLM::forward(const ForwardBatch& batch, const BatchArrays& arrays, KVP
     ops::add_rms_norm(branch, residual, next_norm, eps, normed);
     ws.rewind(layer_mark);
   }
-  if (want_logits) lm_head(normed, arrays.logit_rows, ws, logits);
+  if (want_logits) lm_head(normed, arrays.logit_rows, rows, ws, logits, sink);
   ws.rewind(mark);
 }
 
-void CausalLM::lm_head(const Tensor& normed, const int32_t* logit_rows, Arena& ws, const Tensor& logits) const {
-  const int64_t rows = logits.size(0), h = config_.hidden_size;
-  if (logits.device() != Device::kCPU) {  // device logits (a graph replay): one GEMM, no copy
+void CausalLM::lm_head(const Tensor& normed, const int32_t* logit_rows, int64_t rows, Arena& ws, const Tensor& logits,
+                       const LogitSink* sink) const {
+  const int64_t h = config_.hidden_size;
+  if (!sink && logits.device() != Device::kCPU) {  // device logits (a graph replay): one GEMM, no copy
     const Tensor picked = ws.alloc(act_dtype_, {rows, h});
     ops::embedding(normed, logit_rows, picked);
     ops::linear(picked, lm_head_, nullptr, logits);
@@ -200,7 +212,8 @@ void CausalLM::lm_head(const Tensor& normed, const int32_t* logit_rows, Arena& w
       const Tensor out = ws.alloc(DType::kF32, {n, config_.vocab_size});
       ops::embedding(normed, logit_rows + r0, picked);  // gathers rows of normed
       ops::linear(picked, lm_head_, nullptr, out);
-      ops::copy(logits.slice_rows(r0, r0 + n), out);
+      if (sink) (*sink)(r0, out);
+      else ops::copy(logits.slice_rows(r0, r0 + n), out);
       ws.rewind(mark);
     }
     return;

@@ -3,6 +3,7 @@
 // rows, reading and writing K/V through the pool it is given.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +51,12 @@ class CausalLM {
   // GPU model, device memory (one GEMM, nothing waits: what CUDA graph capture needs), or
   // an empty Tensor (no lm_head: a rank whose attention-TP peer returns the logits).
   void forward(const ForwardBatch& batch, const BatchArrays& arrays, KVPool& kv, Arena& ws, const Tensor& logits) const;
+  // A GPU model's logits handed over on the device, kLogitChunkRows rows at a time, instead
+  // of a copy to the host: sink(r0, chunk) gets rows [r0, r0 + chunk.size(0)) of the step's
+  // logit rows as f32 [n, V] workspace memory, valid during the call (e.g. sampling them
+  // on the device and copying back a few values per row).
+  using LogitSink = std::function<void(int64_t r0, const Tensor& chunk)>;
+  void forward(const ForwardBatch& batch, const BatchArrays& arrays, KVPool& kv, Arena& ws, const LogitSink& sink) const;
   static constexpr int64_t kLogitChunkRows = 256;
   Device device() const { return device_; }
 
@@ -71,8 +78,12 @@ class CausalLM {
 
   void build(const WeightSource& source, WeightPlacement placement);
   void embed(const ForwardBatch& batch, const int32_t* ids, const Tensor& residual) const;
-  // logits[r] = lm_head(normed[logit_rows[r]]) (host logits; see forward).
-  void lm_head(const Tensor& normed, const int32_t* logit_rows, Arena& ws, const Tensor& logits) const;
+  void forward(const ForwardBatch& batch, const BatchArrays& arrays, KVPool& kv, Arena& ws, const Tensor& logits,
+               const LogitSink* sink) const;
+  // logits[r] = lm_head(normed[logit_rows[r]]) (host logits, or device chunks to `sink`;
+  // see forward).
+  void lm_head(const Tensor& normed, const int32_t* logit_rows, int64_t rows, Arena& ws, const Tensor& logits,
+               const LogitSink* sink) const;
 
   ModelConfig config_;
   DType dtype_;

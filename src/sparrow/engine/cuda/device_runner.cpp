@@ -44,16 +44,18 @@ struct DeviceRunner::Impl {
   int32_t* d_req_slots = nullptr;  // 0, 1, ..., b_max-1: sequence b reads table row b
   int32_t* d_table = nullptr;      // [b_max, ctx]: the batch's req_to_token rows, compacted
   Tensor d_logits;                 // [graph max bs, V] f32: graph replays write here
-  int32_t* d_chosen = nullptr;           // [graph max bs]: sampled steps' token ids
-  RowSampling* d_sampling = nullptr;     // [graph max bs]: their parameters
-  RowLogprobs* d_lp_params = nullptr;    // [graph max bs]: what each row reports (batch.logprobs)
-  RowLogprobsOut* d_lp_out = nullptr;    // [graph max bs]: ops::row_logprobs
+  // Sampled rows at a time (out_rows: the largest graph bucket, or an eager step's lm_head
+  // chunk of CausalLM::kLogitChunkRows if larger):
+  int64_t out_rows = 0;
+  int32_t* d_chosen = nullptr;           // [out_rows]: sampled rows' token ids
+  RowSampling* d_sampling = nullptr;     // [out_rows]: their parameters
+  RowLogprobs* d_lp_params = nullptr;    // [out_rows]: what each row reports (batch.logprobs)
+  RowLogprobsOut* d_lp_out = nullptr;    // [out_rows]: ops::row_logprobs
   LogitEdit* d_edits = nullptr;          // [kMaxStepLogitEdits]: the sampled rows' penalties and masks
   float* d_saved = nullptr;              // [kMaxStepLogitEdits]: the edited logits' originals
   Buffer h_small, h_table, h_sampling;   // pinned staging (uploads are asynchronous DMA)
   Buffer h_lp_params, h_lp_out;          // pinned staging of the logprobs rows
   Buffer h_edits;                        // pinned staging of the edits
-  std::vector<float> saved;              // eager steps' originals (host logits)
   std::vector<int64_t> buckets;
   std::map<int64_t, cudaGraphExec_t> graphs;
 
@@ -78,6 +80,47 @@ struct DeviceRunner::Impl {
     a.attention.req_to_token = d_table;
     a.attention.max_context = ctx;
     return a;
+  }
+
+  // Chooses rows [r0, r0 + n) of a sampled step on the device: `logits` holds them (f32 [n,
+  // V], device memory). Uploads the rows' RowSampling, their logit edits (rebased to the
+  // chunk; batch.logit_edits are in row order: *edit is the first not yet uploaded) and
+  // with `logprobs` their RowLogprobs; runs ops::sample_edited_rows; copies the ids to
+  // chosen[r0, r0 + n) and the logprobs rows to logprobs[r0, r0 + n) (host). Returns when
+  // they are there.
+  void sample(const Tensor& logits, const ForwardBatch& batch, int64_t r0, size_t* edit, int32_t* chosen,
+              RowLogprobsOut* logprobs) {
+    const int64_t n = logits.size(0);
+    SPARROW_CHECK(n <= out_rows && r0 + n <= int64_t(batch.sampling.size()),
+                  "sampling rows [{}, {}) of {} (device buffers of {})", r0, r0 + n, batch.sampling.size(), out_rows);
+    const cudaStream_t s = stream.get();
+    std::memcpy(h_sampling.data(), batch.sampling.data() + r0, size_t(n) * sizeof(RowSampling));
+    SPARROW_CUDA_CHECK(
+        cudaMemcpyAsync(d_sampling, h_sampling.data(), size_t(n) * sizeof(RowSampling), cudaMemcpyHostToDevice, s));
+    int64_t num_edits = 0;
+    auto* h_e = static_cast<LogitEdit*>(h_edits.data());
+    for (; *edit < batch.logit_edits.size() && batch.logit_edits[*edit].row < r0 + n; ++*edit, ++num_edits) {
+      LogitEdit e = batch.logit_edits[*edit];
+      SPARROW_CHECK(e.row >= r0, "logit edits out of row order (row {} after rows from {})", e.row, r0);
+      SPARROW_CHECK(num_edits < kMaxStepLogitEdits, "more than {} logit edits in a step", kMaxStepLogitEdits);
+      e.row -= int32_t(r0);
+      h_e[num_edits] = e;
+    }
+    if (num_edits > 0)  // the rows' penalties and masks: a few bytes per penalized token
+      SPARROW_CUDA_CHECK(cudaMemcpyAsync(d_edits, h_e, size_t(num_edits) * sizeof(LogitEdit), cudaMemcpyHostToDevice, s));
+    if (logprobs) {  // the chosen tokens' logprobs, top-N and ids: a few floats per row come back
+      SPARROW_CHECK(batch.logprobs.size() == batch.sampling.size(), "one RowLogprobs per row");
+      std::memcpy(h_lp_params.data(), batch.logprobs.data() + r0, size_t(n) * sizeof(RowLogprobs));
+      SPARROW_CUDA_CHECK(cudaMemcpyAsync(d_lp_params, h_lp_params.data(), size_t(n) * sizeof(RowLogprobs),
+                                         cudaMemcpyHostToDevice, s));
+    }
+    ops::sample_edited_rows(logits, d_edits, num_edits, d_saved, d_sampling, d_chosen, logprobs ? d_lp_params : nullptr,
+                            logprobs ? d_lp_out : nullptr);
+    if (logprobs)
+      SPARROW_CUDA_CHECK(cudaMemcpyAsync(h_lp_out.data(), d_lp_out, size_t(n) * sizeof(RowLogprobsOut),
+                                         cudaMemcpyDeviceToHost, s));
+    cuda::copy_bytes(chosen + r0, d_chosen, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost);  // waits
+    if (logprobs) std::memcpy(logprobs + r0, h_lp_out.data(), size_t(n) * sizeof(RowLogprobsOut));
   }
 
   // Packs `b` (padded with `pad` one-token sequences on the scratch slot) and uploads it.
@@ -180,11 +223,14 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   const size_t weights = dry.used();
   const size_t inputs = (m.small_count() + size_t(m.b_max) + size_t(m.b_max * m.ctx)) * 4 + 4 * 256;
   // MoE layers may see every DP group's tokens.
-  // Graph replays' outputs: logits, sampled ids and their parameters, logprobs rows; the
-  // logit edits (a fixed capacity: a step with more samples on the host, Scheduler::plan).
-  const size_t edits = graph_rows > 0 ? size_t(kMaxStepLogitEdits) * (sizeof(LogitEdit) + 4) : 0;
-  const size_t graph_out = size_t(graph_rows) * (size_t(c.vocab_size) * 4 + 4 + sizeof(RowSampling) + sizeof(RowLogprobs) +
-                                                 sizeof(RowLogprobsOut)) + edits + 6 * 256;
+  // Graph replays' logits; sampled rows' ids, parameters and logprobs rows (a graph bucket
+  // or an eager lm_head chunk at a time); the logit edits (a fixed capacity: a step with
+  // more samples on the host, Scheduler::plan).
+  m.out_rows = std::max(graph_rows, CausalLM::kLogitChunkRows);
+  const size_t edits = size_t(kMaxStepLogitEdits) * (sizeof(LogitEdit) + 4);
+  const size_t graph_out = size_t(graph_rows) * size_t(c.vocab_size) * 4 +
+                           size_t(m.out_rows) * (4 + sizeof(RowSampling) + sizeof(RowLogprobs) + sizeof(RowLogprobsOut)) +
+                           edits + 6 * 256;
   const size_t workspace = probe->workspace_bytes(m.t_max * rank.mesh.attn_dp, m.ctx) + inputs + graph_out + 256;
   cuda::MemoryPlan plan = cuda::plan_memory(weights, workspace, opts.mem_fraction_static);
   const int64_t kv_heads = probe->local_kv_heads();
@@ -207,17 +253,18 @@ DeviceRunner::DeviceRunner(const ModelConfig& c, const WeightSource& source, DTy
   m.d_small = ws.alloc_array<int32_t>(m.small_count());
   m.d_req_slots = ws.alloc_array<int32_t>(size_t(m.b_max));
   m.d_table = ws.alloc_array<int32_t>(size_t(m.b_max * m.ctx));
-  if (graph_rows > 0) {
-    m.d_logits = ws.alloc(DType::kF32, {graph_rows, c.vocab_size});
-    m.d_chosen = ws.alloc_array<int32_t>(size_t(graph_rows));
-    m.d_sampling = ws.alloc_array<RowSampling>(size_t(graph_rows));
+  if (graph_rows > 0) m.d_logits = ws.alloc(DType::kF32, {graph_rows, c.vocab_size});
+  {
+    const int64_t r = m.out_rows;
+    m.d_chosen = ws.alloc_array<int32_t>(size_t(r));
+    m.d_sampling = ws.alloc_array<RowSampling>(size_t(r));
     static_assert(sizeof(RowSampling) % 4 == 0);
-    m.h_sampling = cuda::pinned_buffer(DType::kI32, {graph_rows * int64_t(sizeof(RowSampling) / 4)});
-    m.d_lp_params = ws.alloc_array<RowLogprobs>(size_t(graph_rows));
-    m.d_lp_out = ws.alloc_array<RowLogprobsOut>(size_t(graph_rows));
+    m.h_sampling = cuda::pinned_buffer(DType::kI32, {r * int64_t(sizeof(RowSampling) / 4)});
+    m.d_lp_params = ws.alloc_array<RowLogprobs>(size_t(r));
+    m.d_lp_out = ws.alloc_array<RowLogprobsOut>(size_t(r));
     static_assert(sizeof(RowLogprobs) % 4 == 0 && sizeof(RowLogprobsOut) % 4 == 0);
-    m.h_lp_params = cuda::pinned_buffer(DType::kI32, {graph_rows * int64_t(sizeof(RowLogprobs) / 4)});
-    m.h_lp_out = cuda::pinned_buffer(DType::kI32, {graph_rows * int64_t(sizeof(RowLogprobsOut) / 4)});
+    m.h_lp_params = cuda::pinned_buffer(DType::kI32, {r * int64_t(sizeof(RowLogprobs) / 4)});
+    m.h_lp_out = cuda::pinned_buffer(DType::kI32, {r * int64_t(sizeof(RowLogprobsOut) / 4)});
     m.d_edits = ws.alloc_array<LogitEdit>(size_t(kMaxStepLogitEdits));
     m.d_saved = ws.alloc_array<float>(size_t(kMaxStepLogitEdits));
     static_assert(sizeof(LogitEdit) % 4 == 0);
@@ -268,32 +315,8 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
     m.upload(batch, &table, it->first - n);
     SPARROW_CUDA_CHECK(cudaGraphLaunch(it->second, m.stream.get()));
     if (!batch.sampling.empty() && chosen) {
-      const cudaStream_t s = m.stream.get();
-      std::memcpy(m.h_sampling.data(), batch.sampling.data(), size_t(n) * sizeof(RowSampling));
-      SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.d_sampling, m.h_sampling.data(), size_t(n) * sizeof(RowSampling),
-                                         cudaMemcpyHostToDevice, s));
-      const int64_t num_edits = int64_t(batch.logit_edits.size());
-      SPARROW_CHECK(num_edits <= kMaxStepLogitEdits, "{} logit edits exceed the device buffer of {}", num_edits,
-                    kMaxStepLogitEdits);
-      if (num_edits > 0) {  // the rows' penalties and masks: a few bytes per penalized token
-        std::memcpy(m.h_edits.data(), batch.logit_edits.data(), size_t(num_edits) * sizeof(LogitEdit));
-        SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.d_edits, m.h_edits.data(), size_t(num_edits) * sizeof(LogitEdit),
-                                           cudaMemcpyHostToDevice, s));
-      }
-      const bool lp = !batch.logprobs.empty() && logprobs;
-      if (lp) {  // the chosen tokens' logprobs, top-N and ids: a few floats per row come back
-        SPARROW_CHECK(int64_t(batch.logprobs.size()) == n, "one RowLogprobs per row");
-        std::memcpy(m.h_lp_params.data(), batch.logprobs.data(), size_t(n) * sizeof(RowLogprobs));
-        SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.d_lp_params, m.h_lp_params.data(), size_t(n) * sizeof(RowLogprobs),
-                                           cudaMemcpyHostToDevice, s));
-      }
-      ops::sample_edited_rows(m.d_logits.slice_rows(0, n), m.d_edits, num_edits, m.d_saved, m.d_sampling, m.d_chosen,
-                              lp ? m.d_lp_params : nullptr, lp ? m.d_lp_out : nullptr);
-      if (lp)
-        SPARROW_CUDA_CHECK(cudaMemcpyAsync(m.h_lp_out.data(), m.d_lp_out, size_t(n) * sizeof(RowLogprobsOut),
-                                           cudaMemcpyDeviceToHost, s));
-      cuda::copy_bytes(chosen, m.d_chosen, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost);  // waits
-      if (lp) std::memcpy(logprobs, m.h_lp_out.data(), size_t(n) * sizeof(RowLogprobsOut));
+      size_t edit = 0;
+      m.sample(m.d_logits.slice_rows(0, n), batch, 0, &edit, chosen, batch.logprobs.empty() ? nullptr : logprobs);
       return;
     }
     if (output) ops::copy(logits, m.d_logits.slice_rows(0, n));  // waits for the replay
@@ -301,16 +324,20 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
     return;
   }
   m.upload(batch, &table, 0);
+  if (!batch.sampling.empty() && chosen) {
+    // An eager sampled step chooses on the device too, each lm_head chunk as it is computed:
+    // no [rows, V] copy to the host (a prompt's input logprobs: a row per position).
+    size_t edit = 0;
+    RowLogprobsOut* lp = batch.logprobs.empty() ? nullptr : logprobs;
+    const CausalLM::LogitSink sink = [&](int64_t r0, const Tensor& chunk) { m.sample(chunk, batch, r0, &edit, chosen, lp); };
+    m.model->forward(batch, m.arrays(int32_t(n)), *m.kv, m.arena->workspace(), sink);
+    SPARROW_CHECK(edit == batch.logit_edits.size(), "{} of {} logit edits name rows past the step's", 
+                  batch.logit_edits.size() - edit, batch.logit_edits.size());
+    m.stream.synchronize();
+    return;
+  }
   m.model->forward(batch, m.arrays(int32_t(n)), *m.kv, m.arena->workspace(), logits);
   m.stream.synchronize();
-  // Eager steps bring their logits back anyway: the same choice and logprobs, from them
-  // (on the host).
-  if (!batch.sampling.empty() && chosen) {
-    const bool lp = !batch.logprobs.empty() && logprobs;
-    m.saved.resize(batch.logit_edits.size());
-    ops::sample_edited_rows(logits, batch.logit_edits.data(), int64_t(batch.logit_edits.size()), m.saved.data(),
-                            batch.sampling.data(), chosen, lp ? batch.logprobs.data() : nullptr, lp ? logprobs : nullptr);
-  }
 }
 
 }  // namespace sparrow

@@ -33,10 +33,12 @@ class DeviceRunner {
   // Runs `batch` (rows of `table` give its KV slots); logits: host f32 [rows, V], or an
   // empty Tensor for a rank whose attention-TP peer returns them. With batch.sampling,
   // chosen [rows] (host) gets each row's ops::sample_edited_rows token (after
-  // batch.logit_edits) instead: a graph replay uploads the edits, samples on the device and
-  // copies back only the ids. With batch.logprobs too,
-  // logprobs [rows] (host) gets each row's ops::row_logprobs (computed on the device by a
-  // graph replay, from the host logits by an eager step). Returns when the step is done.
+  // batch.logit_edits) instead, and `logits` is not written (it may be empty): the step
+  // uploads the edits, samples on the device (an eager step each lm_head chunk as it is
+  // computed) and copies back only the ids. With batch.logprobs too, logprobs [rows] (host)
+  // gets each row's ops::row_logprobs, computed on the device next to the choice (a
+  // teacher-forced row's: its given token's, the prompt's input logprobs). Returns when the
+  // step is done.
   // One of several ranks (NCCL): every rank calls step() for every step, with its DP
   // group's batch (empty: idle, it still joins the collectives).
   void step(const ForwardBatch& batch, const ReqToTokenPool& table, const Tensor& logits, int32_t* chosen = nullptr,

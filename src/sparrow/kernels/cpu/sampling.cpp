@@ -24,6 +24,10 @@ namespace {
 
 int32_t sample_row(const float* logits, int64_t vocab, const RowSampling& p, std::vector<int32_t>& order,
                    std::vector<int32_t>& ids) {
+  if (p.forced >= 0) {
+    SPARROW_CHECK(p.forced < vocab, "sample_rows: forced token {} outside the vocabulary", p.forced);
+    return p.forced;
+  }
   int32_t top = 0;  // the first maximum: the head of the (logit descending, id ascending) order
   argmax_rows(Tensor(const_cast<float*>(logits), DType::kF32, {1, vocab}), &top);
   if (p.temperature == 0.0f) return top;

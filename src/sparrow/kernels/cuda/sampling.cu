@@ -214,6 +214,10 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sam
   const RowSampling rs = p.params[row];
   const Slice sl = my_slice();
   const bool lead = cg::this_cluster().block_rank() == 0 && threadIdx.x == 0;
+  if (rs.forced >= 0) {  // a teacher-forced row: its token is given (every block of the cluster leaves here)
+    if (lead) p.out[row] = rs.forced;
+    return;
+  }
   if (rs.temperature == 0.0f) {  // argmax, as argmax_kernel
     float best;
     int32_t idx;

@@ -11,6 +11,7 @@
 namespace sparrow::ref {
 
 int32_t sample_row(const float* logits, int64_t vocab, const RowSampling& p) {
+  if (p.forced >= 0) return p.forced;  // a teacher-forced row: no draw
   // Every token, by logit descending, ties to the lower id.
   std::vector<int32_t> order(static_cast<size_t>(vocab));
   std::iota(order.begin(), order.end(), 0);
