@@ -192,7 +192,7 @@ TEST_P(GpuModel, DeviceSamplingMatchesHostSampler) {
 // prompt's) token's logprob, the top-5 and the token_ids_logprob values within 1e-5 nat
 // (the same logits bits, another reduction order for the normalizer); top-5 ids equal,
 // except two whose host values are that close. Input logprobs from position 0 (greedy
-// requests) and from position 3 (seeded ones); and a 600-token prompt's, so the first
+// requests) and from position 3 (seeded ones); and a 400-token prompt's, so the first
 // prefill step's rows span several lm_head chunks (256 rows each), with a penalized
 // seeded row after it (its logit edits rebased to the last chunk).
 TEST_P(GpuModel, DeviceLogprobsMatchHostPath) {
@@ -213,7 +213,7 @@ TEST_P(GpuModel, DeviceLogprobsMatchHostPath) {
     Request r = reqs[0];
     const std::vector<int32_t> base = r.input_ids;
     r.input_ids.clear();
-    for (size_t i = 0; r.input_ids.size() < 600; ++i) r.input_ids.push_back(base[i % base.size()]);
+    for (size_t i = 0; r.input_ids.size() < 400; ++i) r.input_ids.push_back(base[i % base.size()]);
     r.sampling.max_new_tokens = 4;
     reqs.push_back(r);
     r.input_ids.resize(40);
