@@ -875,8 +875,7 @@ TEST_F(Gpu, ArgmaxRowsMatchesCpu) {
 // The device sampler (radix-selected cuts, fixed-point masses) draws the token the CPU's
 // sort-based definition draws, row by row: every mix of temperature / top-k / top-p /
 // min-p, cuts that fall inside runs of tied logits, peaked rows where most tokens have no
-// mass, greedy rows, top_k beyond the vocabulary, and forced rows among them; rows spread
-// over a cluster of 8 blocks and rows of one block each.
+// mass, greedy rows, top_k beyond the vocabulary, and forced rows among them.
 TEST_F(Gpu, SampleRowsMatchesCpu) {
   std::mt19937 rng(9);
   const int64_t V = 151936, kPositions = 12;
@@ -907,16 +906,10 @@ TEST_F(Gpu, SampleRowsMatchesCpu) {
   auto dx = upload(x.tensor());
   auto dp = upload_vec(params);
   DeviceBuffer dout(size_t(R) * sizeof(int32_t));
-  for (const int64_t block_min : {int64_t(1), INT64_MAX}) {  // a block per row, a cluster per row
-    ops::cuda::set_row_block_min(block_min);
-    SPARROW_CUDA_CHECK(cudaMemset(dout.data(), 0xff, dout.nbytes()));
-    ops::sample_rows(dx.tensor(), static_cast<const RowSampling*>(dp.data()), static_cast<int32_t*>(dout.data()));
-    const auto got = download_vec<int32_t>(dout.data(), size_t(R));
-    for (int64_t r = 0; r < R; ++r)
-      EXPECT_EQ(got[size_t(r)], want[size_t(r)])
-          << (block_min == 1 ? "per block" : "per cluster") << " case " << r / kPositions << " position " << r % kPositions;
-  }
-  ops::cuda::set_row_block_min(ops::cuda::kRowBlockMinDefault);
+  ops::sample_rows(dx.tensor(), static_cast<const RowSampling*>(dp.data()), static_cast<int32_t*>(dout.data()));
+  const auto got = download_vec<int32_t>(dout.data(), size_t(R));
+  for (int64_t r = 0; r < R; ++r)
+    EXPECT_EQ(got[size_t(r)], want[size_t(r)]) << "case " << r / kPositions << " position " << r % kPositions;
   // The draws vary with the position (not one fixed token per case).
   std::set<int32_t> distinct(want.begin(), want.begin() + kPositions);
   EXPECT_GT(distinct.size(), 3u);
@@ -1030,8 +1023,7 @@ TEST_F(Gpu, LogitEditsMatchCpu) {
 // top-N) against the host path (ops::log_softmax, then kernels/logprobs.h top_n) on
 // vocabulary-sized rows: uniform, 13-level ties, tiny distinct logits that share logprobs,
 // peaked, mostly -inf, all equal, large magnitudes, maxima repeated far apart next to
-// one-ulp neighbours; top_n -1 (untouched) / 0 / 1 / 5 / 20 / the cap, and beyond V. A
-// block per row gives the cluster's bits exactly.
+// one-ulp neighbours; top_n -1 (untouched) / 0 / 1 / 5 / 20 / the cap, and beyond V.
 // Values within 1e-5 nat (measured: identical bits in most rows); ids and order exact,
 // except that two tokens may trade places where the CPU's logprobs of the two are within
 // that tolerance (lse one ulp apart can merge or split such a pair).
@@ -1080,19 +1072,10 @@ TEST_F(Gpu, RowLogprobsMatchCpu) {
     auto dc = upload_vec(chosen);
     auto dp = upload_vec(params);
     DeviceBuffer dout(size_t(R) * sizeof(RowLogprobsOut));
-    const auto run = [&](int64_t block_min) {
-      ops::cuda::set_row_block_min(block_min);
-      SPARROW_CUDA_CHECK(cudaMemset(dout.data(), 0xff, dout.nbytes()));
-      ops::row_logprobs(dx.tensor(), static_cast<const int32_t*>(dc.data()), static_cast<const RowLogprobs*>(dp.data()),
-                        static_cast<RowLogprobsOut*>(dout.data()));
-      return download_vec<RowLogprobsOut>(dout.data(), size_t(R));
-    };
-    const auto got = run(INT64_MAX);  // a cluster of 8 blocks per row
-    const auto per_block = run(1);     // one block per row: the same bits (its sum keeps the cluster's order)
-    ops::cuda::set_row_block_min(ops::cuda::kRowBlockMinDefault);
-    for (int64_t r = 0; r < R; ++r)
-      EXPECT_EQ(std::memcmp(&got[size_t(r)], &per_block[size_t(r)], sizeof(RowLogprobsOut)), 0)
-          << "V " << V << " row " << r << ": one block per row differs from the cluster";
+    SPARROW_CUDA_CHECK(cudaMemset(dout.data(), 0xff, dout.nbytes()));
+    ops::row_logprobs(dx.tensor(), static_cast<const int32_t*>(dc.data()), static_cast<const RowLogprobs*>(dp.data()),
+                      static_cast<RowLogprobsOut*>(dout.data()));
+    const auto got = download_vec<RowLogprobsOut>(dout.data(), size_t(R));
     RowLogprobsOut poison;
     std::memset(static_cast<void*>(&poison), 0xff, sizeof(poison));
     std::vector<float> lp(static_cast<size_t>(V));
@@ -1139,13 +1122,12 @@ TEST_F(Gpu, RowLogprobsMatchCpu) {
 }
 
 // What a device-sampled decode step with logprobs adds (no assertions; printed): at Qwen3's
-// vocabulary, sample_rows (T 1.0) then row_logprobs (top 5, 3 ids) on the device, each
-// with a cluster of 8 blocks per row and with one block per row, against
+// vocabulary, sample_rows (T 1.0) then row_logprobs (top 5, 3 ids) on the device, against
 // the copy of the [rows, V] f32 logits into pinned host memory that the host path starts
 // with (before its per-row log-softmax and sampling on the host).
 TEST_F(Gpu, RowLogprobsTiming) {
   std::mt19937 rng(2);
-  const int64_t V = 151936, kMaxRows = 256;
+  const int64_t V = 151936, kMaxRows = 128;
   Buffer x(DType::kF32, {kMaxRows, V});
   fill_uniform(x.tensor(), rng, -8, 8);
   auto dx = upload(x.tensor());
@@ -1175,28 +1157,21 @@ TEST_F(Gpu, RowLogprobsTiming) {
     SPARROW_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
     return 1000.0 * ms / kIters;
   };
-  for (const int64_t rows : {int64_t(1), int64_t(4), int64_t(8), int64_t(16), int64_t(32), int64_t(128), kMaxRows}) {
+  for (const int64_t rows : {int64_t(1), int64_t(8), int64_t(32), kMaxRows}) {
     const Tensor t = dx.tensor().slice_rows(0, rows);
     auto* c = static_cast<int32_t*>(dchosen.data());
-    double sample[2], logprobs[2];
-    for (int v = 0; v < 2; ++v) {  // a cluster of 8 blocks per row, one block per row
-      ops::cuda::set_row_block_min(v == 0 ? INT64_MAX : 1);
-      sample[v] = time_us([&] { ops::sample_rows(t, static_cast<const RowSampling*>(dsp.data()), c); });
-      logprobs[v] = time_us([&] {
-        ops::row_logprobs(t, c, static_cast<const RowLogprobs*>(dlp.data()), static_cast<RowLogprobsOut*>(dout.data()));
-      });
-    }
-    ops::cuda::set_row_block_min(ops::cuda::kRowBlockMinDefault);
+    const double sample = time_us([&] { ops::sample_rows(t, static_cast<const RowSampling*>(dsp.data()), c); });
+    const double logprobs = time_us([&] {
+      ops::row_logprobs(t, c, static_cast<const RowLogprobs*>(dlp.data()), static_cast<RowLogprobsOut*>(dout.data()));
+    });
     const double copy = time_us([&] {
       SPARROW_CUDA_CHECK(cudaMemcpyAsync(pinned.data(), t.data(), size_t(rows * V) * 4, cudaMemcpyDeviceToHost,
                                          cuda::current_stream()));
     });
-    std::printf("[row_logprobs timing] rows %3lld: sample_rows %7.1f us (a block per row: %7.1f), row_logprobs %7.1f "
-                "us (%7.1f); logits to pinned host %7.1f us\n", (long long)rows, sample[0], sample[1], logprobs[0],
-                logprobs[1], copy);
+    std::printf("[row_logprobs timing] rows %3lld: sample_rows %7.1f us, row_logprobs %7.1f us; "
+                "logits to pinned host %7.1f us\n", (long long)rows, sample, logprobs, copy);
     RecordProperty("rows_" + std::to_string(rows) + "_us",
-                   std::to_string(sample[0]) + " / " + std::to_string(sample[1]) + " / " + std::to_string(logprobs[0]) +
-                       " / " + std::to_string(logprobs[1]) + " / " + std::to_string(copy));
+                   std::to_string(sample) + " / " + std::to_string(logprobs) + " / " + std::to_string(copy));
   }
   SPARROW_CUDA_CHECK(cudaEventDestroy(e0));
   SPARROW_CUDA_CHECK(cudaEventDestroy(e1));

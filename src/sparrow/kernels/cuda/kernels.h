@@ -105,7 +105,6 @@ struct SampleParams {
   const RowSampling* params;  // [rows] (device)
   int32_t* out;               // [rows]
   double mass_scale;          // fixed-point unit of probability: V * mass_scale <= 2^63
-  bool per_block = false;     // one block per row instead of a cluster (the same tokens)
 };
 void sample_rows(const SampleParams& p, cudaStream_t stream);
 
@@ -127,7 +126,6 @@ struct RowLogprobsParams {
   const int32_t* chosen;      // [rows] (device): each row's token
   const RowLogprobs* params;  // [rows] (device)
   RowLogprobsOut* out;        // [rows] (device); rows with top_n < 0 untouched
-  bool per_block = false;     // one block per row instead of a cluster (the same bits)
 };
 void row_logprobs(const RowLogprobsParams& p, cudaStream_t stream);
 

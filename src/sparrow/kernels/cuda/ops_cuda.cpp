@@ -397,18 +397,6 @@ void log_softmax(const Tensor& logits, const Tensor& out) {
   SPARROW_CUDA_CHECK_LAUNCH("log_softmax");
 }
 
-namespace {
-std::atomic<int64_t>& row_block_min() {
-  static std::atomic<int64_t> rows{[] {
-    const char* e = std::getenv("SPARROW_ROW_BLOCK_MIN");
-    return e && *e ? int64_t(std::atoll(e)) : kRowBlockMinDefault;
-  }()};
-  return rows;
-}
-}  // namespace
-
-void set_row_block_min(int64_t rows) { row_block_min().store(rows); }
-
 void argmax_rows(const Tensor& logits, int32_t* out) {
   check_dev(logits, "argmax_rows");
   SPARROW_REQUIRE(logits.dtype() == DType::kF32 && logits.rank() == 2, "argmax_rows: f32 [R, V] logits expected");
@@ -423,9 +411,7 @@ void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out) 
   int bits = 0;  // ceil(log2 V)
   while ((int64_t(1) << bits) < logits.size(1)) ++bits;
   const double mass_scale = std::ldexp(1.0, std::min(46, 63 - bits));
-  kn::sample_rows({logits.data_as<float>(), logits.size(0), logits.size(1), params, out, mass_scale,
-                   logits.size(0) >= row_block_min().load()},
-                  current_stream());
+  kn::sample_rows({logits.data_as<float>(), logits.size(0), logits.size(1), params, out, mass_scale}, current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("sample_rows");
 }
 
@@ -433,9 +419,7 @@ void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs
   check_dev(logits, "row_logprobs");
   SPARROW_REQUIRE(logits.dtype() == DType::kF32 && logits.rank() == 2, "row_logprobs: f32 [R, V] logits expected");
   SPARROW_REQUIRE(logits.size(1) < (int64_t(1) << 31), "row_logprobs: vocabulary of {} exceeds int32 ids", logits.size(1));
-  kn::row_logprobs({logits.data_as<float>(), logits.size(0), logits.size(1), chosen, params, out,
-                    logits.size(0) >= row_block_min().load()},
-                   current_stream());
+  kn::row_logprobs({logits.data_as<float>(), logits.size(0), logits.size(1), chosen, params, out}, current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("row_logprobs");
 }
 

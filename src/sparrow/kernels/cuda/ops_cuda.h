@@ -62,12 +62,6 @@ size_t moe_workspace_bytes(int64_t T, int k, int64_t E, int64_t H, int64_t I);
 // deterministic mode (its order inside a K step is not mma.sync's).
 // Process-wide; SPARROW_MOE_GEMM=mma | wgmma sets it at start (A/B timing), tests directly.
 enum class MoeGemm { kAuto, kMma, kWgmma };
-// sample_rows / row_logprobs run one 1024-thread block per row from this many rows up, a
-// cluster of 8 blocks per row below (a few rows then use 8 SMs each); the same tokens and
-// logprobs bits either way (kernels/cuda/sampling.cu). Process-wide;
-// SPARROW_ROW_BLOCK_MIN=<rows> sets it at start (A/B timing), tests directly.
-constexpr int64_t kRowBlockMinDefault = 16;
-void set_row_block_min(int64_t rows);
 constexpr int64_t kMoeWgmmaMinPairs = 4096;
 void set_moe_gemm(MoeGemm choice);
 bool moe_gemm_uses_wgmma(int64_t pairs);

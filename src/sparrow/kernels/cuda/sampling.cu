@@ -2,12 +2,8 @@
 // definition; tested against the CPU's kernels/cpu/sampling.cpp, itself held to the full
 // sort of kernels/reference/sampling_ref); and row_logprobs, the chosen tokens' output
 // logprobs (against ops::log_softmax + top_n). argmax_rows: one 1024-thread block per row;
-// sample_rows and row_logprobs: a cluster of 8 such blocks per row while the rows are few
-// (a lone row then runs on 8 SMs), one block per row walking all 8 blocks' slices once they
-// are many (SampleParams::per_block: the cluster's syncs and distributed shared memory
-// reads, ~20 per row, then cost more than they save). Both give the same bits: every
-// order-sensitive reduction (row_logprobs' double sum) keeps the 8-block order. Every pass
-// re-reads the row (L2-resident).
+// sample_rows and row_logprobs: a cluster of 8 such blocks per row. Every pass re-reads the
+// row (L2-resident).
 //
 // sample_rows never sorts. The candidate set of the definition is a prefix of the row in
 // (logit descending, id ascending) order, so each cut (top-k, top-p) is a boundary (key K,
@@ -88,30 +84,9 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(ArgmaxParams p) {
 // sample_rows spreads each row over a cluster of kCluster blocks (block r takes the
 // elements i with (i / kThreads) % kCluster == r): a lone row at batch 1 then runs on
 // kCluster SMs. Per-block partials meet through distributed shared memory, combined in
-// block-rank order; the integer histograms and sums are exact in any order anyway. kNb
-// below is the blocks per row: kCluster, or 1 (the block takes every slice).
+// block-rank order; the integer histograms and sums are exact in any order anyway.
 constexpr int kCluster = 8;
 namespace cg = cooperative_groups;
-
-// The blocks of one row: a cluster of kNb == kCluster, or the block alone (kNb == 1).
-template <int kNb>
-struct RowGroup {
-  static_assert(kNb == 1 || kNb == kCluster);
-  __device__ static int rank() {
-    if constexpr (kNb == 1) return 0;
-    else return int(cg::this_cluster().block_rank());
-  }
-  __device__ static void sync() {
-    if constexpr (kNb == 1) __syncthreads();
-    else cg::this_cluster().sync();
-  }
-  // Block b's copy of this block's shared variable *q.
-  template <typename T>
-  __device__ static T* at(T* q, int b) {
-    if constexpr (kNb == 1) return q;
-    else return cg::this_cluster().map_shared_rank(q, b);
-  }
-};
 
 struct SampleSmem {
   unsigned long long hist[256];
@@ -122,53 +97,24 @@ struct SampleSmem {
   int32_t part_i;
 };
 
-// The row's elements of this thread: i = first, first + stride, ... < V (one block per
-// row: every element i == threadIdx.x mod kThreads).
+// The cluster's elements of this block: i = first(), first() + stride, ... < V.
 struct Slice {
   int64_t first, stride;
 };
-template <int kNb>
 __device__ __forceinline__ Slice my_slice() {
-  return {int64_t(RowGroup<kNb>::rank()) * blockDim.x + threadIdx.x, int64_t(kNb) * blockDim.x};
+  return {int64_t(cg::this_cluster().block_rank()) * blockDim.x + threadIdx.x, int64_t(kCluster) * blockDim.x};
 }
 
-// Row-wide fold of each block's `part` (already block-reduced) in block-rank order.
-template <int kNb, typename T, typename Op>
+// Cluster-wide fold of each block's `part` (already block-reduced) in block-rank order.
+template <typename T, typename Op>
 __device__ T cluster_fold(T part, T SampleSmem::*field, SampleSmem& sm, Op op) {
-  if constexpr (kNb == 1) {
-    return part;
-  } else {
-    cg::cluster_group cluster = cg::this_cluster();
-    if (threadIdx.x == 0) sm.*field = part;
-    cluster.sync();
-    T r = cluster.map_shared_rank(&sm, 0)->*field;
-    for (int b = 1; b < kNb; ++b) r = op(r, cluster.map_shared_rank(&sm, b)->*field);
-    cluster.sync();  // before the field is written again
-    return r;
-  }
-}
-
-// The row's double sum of term(i) in the cluster's order whatever kNb: the slice of block
-// b (elements kThreads b + t + kThreads kCluster j) by each thread in increasing i, the
-// block's threads by block_reduce, the 8 slices' sums in order b = 0..7.
-template <int kNb, typename F>
-__device__ double row_sum(int64_t V, F term, SampleSmem& sm, double* sv) {
-  const auto add = [](double a, double b) { return a + b; };
-  if constexpr (kNb == kCluster) {
-    const Slice sl = my_slice<kNb>();
-    double s = 0.0;
-    for (int64_t i = sl.first; i < V; i += sl.stride) s += term(i);
-    return cluster_fold<kNb>(block_reduce(s, add, sv), &SampleSmem::part_d, sm, add);
-  } else {
-    double r = 0.0;
-    for (int b = 0; b < kCluster; ++b) {
-      double s = 0.0;
-      for (int64_t i = int64_t(b) * blockDim.x + threadIdx.x; i < V; i += int64_t(kCluster) * blockDim.x) s += term(i);
-      const double part = block_reduce(s, add, sv);
-      r = b == 0 ? part : r + part;
-    }
-    return r;
-  }
+  cg::cluster_group cluster = cg::this_cluster();
+  if (threadIdx.x == 0) sm.*field = part;
+  cluster.sync();
+  T r = cluster.map_shared_rank(&sm, 0)->*field;
+  for (int b = 1; b < kCluster; ++b) r = op(r, cluster.map_shared_rank(&sm, b)->*field);
+  cluster.sync();  // before the field is written again
+  return r;
 }
 
 // Radix select over the cluster's row. Among the tokens `elem` admits (elem(i, key,
@@ -177,9 +123,10 @@ __device__ double row_sum(int64_t V, F term, SampleSmem& sm, double* sv) {
 // target <= weight(through K). Returns K; `before` and `at` get the weight before K and the
 // weight at K. kCount: every weight is 1 (a warp's lanes in one bin add once: few bins are
 // hot in the first pass).
-template <int kNb, bool kDesc, bool kCount, typename Elem>
+template <bool kDesc, bool kCount, typename Elem>
 __device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SampleSmem& sm, uint64_t& before, uint64_t& at) {
-  const Slice sl = my_slice<kNb>();
+  cg::cluster_group cluster = cg::this_cluster();
+  const Slice sl = my_slice();
   uint32_t prefix = 0, mask = 0;
   uint64_t acc = 0;
   const int lane = threadIdx.x & 31;
@@ -200,12 +147,12 @@ __device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SampleSm
         atomicAdd(&sm.hist[bin], (unsigned long long)w);
       }
     }
-    RowGroup<kNb>::sync();  // every block's histogram complete
+    cluster.sync();  // every block's histogram complete
     if (threadIdx.x < 32) {  // warp 0 of each block walks the merged bins: lane l takes walk positions 8l..8l+7
       const auto bin_at = [](int pos) { return kDesc ? 255 - pos : pos; };
       const auto merged = [&](int bin) {
         uint64_t h = 0;
-        for (int b = 0; b < kNb; ++b) h += RowGroup<kNb>::at(sm.hist, b)[bin];
+        for (int b = 0; b < kCluster; ++b) h += cluster.map_shared_rank(sm.hist, b)[bin];
         return h;
       };
       uint64_t mine[8], local = 0;
@@ -232,44 +179,41 @@ __device__ uint32_t radix_select(int64_t V, Elem elem, uint64_t target, SampleSm
     at = sm.pick[2];
     prefix |= d << shift;
     mask |= 255u << shift;
-    RowGroup<kNb>::sync();  // no block clears its histogram while another still reads it
+    cluster.sync();  // no block clears its histogram while another still reads it
   }
   before = acc;
   return prefix;
 }
 
 // The best (value, index) of the cluster: larger value, then lower index.
-template <int kNb, typename T>
+template <typename T>
 __device__ int32_t cluster_best(T best, int32_t idx, T SampleSmem::*vf, SampleSmem& sm, T* sv, int32_t* si) {
   block_best(best, idx, sv, si);
-  if constexpr (kNb > 1) {
-    cg::cluster_group cluster = cg::this_cluster();
-    if (threadIdx.x == 0) sm.*vf = best, sm.part_i = idx;
-    cluster.sync();
-    for (int b = 0; b < kNb; ++b) {
-      const SampleSmem* o = cluster.map_shared_rank(&sm, b);
-      const T v = o->*vf;
-      const int32_t i = o->part_i;
-      if (v > best || (v == best && i < idx)) best = v, idx = i;
-    }
-    cluster.sync();
+  cg::cluster_group cluster = cg::this_cluster();
+  if (threadIdx.x == 0) sm.*vf = best, sm.part_i = idx;
+  cluster.sync();
+  for (int b = 0; b < kCluster; ++b) {
+    const SampleSmem* o = cluster.map_shared_rank(&sm, b);
+    const T v = o->*vf;
+    const int32_t i = o->part_i;
+    if (v > best || (v == best && i < idx)) best = v, idx = i;
   }
+  cluster.sync();
   return idx;
 }
 
-template <int kNb>
-__device__ __forceinline__ void sample_row(const SampleParams& p, int64_t row) {
+__global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
   __shared__ SampleSmem sm;
   __shared__ double sv[32];
   __shared__ int32_t si[32];
   __shared__ unsigned long long su[32];
   pdl_wait();
   pdl_launch_dependents();
-  const int64_t V = p.V;
+  const int64_t V = p.V, row = blockIdx.x / kCluster;
   const float* x = p.x + row * V;
   const RowSampling rs = p.params[row];
-  const Slice sl = my_slice<kNb>();
-  const bool lead = RowGroup<kNb>::rank() == 0 && threadIdx.x == 0;
+  const Slice sl = my_slice();
+  const bool lead = cg::this_cluster().block_rank() == 0 && threadIdx.x == 0;
   if (rs.forced >= 0) {  // a teacher-forced row: its token is given (every block of the cluster leaves here)
     if (lead) p.out[row] = rs.forced;
     return;
@@ -278,7 +222,7 @@ __device__ __forceinline__ void sample_row(const SampleParams& p, int64_t row) {
     float best;
     int32_t idx;
     thread_argmax(x, V, sl.first, sl.stride, best, idx);
-    idx = cluster_best<kNb>(best, idx, &SampleSmem::part_f, sm, reinterpret_cast<float*>(sv), si);
+    idx = cluster_best(best, idx, &SampleSmem::part_f, sm, reinterpret_cast<float*>(sv), si);
     if (lead) p.out[row] = idx == INT_MAX ? 0 : idx;
     return;
   }
@@ -286,7 +230,7 @@ __device__ __forceinline__ void sample_row(const SampleParams& p, int64_t row) {
   float mxl = -INFINITY;
   for (int64_t i = sl.first; i < V; i += sl.stride) mxl = fmaxf(mxl, x[i]);
   const auto fmax_op = [](float a, float b) { return fmaxf(a, b); };
-  mxl = cluster_fold<kNb>(block_reduce(mxl, fmax_op, reinterpret_cast<float*>(sv)), &SampleSmem::part_f, sm, fmax_op);
+  mxl = cluster_fold(block_reduce(mxl, fmax_op, reinterpret_cast<float*>(sv)), &SampleSmem::part_f, sm, fmax_op);
   const float inv_t = 1.0f / rs.temperature, mx = __fmul_rn(mxl, inv_t);
   const auto prob = [&](float l) { return expf(__fsub_rn(__fmul_rn(l, inv_t), mx)); };
   const auto mass = [&](float l) { return (uint64_t)__double2ull_rz(double(prob(l)) * p.mass_scale); };
@@ -297,13 +241,13 @@ __device__ __forceinline__ void sample_row(const SampleParams& p, int64_t row) {
   int32_t Ik = INT_MAX;
   if (use_k) {
     uint64_t before = 0, at = 0;
-    Kk = radix_select<kNb, true, true>(
+    Kk = radix_select<true, true>(
         V, [&](int64_t i, uint32_t& key, uint64_t& w) { key = order_key(x[i]); w = 1; return true; }, uint64_t(rs.top_k), sm,
         before, at);
     const uint64_t need = uint64_t(rs.top_k) - before;  // ties at Kk taken, lowest ids first
     if (need < at) {
       uint64_t b2 = 0, a2 = 0;
-      Ik = int32_t(radix_select<kNb, false, true>(
+      Ik = int32_t(radix_select<false, true>(
           V, [&](int64_t i, uint32_t& key, uint64_t& w) { key = uint32_t(i); w = 1; return order_key(x[i]) == Kk; }, need,
           sm, b2, a2));
     }
@@ -320,11 +264,11 @@ __device__ __forceinline__ void sample_row(const SampleParams& p, int64_t row) {
     for (int64_t i = sl.first; i < V; i += sl.stride)
       if (in_k(i, order_key(x[i]))) s += mass(x[i]);
     const auto add = [](unsigned long long a, unsigned long long b) { return a + b; };
-    const uint64_t S = cluster_fold<kNb>(block_reduce(s, add, su), &SampleSmem::part_u, sm, add);
+    const uint64_t S = cluster_fold(block_reduce(s, add, su), &SampleSmem::part_u, sm, add);
     const double goal = double(rs.top_p) * double(S);
     const uint64_t up = uint64_t(ceil(goal)), target = up < 1 ? 1 : up > S ? S : up;
     uint64_t before = 0, at = 0;
-    Kp = radix_select<kNb, true, false>(
+    Kp = radix_select<true, false>(
         V,
         [&](int64_t i, uint32_t& key, uint64_t& w) {
           key = order_key(x[i]);
@@ -337,7 +281,7 @@ __device__ __forceinline__ void sample_row(const SampleParams& p, int64_t row) {
       const uint64_t ties = at / q, need = uint64_t(ceil((goal - double(before)) / double(q)));
       if (need >= 1 && need < ties) {
         uint64_t b2 = 0, a2 = 0;
-        Ip = int32_t(radix_select<kNb, false, true>(
+        Ip = int32_t(radix_select<false, true>(
             V,
             [&](int64_t i, uint32_t& key, uint64_t& w) {
               const uint32_t k = order_key(x[i]);
@@ -365,21 +309,16 @@ __device__ __forceinline__ void sample_row(const SampleParams& p, int64_t row) {
     const double score = log(double(pr)) + g;
     if (score > best || (score == best && int32_t(i) < idx)) best = score, idx = int32_t(i);
   }
-  idx = cluster_best<kNb>(best, idx, &SampleSmem::part_d, sm, sv, si);
+  idx = cluster_best(best, idx, &SampleSmem::part_d, sm, sv, si);
   if (lead) p.out[row] = idx == INT_MAX ? 0 : idx;
 }
 
-__global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
-  sample_row<kCluster>(p, blockIdx.x / kCluster);
-}
-__global__ void __launch_bounds__(kThreads) sample_block_kernel(SampleParams p) { sample_row<1>(p, blockIdx.x); }
-
 // ---- row_logprobs: the output logprobs of each row's chosen token --------------------
-// One cluster (or block) per row, as sample_kernel, reusing its folds and radix select.
-// Normalizer: the row's fp32 max (each thread's elements, block_reduce, cluster_fold in
-// block-rank order); then sum of double(expf(x_i - max)) by row_sum: each thread adds its
-// slice's elements in increasing i, block_reduce (warp butterfly, then warps 0..31 in
-// order), the 8 slices in order; lse = max + float(log(sum)); lp_i = x_i - lse. Top-N: the N-th largest lp key
+// One cluster per row, as sample_kernel, reusing its folds and radix select. Normalizer:
+// the row's fp32 max (each thread's elements, block_reduce, cluster_fold in block-rank
+// order); then sum of double(expf(x_i - max)): each thread adds its elements in increasing
+// i, block_reduce (warp butterfly, then warps 0..31 in order), cluster_fold (blocks 0..7 in
+// order); lse = max + float(log(sum)); lp_i = x_i - lse. Top-N: the N-th largest lp key
 // (count-weighted radix select, as top-k), a partial tie there split by the select over
 // ids: exactly N tokens; each block collects its own in shared memory and the lead block
 // ranks them by (lp descending, id ascending). lp -0.0 counts as +0.0 (the CPU's == ties).
@@ -389,8 +328,7 @@ struct TopSmem {
   int n;
 };
 
-template <int kNb>
-__device__ __forceinline__ void logprobs_row(const RowLogprobsParams& p, int64_t row) {
+__global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) logprobs_kernel(RowLogprobsParams p) {
   __shared__ SampleSmem sm;
   __shared__ double sv[32];
   __shared__ TopSmem top;
@@ -398,19 +336,23 @@ __device__ __forceinline__ void logprobs_row(const RowLogprobsParams& p, int64_t
   __shared__ int32_t mid[kRowLogprobsMaxTop];
   pdl_wait();
   pdl_launch_dependents();
-  const int64_t V = p.V;
+  const int64_t V = p.V, row = blockIdx.x / kCluster;
   const RowLogprobs& rq = p.params[row];
   const int top_n = rq.top_n;
   if (top_n < 0) return;  // (the whole cluster)
   const float* x = p.x + row * V;
-  const Slice sl = my_slice<kNb>();
-  const bool lead = RowGroup<kNb>::rank() == 0;
+  const Slice sl = my_slice();
+  cg::cluster_group cluster = cg::this_cluster();
+  const bool lead = cluster.block_rank() == 0;
 
   float mx = -INFINITY;
   for (int64_t i = sl.first; i < V; i += sl.stride) mx = fmaxf(mx, x[i]);
   const auto fmax_op = [](float a, float b) { return fmaxf(a, b); };
-  mx = cluster_fold<kNb>(block_reduce(mx, fmax_op, reinterpret_cast<float*>(sv)), &SampleSmem::part_f, sm, fmax_op);
-  const double s = row_sum<kNb>(V, [&](int64_t i) { return double(expf(__fsub_rn(x[i], mx))); }, sm, sv);
+  mx = cluster_fold(block_reduce(mx, fmax_op, reinterpret_cast<float*>(sv)), &SampleSmem::part_f, sm, fmax_op);
+  double s = 0.0;
+  for (int64_t i = sl.first; i < V; i += sl.stride) s += double(expf(__fsub_rn(x[i], mx)));
+  const auto add = [](double a, double b) { return a + b; };
+  s = cluster_fold(block_reduce(s, add, sv), &SampleSmem::part_d, sm, add);
   const float lse = __fadd_rn(mx, float(log(s)));
   const auto lp = [&](int64_t i) { return __fsub_rn(x[i], lse); };
 
@@ -423,14 +365,14 @@ __device__ __forceinline__ void logprobs_row(const RowLogprobsParams& p, int64_t
   if (n == 0) return;
   const auto key_of = [&](int64_t i) { return order_key(__fadd_rn(lp(i), 0.0f)); };  // -0.0 -> +0.0
   uint64_t before = 0, at = 0;
-  const uint32_t K = radix_select<kNb, true, true>(
+  const uint32_t K = radix_select<true, true>(
       V, [&](int64_t i, uint32_t& key, uint64_t& w) { key = key_of(i); w = 1; return true; }, uint64_t(n), sm, before,
       at);
   const uint64_t need = uint64_t(n) - before;  // ties at K taken, lowest ids first
   int32_t I = INT_MAX;
   if (need < at) {
     uint64_t b2 = 0, a2 = 0;
-    I = int32_t(radix_select<kNb, false, true>(
+    I = int32_t(radix_select<false, true>(
         V, [&](int64_t i, uint32_t& key, uint64_t& w) { key = uint32_t(i); w = 1; return key_of(i) == K; }, need, sm, b2,
         a2));
   }
@@ -443,17 +385,17 @@ __device__ __forceinline__ void logprobs_row(const RowLogprobsParams& p, int64_t
       if (slot < kRowLogprobsMaxTop) top.key[slot] = key, top.id[slot] = int32_t(i);
     }
   }
-  RowGroup<kNb>::sync();  // every block's candidates complete
-  if (lead && threadIdx.x < kNb * kRowLogprobsMaxTop) {
+  cluster.sync();  // every block's candidates complete
+  if (lead && threadIdx.x < kCluster * kRowLogprobsMaxTop) {
     const int b = threadIdx.x / kRowLogprobsMaxTop, j = threadIdx.x % kRowLogprobsMaxTop;
-    const TopSmem* src = RowGroup<kNb>::at(&top, b);
+    const TopSmem* src = cluster.map_shared_rank(&top, b);
     if (j < min(src->n, kRowLogprobsMaxTop)) {
       int off = 0;
-      for (int c = 0; c < b; ++c) off += min(RowGroup<kNb>::at(&top, c)->n, kRowLogprobsMaxTop);
+      for (int c = 0; c < b; ++c) off += min(cluster.map_shared_rank(&top, c)->n, kRowLogprobsMaxTop);
       if (off + j < kRowLogprobsMaxTop) mkey[off + j] = src->key[j], mid[off + j] = src->id[j];
     }
   }
-  RowGroup<kNb>::sync();  // the lead's reads done (blocks may exit); its merged list visible
+  cluster.sync();  // the lead's reads done (blocks may exit); its merged list visible
   if (lead && int(threadIdx.x) < n) {
     const uint32_t k = mkey[threadIdx.x];
     const int32_t id = mid[threadIdx.x];
@@ -463,11 +405,6 @@ __device__ __forceinline__ void logprobs_row(const RowLogprobsParams& p, int64_t
     o.top_logprobs[rank] = key_value(k);
   }
 }
-
-__global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) logprobs_kernel(RowLogprobsParams p) {
-  logprobs_row<kCluster>(p, blockIdx.x / kCluster);
-}
-__global__ void __launch_bounds__(kThreads) logprobs_block_kernel(RowLogprobsParams p) { logprobs_row<1>(p, blockIdx.x); }
 
 // One thread per edit (the edits name distinct logits). The _rn intrinsics keep nvcc from
 // fusing l * rep - sub into one FMA: each step rounds on its own, as on the CPU.
@@ -500,8 +437,7 @@ void argmax_rows(const ArgmaxParams& p, cudaStream_t s) {
 
 void sample_rows(const SampleParams& p, cudaStream_t s) {
   if (p.rows == 0) return;
-  if (p.per_block) launch_pdl(sample_block_kernel, dim3(unsigned(p.rows)), dim3(kThreads), 0, s, p);
-  else launch_pdl(sample_kernel, dim3(unsigned(p.rows * kCluster)), dim3(kThreads), 0, s, p);
+  launch_pdl(sample_kernel, dim3(unsigned(p.rows * kCluster)), dim3(kThreads), 0, s, p);
 }
 
 void apply_logit_edits(const LogitEditParams& p, cudaStream_t s) {
@@ -516,8 +452,7 @@ void restore_logits(const LogitEditParams& p, cudaStream_t s) {
 
 void row_logprobs(const RowLogprobsParams& p, cudaStream_t s) {
   if (p.rows == 0) return;
-  if (p.per_block) launch_pdl(logprobs_block_kernel, dim3(unsigned(p.rows)), dim3(kThreads), 0, s, p);
-  else launch_pdl(logprobs_kernel, dim3(unsigned(p.rows * kCluster)), dim3(kThreads), 0, s, p);
+  launch_pdl(logprobs_kernel, dim3(unsigned(p.rows * kCluster)), dim3(kThreads), 0, s, p);
 }
 
 }  // namespace sparrow::cuda::k
