@@ -203,19 +203,26 @@ TEST(Engine, ExecutorSampledStepsGiveTheSamplersTokens) {
   EXPECT_EQ(direct.output_ids, generate_sync(*e, {sampled_lp})[0].result.output_ids);
 }
 
-// Deterministic mode leaves non-greedy draws to the host sampler (whether a step samples
-// on the executor depends on its batch, and a GPU draw may differ by an ulp); greedy rows
-// still come back as ids.
-TEST(Engine, DeterministicModeSamplesNonGreedyRowsOnTheHost) {
+// Deterministic mode leaves penalized or masked non-greedy draws to the host sampler (the
+// step's edit cap could move them between the two samplers, which may differ by an ulp);
+// other draws and greedy rows, penalized or not, are the executor's, whatever the batch.
+TEST(Engine, DeterministicModeSamplesPenalizedDrawsOnTheHost) {
   auto e = make_engine(4096, 8192, true, /*deterministic=*/true);
   Request sampled = greedy(prompt(20, 3), 6, false);
   sampled.sampling.temperature = 0.9f;
   sampled.sampling.sampling_seed = 4;
+  Request penalized = sampled;
+  penalized.sampling.repetition_penalty = 1.2f;
   const int64_t before = e->stats().executor_sampled_steps;
-  generate_sync(*e, {sampled});
+  generate_sync(*e, {penalized});
   EXPECT_EQ(e->stats().executor_sampled_steps, before);
-  generate_sync(*e, {greedy(prompt(20, 3), 6, false)});
-  EXPECT_GT(e->stats().executor_sampled_steps, before);
+  generate_sync(*e, {sampled});
+  const int64_t after_sampled = e->stats().executor_sampled_steps;
+  EXPECT_GT(after_sampled, before);
+  Request greedy_penalized = greedy(prompt(20, 3), 6, false);
+  greedy_penalized.sampling.repetition_penalty = 1.2f;
+  generate_sync(*e, {greedy_penalized});
+  EXPECT_GT(e->stats().executor_sampled_steps, after_sampled);
 }
 
 void expect_same_logprobs(const GenerateResult& a, const GenerateResult& b, const std::string& what) {
@@ -313,9 +320,26 @@ TEST(Engine, ExecutorLogprobsAreTheHostPaths) {
   ASSERT_EQ(w.output_top_logprobs.size(), 8u);
   EXPECT_EQ(w.output_top_logprobs[0].size(), size_t(kRowLogprobsMaxTop + 1));
   EXPECT_EQ(w.output_ids, host[0].result.output_ids);
+  // Sharing steps with rows on the executor, the rows beyond the cap are host rows
+  // (ForwardBatch::host_rows: their logits come back, the host reports them); everything
+  // is still the host path's bits, the beyond-cap request's included.
+  std::vector<Request> mixed = reqs;
+  mixed.push_back(wide);
+  Request wide_in = reqs[4];
+  wide_in.token_ids_logprob.assign(size_t(kRowLogprobsMaxIds + 1), 7);  // input logprobs beyond the cap
+  mixed.push_back(wide_in);
+  const int64_t before_mixed = dev->stats().executor_logprob_steps;
+  const auto mixed_exec = generate_sync(*dev, mixed);
+  EXPECT_GT(dev->stats().executor_logprob_steps, before_mixed);
+  const auto mixed_host = generate_sync(*make_engine(4096, 8192, true, false, /*device_logprobs=*/false), mixed);
+  for (size_t i = 0; i < mixed.size(); ++i)
+    expect_same_logprobs(mixed_exec[i].result, mixed_host[i].result, "mixed step request " + std::to_string(i));
+  EXPECT_EQ(mixed_exec[reqs.size()].result.output_top_logprobs[0].size(), size_t(kRowLogprobsMaxTop + 1));
+  // Deterministic mode reports logprobs on the executor too: whether it does is the
+  // request's property (its caps), not its batch's.
   auto det = make_engine(4096, 8192, true, /*deterministic=*/true);
   generate_sync(*det, {reqs[0]});
-  EXPECT_EQ(det->stats().executor_logprob_steps, 0);
+  EXPECT_GT(det->stats().executor_logprob_steps, 0);
 }
 
 // Rows with penalties or min_new_tokens masks sample on the executor (their LogitEdits
@@ -352,7 +376,8 @@ TEST(Engine, ExecutorPenaltiesAreTheHostPaths) {
   EXPECT_GT(dev->stats().executor_sampled_steps, before);
   auto host_engine = make_engine(4096, 8192, true, false, true, /*device_penalties=*/false);
   const auto host = generate_sync(*host_engine, reqs);
-  EXPECT_EQ(host_engine->stats().executor_sampled_steps, 0);  // every step had a penalized row
+  // (There the penalized rows are host rows: their logits come back and Sampler::sample
+  // edits them; the unpenalized request's rows share those steps on the executor.)
   for (size_t i = 0; i < reqs.size(); ++i)
     expect_same_logprobs(on_executor[i].result, host[i].result, "request " + std::to_string(i));
   EXPECT_NE(on_executor[0].result.output_ids, free_run.output_ids);
@@ -362,8 +387,9 @@ TEST(Engine, ExecutorPenaltiesAreTheHostPaths) {
 }
 
 // A step whose penalties need more LogitEdits than the cap (the executor's buffer, here
-// made small) samples on the host: same tokens and logprobs as the host path, and the steps
-// of rows with few edits still sample on the executor.
+// made small) samples its edited rows on the host: same tokens and logprobs as the host
+// path, and the steps of rows with few edits still sample on the executor, as do a capped
+// step's rows without edits.
 TEST(Engine, StepsBeyondTheLogitEditCapSampleOnTheHost) {
   auto engine = make_engine(4096, 8192, true, false, true, true, /*max_step_logit_edits=*/8);
   Engine& capped = *engine;
@@ -380,6 +406,15 @@ TEST(Engine, StepsBeyondTheLogitEditCapSampleOnTheHost) {
   const int64_t mid = capped.stats().executor_sampled_steps;
   generate_sync(capped, {narrow});
   EXPECT_GT(capped.stats().executor_sampled_steps, mid);
+  // In one step with an unpenalized request: the rows with edits become host rows, the
+  // other stays on the executor; the same results as the host path.
+  const Request plain = greedy(prompt(15, 8), 6);
+  const int64_t before_mixed = capped.stats().executor_sampled_steps;
+  const auto both = generate_sync(capped, {wide, plain});
+  EXPECT_GT(capped.stats().executor_sampled_steps, before_mixed);
+  const auto both_host = generate_sync(*host_engine, {wide, plain});
+  for (size_t i = 0; i < 2; ++i)
+    expect_same_logprobs(both[i].result, both_host[i].result, "mixed step request " + std::to_string(i));
 }
 
 TEST(Engine, RejectsBadRequests) {

@@ -127,11 +127,24 @@ TEST_P(GpuModel, TeacherForcedLogprobsMatchTransformers) {
 }
 
 // Deterministic mode on the GPU: a prompt's results do not depend on what else is in the
-// batch, on chunked prefill, or on whether decode replays a CUDA graph (padded to a bucket).
+// batch, on chunked prefill, or on whether decode replays a CUDA graph (padded to a bucket):
+// greedy requests with input and output logprobs, seeded ones with top-3 logprobs (drawn
+// and reported on the device), and one beyond the top-N cap (its rows are host rows of
+// the batched steps, its own steps when alone are the plain logits steps).
 TEST_P(GpuModel, DeterministicIsBatchChunkAndGraphInvariant) {
   const json golden = read_golden(GetParam());
   std::vector<Request> reqs;
-  for (const json& p : golden["prompts"]) reqs.push_back(greedy(p["input_ids"].get<std::vector<int32_t>>(), 8, true));
+  uint64_t seed = 40;
+  for (const json& p : golden["prompts"]) {
+    reqs.push_back(greedy(p["input_ids"].get<std::vector<int32_t>>(), 8, true));
+    Request r = reqs.back();
+    r.sampling.temperature = 0.8f;
+    r.sampling.top_p = 0.9f;
+    r.sampling.sampling_seed = seed++;
+    r.top_logprobs_num = 3;
+    reqs.push_back(r);
+  }
+  reqs[0].top_logprobs_num = kRowLogprobsMaxTop + 6;
   std::vector<GenerateResult> batched, alone, chunked, eager;
   {
     auto e = make_engine(model_dir(GetParam()), {Device::kCUDA, true, true});
@@ -156,8 +169,8 @@ TEST_P(GpuModel, DeterministicIsBatchChunkAndGraphInvariant) {
 // Seeded sampling (temperature, top-k, top-p, min-p) drawn on the device (decode steps
 // return token ids: ForwardBatch::sampling) gives the tokens the host sampler draws from
 // the same logits (requests with logprobs on an engine with device_logprobs off bring the
-// logits back). Default mode (the deterministic one keeps non-greedy draws on the host);
-// both runs have the same batch shapes, so their logits are the same bits.
+// logits back: their rows are host rows). Both runs have the same batch shapes, so their
+// logits are the same bits.
 TEST_P(GpuModel, DeviceSamplingMatchesHostSampler) {
   const json golden = read_golden(GetParam());
   std::vector<Request> on_device, on_host;

@@ -156,7 +156,7 @@ struct Engine::Impl {
       const int64_t rows = int64_t(plans[d].batch.logit_rows.size());
       batches.push_back(&plans[d].batch);
       tables.push_back(&schedulers[d]->table());
-      if (executor->device() == Device::kCUDA && !plans[d].batch.sampling.empty()) {
+      if (executor->device() == Device::kCUDA && !plans[d].batch.sampling.empty() && plans[d].batch.host_rows.empty()) {
         outs.emplace_back();  // chosen (and logprobs rows) on the device: no logits come back
         continue;
       }

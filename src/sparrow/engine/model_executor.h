@@ -49,7 +49,8 @@ class ModelExecutor {
   // req_to_token table tables[d]; logits[d] receives its rows (the group's attention-TP
   // rank 0 writes them). For a batch with `sampling`, chosen[d] ([rows] host ints)
   // receives each row's ops::sample_edited_rows token (after the batch's logit_edits)
-  // instead, and logits[d] may be left unwritten (on a GPU it is, and may be empty);
+  // instead, and logits[d] may be left unwritten but for batch.host_rows (on a GPU it is,
+  // and may be empty when there are none);
   // with `logprobs` too, logprobs[d] ([rows]) receives each row's ops::row_logprobs (on a
   // GPU computed on the device, a teacher-forced row's for its given token).
   void step(std::span<const ForwardBatch* const> batches, std::span<const ReqToTokenPool* const> tables,

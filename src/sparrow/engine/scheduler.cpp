@@ -158,30 +158,54 @@ void Scheduler::plan(StepPlan& plan) {
   plan.uses.clear();
   if (!plan_extend(plan)) plan_decode(plan);
   if (plan.empty()) plan.batch.mode = ForwardMode::kIdle;
-  bool direct = !plan.uses.empty();
-  for (const auto& [q, pos] : plan.uses) direct = direct && executor_may_sample(*q, pos);
-  bool logprobs = false;
-  if (direct)
-    for (const auto& [q, pos] : plan.uses) {
-      const int32_t row = int32_t(plan.batch.sampling.size());
-      if (teacher_forced(*q, pos)) {  // its token is the prompt's: no draw, no edits
-        plan.batch.sampling.emplace_back().forced = q->tokens[size_t(pos + 1)];
+  // Each row the executor may choose (a draw, or a forced teacher-forced row) becomes a
+  // RowSampling with its edits; the others are host rows: their logits come back. The
+  // decision is the row's request's own (executor_may_sample), never its batch's, so a
+  // request's path, and in deterministic mode its bits, do not depend on what it shares
+  // the step with. A step with no executor row brings all its logits back.
+  ForwardBatch& fb = plan.batch;
+  std::vector<char> on_executor(plan.uses.size());
+  for (size_t i = 0; i < plan.uses.size(); ++i)
+    on_executor[i] = executor_may_sample(*plan.uses[i].first, plan.uses[i].second);
+  const auto add_rows = [&] {
+    fb.sampling.clear();
+    fb.logit_edits.clear();
+    fb.host_rows.clear();
+    for (size_t i = 0; i < plan.uses.size(); ++i) {
+      const auto& [q, pos] = plan.uses[i];
+      const int32_t row = int32_t(i);
+      if (!on_executor[i]) {
+        fb.sampling.emplace_back();  // a placeholder (greedy, no edits)
+        fb.host_rows.push_back(row);
+      } else if (teacher_forced(*q, pos)) {  // its token is the prompt's: no draw, no edits
+        fb.sampling.emplace_back().forced = q->tokens[size_t(pos + 1)];
       } else {
-        plan.batch.sampling.push_back(row_sampling(q->r.sampling, q->seed, pos + 1));
-        editor_.append(row, config_.vocab_size, q->r.sampling, sampling_state(*q, pos), plan.batch.logit_edits);
+        fb.sampling.push_back(row_sampling(q->r.sampling, q->seed, pos + 1));
+        editor_.append(row, config_.vocab_size, q->r.sampling, sampling_state(*q, pos), fb.logit_edits);
       }
-      logprobs |= row_wants_logprobs(*q, pos);
     }
-  if (int64_t(plan.batch.logit_edits.size()) > std::min(opts_.max_step_logit_edits, kMaxStepLogitEdits)) {
-    // beyond the executor's buffer (or the configured cap): the host samples the step
-    plan.batch.sampling.clear();
-    plan.batch.logit_edits.clear();
+  };
+  add_rows();
+  if (int64_t(fb.logit_edits.size()) > std::min(opts_.max_step_logit_edits, kMaxStepLogitEdits)) {
+    // Beyond the executor's edit buffer (or the configured cap): the rows with edits (their
+    // penalties and masks) are sampled on the host. (Deterministic mode samples such draws
+    // on the host anyway unless greedy, whose choice is the same on both.)
+    for (const LogitEdit& e : fb.logit_edits) on_executor[size_t(e.row)] = 0;
+    add_rows();
+  }
+  bool logprobs = false;
+  for (size_t i = 0; i < plan.uses.size(); ++i)
+    logprobs |= on_executor[i] && row_wants_logprobs(*plan.uses[i].first, plan.uses[i].second);
+  if (fb.host_rows.size() == plan.uses.size()) {  // no executor row: the plain logits step
+    fb.sampling.clear();
+    fb.host_rows.clear();
     logprobs = false;
   }
   if (logprobs)
-    for (const auto& [q, pos] : plan.uses) {
-      RowLogprobs& lp = plan.batch.logprobs.emplace_back();
-      if (!row_wants_logprobs(*q, pos)) continue;  // top_n -1: nothing for this row
+    for (size_t i = 0; i < plan.uses.size(); ++i) {
+      const auto& [q, pos] = plan.uses[i];
+      RowLogprobs& lp = fb.logprobs.emplace_back();
+      if (!on_executor[i] || !row_wants_logprobs(*q, pos)) continue;  // top_n -1: nothing for this row
       lp.top_n = q->r.top_logprobs_num;
       lp.num_ids = int32_t(q->r.token_ids_logprob.size());
       std::copy(q->r.token_ids_logprob.begin(), q->r.token_ids_logprob.end(), lp.ids);
@@ -199,13 +223,13 @@ bool Scheduler::row_wants_logprobs(const ScheduledRequest& q, int64_t pos) {
 
 bool Scheduler::executor_may_sample(const ScheduledRequest& q, int64_t pos) const {
   if (teacher_forced(q, pos)) return !row_wants_logprobs(q, pos) || executor_may_report_logprobs(q);
-  // Deterministic mode keeps non-greedy draws on the host: the GPU's sampler may differ from
-  // the CPU's by an ulp of expf / log (docs/numerics.md), and whether a step samples on the
-  // executor depends on the rest of its batch, so a seeded draw could depend on the batch.
-  // Greedy choices are exact comparisons, the same on both.
-  if (opts_.parallel.deterministic && !q.r.sampling.greedy()) return false;
-  return (!q.r.return_logprob || executor_may_report_logprobs(q)) &&
-         (opts_.device_penalties || samples_logits_as_given(q.r.sampling, int64_t(q.result.output_ids.size())));
+  const bool as_given = samples_logits_as_given(q.r.sampling, int64_t(q.result.output_ids.size()));
+  // The GPU's sampler may differ from the CPU's by an ulp of expf / log (docs/numerics.md),
+  // so in deterministic mode a draw must always take one path: a penalized or masked
+  // non-greedy draw could be pushed to the host by the step's edit cap (plan), so those stay
+  // on the host. Greedy choices are exact comparisons, the same on both.
+  if (opts_.parallel.deterministic && !q.r.sampling.greedy() && !as_given) return false;
+  return (!q.r.return_logprob || executor_may_report_logprobs(q)) && (opts_.device_penalties || as_given);
 }
 
 SamplingState Scheduler::sampling_state(const ScheduledRequest& q, int64_t pos) const {
@@ -220,9 +244,10 @@ SamplingState Scheduler::sampling_state(const ScheduledRequest& q, int64_t pos) 
 
 bool Scheduler::executor_may_report_logprobs(const ScheduledRequest& q) const {
   // ops::row_logprobs on a GPU agrees with the host's log_softmax + top_n within float
-  // tolerance, not bit for bit (docs/numerics.md): deterministic mode keeps the host's. Rows
-  // beyond the caps of RowLogprobs stay on the host too.
-  return opts_.device_logprobs && !opts_.parallel.deterministic && q.r.top_logprobs_num <= kRowLogprobsMaxTop &&
+  // tolerance, not bit for bit (docs/numerics.md), and its order depends on V alone: a
+  // request within RowLogprobs' caps is always reported by it, one beyond them always by
+  // the host (a property of the request: deterministic mode holds).
+  return opts_.device_logprobs && q.r.top_logprobs_num <= kRowLogprobsMaxTop &&
          q.r.token_ids_logprob.size() <= size_t(kRowLogprobsMaxIds);
 }
 
@@ -322,18 +347,20 @@ void Scheduler::finish_step(StepPlan& plan, const Tensor& logits) {
   // each) run on the pool, each row by one thread with its own scratch; the results are
   // recorded in row order below. The choices depend on the rows alone.
   std::vector<RowResult> results(static_cast<size_t>(n));
+  std::vector<char> host(static_cast<size_t>(n), fb.sampling.empty());  // rows the host chooses from logits
+  for (int32_t r : fb.host_rows) host[size_t(r)] = 1;
   const auto eval = [&](int64_t b, int64_t e) {
     thread_local Sampler sampler;
     thread_local std::vector<float> lp;
     lp.resize(size_t(config_.vocab_size));
     for (int64_t i = b; i < e; ++i) {
-      float* row = fb.sampling.empty() ? static_cast<float*>(logits.row_ptr(i)) : nullptr;
-      const RowLogprobsOut* reported = fb.logprobs.empty() ? nullptr : &plan.logprobs[size_t(i)];
+      float* row = host[size_t(i)] ? static_cast<float*>(logits.row_ptr(i)) : nullptr;
+      const RowLogprobsOut* reported = row || fb.logprobs.empty() ? nullptr : &plan.logprobs[size_t(i)];
       results[size_t(i)] = evaluate(*plan.uses[size_t(i)].first, plan.uses[size_t(i)].second, row,
                                     plan.chosen[size_t(i)], reported, sampler, lp);
     }
   };
-  if (fb.sampling.empty() && n > 1) ThreadPool::global().parallel_for(n, eval);
+  if ((fb.sampling.empty() || !fb.host_rows.empty()) && n > 1) ThreadPool::global().parallel_for(n, eval);
   else eval(0, n);
   for (int64_t i = 0; i < n; ++i) apply(*plan.uses[size_t(i)].first, std::move(results[size_t(i)]));
   for (auto& q : running_)

@@ -86,10 +86,11 @@ struct DeviceRunner::Impl {
   // V], device memory). Uploads the rows' RowSampling, their logit edits (rebased to the
   // chunk; batch.logit_edits are in row order: *edit is the first not yet uploaded) and
   // with `logprobs` their RowLogprobs; runs ops::sample_edited_rows; copies the ids to
-  // chosen[r0, r0 + n) and the logprobs rows to logprobs[r0, r0 + n) (host). Returns when
-  // they are there.
-  void sample(const Tensor& logits, const ForwardBatch& batch, int64_t r0, size_t* edit, int32_t* chosen,
-              RowLogprobsOut* logprobs) {
+  // chosen[r0, r0 + n) and the logprobs rows to logprobs[r0, r0 + n) (host), and the
+  // logits of the batch's host rows among them to those rows of host_logits (*host: the
+  // first host row not yet copied). Returns when they are there.
+  void sample(const Tensor& logits, const ForwardBatch& batch, int64_t r0, size_t* edit, size_t* host,
+              const Tensor& host_logits, int32_t* chosen, RowLogprobsOut* logprobs) {
     const int64_t n = logits.size(0);
     SPARROW_CHECK(n <= out_rows && r0 + n <= int64_t(batch.sampling.size()),
                   "sampling rows [{}, {}) of {} (device buffers of {})", r0, r0 + n, batch.sampling.size(), out_rows);
@@ -116,6 +117,12 @@ struct DeviceRunner::Impl {
     }
     ops::sample_edited_rows(logits, d_edits, num_edits, d_saved, d_sampling, d_chosen, logprobs ? d_lp_params : nullptr,
                             logprobs ? d_lp_out : nullptr);
+    for (; *host < batch.host_rows.size() && batch.host_rows[*host] < r0 + n; ++*host) {
+      const int64_t r = batch.host_rows[*host];
+      SPARROW_CHECK(r >= r0 && r < host_logits.size(0), "host row {} out of order or past the logits buffer", r);
+      SPARROW_CUDA_CHECK(cudaMemcpyAsync(host_logits.row_ptr(r), logits.row_ptr(r - r0), size_t(logits.size(1)) * 4,
+                                         cudaMemcpyDeviceToHost, s));
+    }
     if (logprobs)
       SPARROW_CUDA_CHECK(cudaMemcpyAsync(h_lp_out.data(), d_lp_out, size_t(n) * sizeof(RowLogprobsOut),
                                          cudaMemcpyDeviceToHost, s));
@@ -315,8 +322,9 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
     m.upload(batch, &table, it->first - n);
     SPARROW_CUDA_CHECK(cudaGraphLaunch(it->second, m.stream.get()));
     if (!batch.sampling.empty() && chosen) {
-      size_t edit = 0;
-      m.sample(m.d_logits.slice_rows(0, n), batch, 0, &edit, chosen, batch.logprobs.empty() ? nullptr : logprobs);
+      size_t edit = 0, host = 0;
+      m.sample(m.d_logits.slice_rows(0, n), batch, 0, &edit, &host, logits, chosen,
+               batch.logprobs.empty() ? nullptr : logprobs);
       return;
     }
     if (output) ops::copy(logits, m.d_logits.slice_rows(0, n));  // waits for the replay
@@ -327,12 +335,15 @@ void DeviceRunner::step(const ForwardBatch& batch, const ReqToTokenPool& table, 
   if (!batch.sampling.empty() && chosen) {
     // An eager sampled step chooses on the device too, each lm_head chunk as it is computed:
     // no [rows, V] copy to the host (a prompt's input logprobs: a row per position).
-    size_t edit = 0;
+    size_t edit = 0, host = 0;
     RowLogprobsOut* lp = batch.logprobs.empty() ? nullptr : logprobs;
-    const CausalLM::LogitSink sink = [&](int64_t r0, const Tensor& chunk) { m.sample(chunk, batch, r0, &edit, chosen, lp); };
+    const CausalLM::LogitSink sink = [&](int64_t r0, const Tensor& chunk) {
+      m.sample(chunk, batch, r0, &edit, &host, logits, chosen, lp);
+    };
     m.model->forward(batch, m.arrays(int32_t(n)), *m.kv, m.arena->workspace(), sink);
-    SPARROW_CHECK(edit == batch.logit_edits.size(), "{} of {} logit edits name rows past the step's", 
-                  batch.logit_edits.size() - edit, batch.logit_edits.size());
+    SPARROW_CHECK(edit == batch.logit_edits.size() && host == batch.host_rows.size(),
+                  "logit edits / host rows name rows past the step's ({} of {}, {} of {} consumed)", edit,
+                  batch.logit_edits.size(), host, batch.host_rows.size());
     m.stream.synchronize();
     return;
   }

@@ -33,7 +33,8 @@ class DeviceRunner {
   // Runs `batch` (rows of `table` give its KV slots); logits: host f32 [rows, V], or an
   // empty Tensor for a rank whose attention-TP peer returns them. With batch.sampling,
   // chosen [rows] (host) gets each row's ops::sample_edited_rows token (after
-  // batch.logit_edits) instead, and `logits` is not written (it may be empty): the step
+  // batch.logit_edits) instead, and `logits` gets only batch.host_rows (it may be empty
+  // when there are none): the step
   // uploads the edits, samples on the device (an eager step each lm_head chunk as it is
   // computed) and copies back only the ids. With batch.logprobs too, logprobs [rows] (host)
   // gets each row's ops::row_logprobs, computed on the device next to the choice (a
