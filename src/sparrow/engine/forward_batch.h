@@ -49,8 +49,8 @@ struct ForwardBatch {
   // With `sampling`: logit rows (ascending) the executor cannot choose (logprob requests
   // beyond RowLogprobs' caps, penalties beyond the edit buffer, ...): their logits come
   // back to the caller's logits buffer (its row r = logit row r) and the host samples and
-  // reports them; their `sampling` entries are placeholders, with no edits and no
-  // logprobs (top_n -1).
+  // reports them; their `sampling` entries are placeholders (forced to token 0: no draw),
+  // with no edits and no logprobs (top_n -1).
   std::vector<int32_t> host_rows;
 
   int32_t num_tokens() const { return int32_t(input_ids.size()); }

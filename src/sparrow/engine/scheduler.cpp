@@ -175,7 +175,7 @@ void Scheduler::plan(StepPlan& plan) {
       const auto& [q, pos] = plan.uses[i];
       const int32_t row = int32_t(i);
       if (!on_executor[i]) {
-        fb.sampling.emplace_back();  // a placeholder (greedy, no edits)
+        fb.sampling.emplace_back().forced = 0;  // a placeholder the executor does not draw for
         fb.host_rows.push_back(row);
       } else if (teacher_forced(*q, pos)) {  // its token is the prompt's: no draw, no edits
         fb.sampling.emplace_back().forced = q->tokens[size_t(pos + 1)];
