@@ -33,16 +33,18 @@ struct ForwardBatch {
   // Token rows whose logits the caller wants, in output order (e.g. each sequence's last
   // token, or every token when input logprobs are requested).
   std::vector<int32_t> logit_rows;
-  // Empty: the caller wants the logits rows. Else one entry per logit row (every row is the
-  // sampler's choice from the logits once `logit_edits` are applied): the executor returns
-  // each row's ops::sample_rows token instead, which on a GPU saves copying [rows, V]
-  // logits to the host.
+  // Empty: the caller wants the logits rows. Else one entry per logit row (a draw from the
+  // logits once `logit_edits` are applied, a forced row whose token is given: a prompt
+  // position's input logprobs, or a host row's placeholder): the executor returns each
+  // row's ops::sample_rows token instead, which on a GPU saves copying [rows, V] logits to
+  // the host.
   std::vector<RowSampling> sampling;
   // With `sampling`: the rows' penalties and min_new_tokens masks (LogitEditor; row = logit
-  // row), applied before sample_rows (ops::sample_edited_rows). At most kMaxStepLogitEdits.
+  // row, in row order), applied before sample_rows (ops::sample_edited_rows). At most
+  // kMaxStepLogitEdits.
   std::vector<LogitEdit> logit_edits;
   // Empty: none. Else (with `sampling`) one entry per logit row: the executor also reports
-  // ops::row_logprobs for each row's chosen token (its output logprob, top-N and requested
+  // ops::row_logprobs for each row's chosen or forced token (its logprob, top-N and requested
   // ids' logprobs, under the logits before the edits), so a GPU returns a few floats per row
   // instead of the logits.
   std::vector<RowLogprobs> logprobs;
