@@ -879,12 +879,14 @@ TEST_F(Gpu, ArgmaxRowsMatchesCpu) {
 TEST_F(Gpu, SampleRowsMatchesCpu) {
   std::mt19937 rng(9);
   const int64_t V = 151936, kPositions = 12;
-  struct Case { float t; int32_t k; float p, min_p; int kind; };  // kind 0 uniform, 1 tied, 2 peaked
+  // kind 0 uniform, 1 tied, 2 peaked, 3 peaks on 13 levels (ties inside a small top-k)
+  struct Case { float t; int32_t k; float p, min_p; int kind; };
   const std::vector<Case> cases = {
       {1.0f, -1, 1.0f, 0.0f, 0}, {0.7f, 50, 1.0f, 0.0f, 0},   {1.0f, -1, 0.9f, 0.0f, 0},  {1.3f, 1000, 0.8f, 0.0f, 0},
       {1.0f, -1, 1.0f, 0.05f, 0}, {0.5f, 20, 0.5f, 0.1f, 0},  {1.0f, 37, 0.37f, 0.0f, 1}, {0.0f, -1, 1.0f, 0.0f, 1},
       {1.0f, 1, 1.0f, 0.0f, 0},   {0.8f, -1, 0.61f, 0.0f, 1}, {1.0f, -1, 0.95f, 0.0f, 2}, {0.9f, 200000, 0.7f, 0.02f, 2},
-      {1.0f, 5000, 1.0f, 0.3f, 1}};
+      {1.0f, 5000, 1.0f, 0.3f, 1}, {0.6f, 20, 0.95f, 0.0f, 0}, {1.0f, 64, 0.9f, 0.0f, 2},  {1.0f, 64, 0.5f, 0.0f, 3},
+      {2.0f, 256, 0.99f, 0.01f, 3}};
   const int64_t R = int64_t(cases.size()) * kPositions;
   Buffer x(DType::kF32, {R, V});
   std::vector<RowSampling> params;
@@ -896,6 +898,7 @@ TEST_F(Gpu, SampleRowsMatchesCpu) {
       for (int64_t i = 0; i < V; ++i) {
         if (cases[c].kind == 1) row[i] = 0.5f * float(level(rng)) - 3.f;  // 13 levels: long runs of ties
         else if (cases[c].kind == 2) row[i] = i % 997 == 0 ? u(rng) + 12.f : u(rng) - 30.f;
+        else if (cases[c].kind == 3) row[i] = i % 997 == 0 ? 0.5f * float(level(rng)) + 9.f : u(rng);
         else row[i] = u(rng);
       }
       params.push_back({cases[c].t, cases[c].k, cases[c].p, cases[c].min_p, 1000 + c, 7 * j + 3});
@@ -906,10 +909,25 @@ TEST_F(Gpu, SampleRowsMatchesCpu) {
   auto dx = upload(x.tensor());
   auto dp = upload_vec(params);
   DeviceBuffer dout(size_t(R) * sizeof(int32_t));
-  ops::sample_rows(dx.tensor(), static_cast<const RowSampling*>(dp.data()), static_cast<int32_t*>(dout.data()));
-  const auto got = download_vec<int32_t>(dout.data(), size_t(R));
-  for (int64_t r = 0; r < R; ++r)
-    EXPECT_EQ(got[size_t(r)], want[size_t(r)]) << "case " << r / kPositions << " position " << r % kPositions;
+  // Both ways of finding a top-k (the shortlist where it can answer, radix select only).
+  DeviceBuffer answered(sizeof(int));
+  for (const bool shortlist : {true, false}) {
+    ops::cuda::set_sampling_shortlist(shortlist);
+    SPARROW_CUDA_CHECK(cudaMemset(dout.data(), 0xff, dout.nbytes()));
+    SPARROW_CUDA_CHECK(cudaMemset(answered.data(), 0, sizeof(int)));
+    ops::cuda::sample_rows(dx.tensor(), static_cast<const RowSampling*>(dp.data()), static_cast<int32_t*>(dout.data()),
+                           static_cast<int*>(answered.data()));
+    ops::cuda::set_sampling_shortlist(true);
+    const auto got = download_vec<int32_t>(dout.data(), size_t(R));
+    for (int64_t r = 0; r < R; ++r)
+      EXPECT_EQ(got[size_t(r)], want[size_t(r)]) << "case " << r / kPositions << " position " << r % kPositions
+                                                 << (shortlist ? " (shortlist)" : " (radix only)");
+    const int n = download_vec<int>(answered.data(), 1)[0];
+    std::printf("[sample_rows paths] %s: the shortlist answered %d of %lld rows\n", shortlist ? "shortlist" : "radix only",
+                n, (long long)R);
+    // The top-k rows without a flat top (cases 1, 5, 8, 13, 14, 15; not their forced rows) at least.
+    if (shortlist) EXPECT_GE(n, 6 * int(kPositions - 1)); else EXPECT_EQ(n, 0);
+  }
   // The draws vary with the position (not one fixed token per case).
   std::set<int32_t> distinct(want.begin(), want.begin() + kPositions);
   EXPECT_GT(distinct.size(), 3u);
@@ -978,6 +996,9 @@ TEST_F(Gpu, LogitEditsMatchCpu) {
   std::vector<float> scratch(static_cast<size_t>(n));
   ops::sample_edited_rows(x.tensor(), edits.data(), n, scratch.data(), sp.data(), want_tok.data(), lp.data(), want_lp.data());
   auto dsp = upload_vec(sp);
+  std::vector<RowSampling> qwen = sp;  // Qwen3's recommended sampling: T 0.6, top-k 20, top-p 0.95
+  for (RowSampling& q : qwen) q.temperature = 0.6f, q.top_k = 20, q.top_p = 0.95f;
+  auto dqwen = upload_vec(qwen);
   auto dlp = upload_vec(lp);
   DeviceBuffer dtok(size_t(R) * 4), dout(size_t(R) * sizeof(RowLogprobsOut));
   ops::sample_edited_rows(dx.tensor(), dedits, n, static_cast<float*>(dsaved.data()),
@@ -1019,11 +1040,59 @@ TEST_F(Gpu, LogitEditsMatchCpu) {
   SPARROW_CUDA_CHECK(cudaEventDestroy(e1));
 }
 
-// The device's output logprobs (ops::row_logprobs: the cluster's normalizer, radix-selected
-// top-N) against the host path (ops::log_softmax, then kernels/logprobs.h top_n) on
-// vocabulary-sized rows: uniform, 13-level ties, tiny distinct logits that share logprobs,
-// peaked, mostly -inf, all equal, large magnitudes, maxima repeated far apart next to
-// one-ulp neighbours; top_n -1 (untouched) / 0 / 1 / 5 / 20 / the cap, and beyond V.
+// Logits rows for the row_logprobs tests, kind = row % kLogprobKinds: uniform, 13-level
+// ties, tiny distinct logits that share logprobs, peaked, mostly -inf, all equal, large
+// magnitudes, maxima repeated far apart next to one-ulp neighbours, and peaks that all sit
+// in one thread's elements (stride 8192: the shortlist's warp maxima miss most of them);
+// top_n from `tops` by row / kLogprobKinds; requested ids 0 / 3 / the cap; chosen tokens
+// the argmax or any.
+constexpr int kLogprobKinds = 9;
+struct LogprobRows {
+  Buffer x;
+  std::vector<RowLogprobs> params;
+  std::vector<int32_t> chosen;
+};
+LogprobRows make_logprob_rows(int64_t V, const std::vector<int>& tops, std::mt19937& rng) {
+  const int64_t R = kLogprobKinds * int64_t(tops.size());
+  LogprobRows d{Buffer(DType::kF32, {R, V}), std::vector<RowLogprobs>(size_t(R)), std::vector<int32_t>(size_t(R))};
+  std::uniform_real_distribution<float> u(-4.f, 4.f);
+  std::uniform_int_distribution<int> level(0, 12);
+  std::uniform_int_distribution<int32_t> any(0, int32_t(V - 1));
+  for (int64_t r = 0; r < R; ++r) {
+    const int kind = int(r % kLogprobKinds);
+    float* row = static_cast<float*>(d.x.tensor().row_ptr(r));
+    for (int64_t i = 0; i < V; ++i) {
+      switch (kind) {
+        case 0: row[i] = u(rng); break;
+        case 1: row[i] = 0.5f * float(level(rng)) - 3.f; break;
+        case 2: row[i] = 1e-3f * u(rng); break;
+        case 3: row[i] = i % 997 == 0 ? u(rng) + 12.f : u(rng) - 30.f; break;
+        case 4: row[i] = i % 101 == 3 ? u(rng) : -INFINITY; break;
+        case 5: row[i] = 0.25f; break;
+        case 6: row[i] = 3e4f * u(rng); break;
+        case 8: row[i] = i % 8192 == 77 ? u(rng) + 9.f : u(rng); break;
+        default: row[i] = u(rng) - 2.f;
+      }
+    }
+    if (kind == 7) {  // the maximum at both ends, one-ulp neighbours in between
+      row[0] = row[V - 1] = 6.f;
+      for (int64_t i = 1; i + 1 < V && i < 12; i += 2) row[i * V / 13] = std::nextafter(6.f, 0.f), row[i * V / 13 + 1] = 5.9999f;
+    }
+    RowLogprobs& p = d.params[size_t(r)];
+    p.top_n = tops[size_t(r / kLogprobKinds) % tops.size()];
+    p.num_ids = int32_t(r % 3 == 0 ? 0 : r % 3 == 1 ? 3 : kRowLogprobsMaxIds);
+    for (int j = 0; j < p.num_ids; ++j) p.ids[j] = j == 0 ? 0 : j == 1 ? int32_t(V - 1) : j == 2 ? 0 : any(rng);
+    int32_t top = 0;
+    ops::argmax_rows(Tensor(row, DType::kF32, {1, V}), &top);
+    d.chosen[size_t(r)] = r % 2 ? top : any(rng);
+  }
+  return d;
+}
+
+// The device's output logprobs (ops::row_logprobs: the cluster's normalizer, top-N by the
+// shortlist or the radix select) against the host path (ops::log_softmax, then
+// kernels/logprobs.h top_n) on vocabulary-sized rows of every make_logprob_rows kind;
+// top_n -1 (untouched) / 0 / 1 / 5 / 20 / the cap, and beyond V.
 // Values within 1e-5 nat (measured: identical bits in most rows); ids and order exact,
 // except that two tokens may trade places where the CPU's logprobs of the two are within
 // that tolerance (lse one ulp apart can merge or split such a pair).
@@ -1031,43 +1100,13 @@ TEST_F(Gpu, RowLogprobsMatchCpu) {
   std::mt19937 rng(11);
   constexpr double kTol = 1e-5;
   const std::vector<int> tops = {-1, 0, 1, 5, 20, kRowLogprobsMaxTop};
-  constexpr int kKinds = 8;
   int64_t values = 0, same_bits = 0, traded = 0;
   for (const int64_t V : {int64_t(151936), int64_t(37)}) {
-    const int64_t R = kKinds * int64_t(tops.size());
-    Buffer x(DType::kF32, {R, V});
-    std::uniform_real_distribution<float> u(-4.f, 4.f);
-    std::uniform_int_distribution<int> level(0, 12);
-    std::uniform_int_distribution<int32_t> any(0, int32_t(V - 1));
-    std::vector<RowLogprobs> params(static_cast<size_t>(R));
-    std::vector<int32_t> chosen(static_cast<size_t>(R));
-    for (int64_t r = 0; r < R; ++r) {
-      const int kind = int(r % kKinds);
-      float* row = static_cast<float*>(x.tensor().row_ptr(r));
-      for (int64_t i = 0; i < V; ++i) {
-        switch (kind) {
-          case 0: row[i] = u(rng); break;
-          case 1: row[i] = 0.5f * float(level(rng)) - 3.f; break;
-          case 2: row[i] = 1e-3f * u(rng); break;
-          case 3: row[i] = i % 997 == 0 ? u(rng) + 12.f : u(rng) - 30.f; break;
-          case 4: row[i] = i % 101 == 3 ? u(rng) : -INFINITY; break;
-          case 5: row[i] = 0.25f; break;
-          case 6: row[i] = 3e4f * u(rng); break;
-          default: row[i] = u(rng) - 2.f;
-        }
-      }
-      if (kind == 7) {  // the maximum at both ends, one-ulp neighbours in between
-        row[0] = row[V - 1] = 6.f;
-        for (int64_t i = 1; i + 1 < V && i < 12; i += 2) row[i * V / 13] = std::nextafter(6.f, 0.f), row[i * V / 13 + 1] = 5.9999f;
-      }
-      RowLogprobs& p = params[size_t(r)];
-      p.top_n = tops[size_t(r / kKinds) % tops.size()];
-      p.num_ids = int32_t(r % 3 == 0 ? 0 : r % 3 == 1 ? 3 : kRowLogprobsMaxIds);
-      for (int j = 0; j < p.num_ids; ++j) p.ids[j] = j == 0 ? 0 : j == 1 ? int32_t(V - 1) : j == 2 ? 0 : any(rng);
-      int32_t top = 0;
-      ops::argmax_rows(Tensor(row, DType::kF32, {1, V}), &top);
-      chosen[size_t(r)] = r % 2 ? top : any(rng);
-    }
+    const int64_t R = kLogprobKinds * int64_t(tops.size());
+    const LogprobRows rows = make_logprob_rows(V, tops, rng);
+    const Buffer& x = rows.x;
+    const std::vector<RowLogprobs>& params = rows.params;
+    const std::vector<int32_t>& chosen = rows.chosen;
     auto dx = upload(x.tensor());
     auto dc = upload_vec(chosen);
     auto dp = upload_vec(params);
@@ -1081,7 +1120,7 @@ TEST_F(Gpu, RowLogprobsMatchCpu) {
     std::vector<float> lp(static_cast<size_t>(V));
     const auto close = [&](float a, float b) { return a == b || std::fabs(double(a) - double(b)) <= kTol; };
     for (int64_t r = 0; r < R; ++r) {
-      const int kind = int(r % kKinds);
+      const int kind = int(r % kLogprobKinds);
       const RowLogprobs& p = params[size_t(r)];
       const RowLogprobsOut& o = got[size_t(r)];
       const std::string at = "V " + std::to_string(V) + " row " + std::to_string(r) + " kind " + std::to_string(kind) +
@@ -1121,10 +1160,48 @@ TEST_F(Gpu, RowLogprobsMatchCpu) {
   RecordProperty("same_bits", std::to_string(same_bits) + " of " + std::to_string(values));
 }
 
+// The two top-N paths of row_logprobs (the shortlist where it can answer, the radix
+// select) write the same bytes on every make_logprob_rows kind, and the shortlist answers
+// the rows it is for (uniform and peaked rows: no ties near the N-th token).
+TEST_F(Gpu, RowLogprobsShortlistIsTheRadixPath) {
+  std::mt19937 rng(5);
+  const std::vector<int> tops = {1, 5, 20, kRowLogprobsMaxTop, 0};
+  for (const int64_t V : {int64_t(151936), int64_t(4099)}) {
+    const int64_t R = kLogprobKinds * int64_t(tops.size());
+    const LogprobRows rows = make_logprob_rows(V, tops, rng);
+    auto dx = upload(rows.x.tensor());
+    auto dc = upload_vec(rows.chosen);
+    auto dp = upload_vec(rows.params);
+    DeviceBuffer answered(sizeof(int));
+    std::vector<std::vector<RowLogprobsOut>> got;
+    for (const bool shortlist : {true, false}) {
+      ops::cuda::set_sampling_shortlist(shortlist);
+      DeviceBuffer dout(size_t(R) * sizeof(RowLogprobsOut));
+      SPARROW_CUDA_CHECK(cudaMemset(dout.data(), 0xff, dout.nbytes()));
+      SPARROW_CUDA_CHECK(cudaMemset(answered.data(), 0, sizeof(int)));
+      ops::cuda::row_logprobs(dx.tensor(), static_cast<const int32_t*>(dc.data()),
+                              static_cast<const RowLogprobs*>(dp.data()), static_cast<RowLogprobsOut*>(dout.data()),
+                              static_cast<int*>(answered.data()));
+      got.push_back(download_vec<RowLogprobsOut>(dout.data(), size_t(R)));
+      const int n = download_vec<int>(answered.data(), 1)[0];
+      std::printf("[row_logprobs paths] V %lld, %s: the shortlist answered %d of %lld rows\n", (long long)V,
+                  shortlist ? "shortlist" : "radix only", n, (long long)R);
+      if (!shortlist) EXPECT_EQ(n, 0);
+      // kinds 0 (uniform) and 3 (peaked) with top_n >= 1: 4 of tops each
+      if (shortlist && V > 100000) EXPECT_GE(n, 8);
+    }
+    ops::cuda::set_sampling_shortlist(true);
+    for (int64_t r = 0; r < R; ++r)
+      EXPECT_EQ(std::memcmp(&got[0][size_t(r)], &got[1][size_t(r)], sizeof(RowLogprobsOut)), 0)
+          << "V " << V << " row " << r << " kind " << r % kLogprobKinds << " top_n " << rows.params[size_t(r)].top_n;
+  }
+}
+
 // What a device-sampled decode step with logprobs adds (no assertions; printed): at Qwen3's
-// vocabulary, sample_rows (T 1.0) then row_logprobs (top 5, 3 ids) on the device, against
-// the copy of the [rows, V] f32 logits into pinned host memory that the host path starts
-// with (before its per-row log-softmax and sampling on the host).
+// vocabulary, sample_rows (T 1.0; and Qwen3's T 0.6, top-k 20, top-p 0.95, also by radix
+// select alone) then row_logprobs (top 5, 3 ids; also by radix select alone) on the
+// device, against the copy of the [rows, V] f32 logits into pinned host memory that the
+// host path starts with (before its per-row log-softmax and sampling).
 TEST_F(Gpu, RowLogprobsTiming) {
   std::mt19937 rng(2);
   const int64_t V = 151936, kMaxRows = 128;
@@ -1140,6 +1217,9 @@ TEST_F(Gpu, RowLogprobsTiming) {
     lp[size_t(r)].ids[0] = 1, lp[size_t(r)].ids[1] = 2, lp[size_t(r)].ids[2] = 3;
   }
   auto dsp = upload_vec(sp);
+  std::vector<RowSampling> qwen = sp;  // Qwen3's recommended sampling: T 0.6, top-k 20, top-p 0.95
+  for (RowSampling& q : qwen) q.temperature = 0.6f, q.top_k = 20, q.top_p = 0.95f;
+  auto dqwen = upload_vec(qwen);
   auto dlp = upload_vec(lp);
   DeviceBuffer dchosen(size_t(kMaxRows) * 4), dout(size_t(kMaxRows) * sizeof(RowLogprobsOut));
   Buffer pinned = cuda::pinned_buffer(DType::kF32, {kMaxRows, V});
@@ -1161,17 +1241,32 @@ TEST_F(Gpu, RowLogprobsTiming) {
     const Tensor t = dx.tensor().slice_rows(0, rows);
     auto* c = static_cast<int32_t*>(dchosen.data());
     const double sample = time_us([&] { ops::sample_rows(t, static_cast<const RowSampling*>(dsp.data()), c); });
-    const double logprobs = time_us([&] {
-      ops::row_logprobs(t, c, static_cast<const RowLogprobs*>(dlp.data()), static_cast<RowLogprobsOut*>(dout.data()));
-    });
+    const auto top_k_us = [&](bool shortlist) {
+      ops::cuda::set_sampling_shortlist(shortlist);
+      const double us = time_us([&] { ops::sample_rows(t, static_cast<const RowSampling*>(dqwen.data()), c); });
+      ops::cuda::set_sampling_shortlist(true);
+      return us;
+    };
+    const double top_k = top_k_us(true), top_k_radix = top_k_us(false);
+    const auto logprobs_us = [&](bool shortlist) {
+      ops::cuda::set_sampling_shortlist(shortlist);
+      const double us = time_us([&] {
+        ops::row_logprobs(t, c, static_cast<const RowLogprobs*>(dlp.data()), static_cast<RowLogprobsOut*>(dout.data()));
+      });
+      ops::cuda::set_sampling_shortlist(true);
+      return us;
+    };
+    const double logprobs = logprobs_us(true), radix = logprobs_us(false);
     const double copy = time_us([&] {
       SPARROW_CUDA_CHECK(cudaMemcpyAsync(pinned.data(), t.data(), size_t(rows * V) * 4, cudaMemcpyDeviceToHost,
                                          cuda::current_stream()));
     });
-    std::printf("[row_logprobs timing] rows %3lld: sample_rows %7.1f us, row_logprobs %7.1f us; "
-                "logits to pinned host %7.1f us\n", (long long)rows, sample, logprobs, copy);
+    std::printf("[row_logprobs timing] rows %3lld: sample_rows %7.1f us (T 0.6, top-k 20, top-p 0.95: %7.1f us, radix "
+                "path only %7.1f us), row_logprobs %7.1f us (radix path only %7.1f us); logits to pinned host %7.1f us\n",
+                (long long)rows, sample, top_k, top_k_radix, logprobs, radix, copy);
     RecordProperty("rows_" + std::to_string(rows) + "_us",
-                   std::to_string(sample) + " / " + std::to_string(logprobs) + " / " + std::to_string(copy));
+                   std::to_string(sample) + " / " + std::to_string(top_k) + " / " + std::to_string(top_k_radix) + " / " +
+                       std::to_string(logprobs) + " / " + std::to_string(radix) + " / " + std::to_string(copy));
   }
   SPARROW_CUDA_CHECK(cudaEventDestroy(e0));
   SPARROW_CUDA_CHECK(cudaEventDestroy(e1));

@@ -105,6 +105,8 @@ struct SampleParams {
   const RowSampling* params;  // [rows] (device)
   int32_t* out;               // [rows]
   double mass_scale;          // fixed-point unit of probability: V * mass_scale <= 2^63
+  bool shortlist;             // top-k rows by the shortlist where it can answer (else the radix path only)
+  int* shortlist_rows;        // (device) or null: += the rows the shortlist answered (tests)
 };
 void sample_rows(const SampleParams& p, cudaStream_t stream);
 
@@ -126,6 +128,8 @@ struct RowLogprobsParams {
   const int32_t* chosen;      // [rows] (device): each row's token
   const RowLogprobs* params;  // [rows] (device)
   RowLogprobsOut* out;        // [rows] (device); rows with top_n < 0 untouched
+  bool shortlist;             // top-N by the shortlist where it can answer (else the radix path only)
+  int* shortlist_rows;        // (device) or null: += the rows the shortlist answered (tests)
 };
 void row_logprobs(const RowLogprobsParams& p, cudaStream_t stream);
 

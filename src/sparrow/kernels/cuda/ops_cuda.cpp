@@ -404,22 +404,41 @@ void argmax_rows(const Tensor& logits, int32_t* out) {
   SPARROW_CUDA_CHECK_LAUNCH("argmax_rows");
 }
 
-void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out) {
+namespace {
+
+std::atomic<bool>& sampling_shortlist() {
+  static std::atomic<bool> on{[] {
+    const char* e = std::getenv("SPARROW_SAMPLING_SHORTLIST");
+    return !(e && std::strcmp(e, "0") == 0);
+  }()};
+  return on;
+}
+
+}  // namespace
+
+void set_sampling_shortlist(bool on) { sampling_shortlist().store(on); }
+
+void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out, int* shortlist_rows) {
   check_dev(logits, "sample_rows");
   SPARROW_REQUIRE(logits.dtype() == DType::kF32 && logits.rank() == 2, "sample_rows: f32 [R, V] logits expected");
   SPARROW_REQUIRE(logits.size(1) < (int64_t(1) << 31), "sample_rows: vocabulary of {} exceeds int32 ids", logits.size(1));
   int bits = 0;  // ceil(log2 V)
   while ((int64_t(1) << bits) < logits.size(1)) ++bits;
   const double mass_scale = std::ldexp(1.0, std::min(46, 63 - bits));
-  kn::sample_rows({logits.data_as<float>(), logits.size(0), logits.size(1), params, out, mass_scale}, current_stream());
+  kn::sample_rows({logits.data_as<float>(), logits.size(0), logits.size(1), params, out, mass_scale,
+                   sampling_shortlist().load(), shortlist_rows},
+                  current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("sample_rows");
 }
 
-void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs* params, RowLogprobsOut* out) {
+void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs* params, RowLogprobsOut* out,
+                  int* shortlist_rows) {
   check_dev(logits, "row_logprobs");
   SPARROW_REQUIRE(logits.dtype() == DType::kF32 && logits.rank() == 2, "row_logprobs: f32 [R, V] logits expected");
   SPARROW_REQUIRE(logits.size(1) < (int64_t(1) << 31), "row_logprobs: vocabulary of {} exceeds int32 ids", logits.size(1));
-  kn::row_logprobs({logits.data_as<float>(), logits.size(0), logits.size(1), chosen, params, out}, current_stream());
+  kn::row_logprobs({logits.data_as<float>(), logits.size(0), logits.size(1), chosen, params, out,
+                    sampling_shortlist().load(), shortlist_rows},
+                   current_stream());
   SPARROW_CUDA_CHECK_LAUNCH("row_logprobs");
 }
 

@@ -31,8 +31,16 @@ void silu_mul(const Tensor& gate, const Tensor& up, const Tensor& y);
 void route_topk_softmax(const Tensor& logits, int k, bool renormalize, int32_t* ids, float* weights);
 void log_softmax(const Tensor& logits, const Tensor& out);
 void argmax_rows(const Tensor& logits, int32_t* out);
-void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out);
-void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs* params, RowLogprobsOut* out);
+// shortlist_rows (device, or null): += the rows the shortlist answered (tests).
+void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out, int* shortlist_rows = nullptr);
+void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs* params, RowLogprobsOut* out,
+                  int* shortlist_rows = nullptr);
+// How sample_rows' top-k (k <= 256) and row_logprobs' top-N are found
+// (kernels/cuda/sampling.cu): from the shortlist of the row's largest logits where it can
+// answer, else by radix select over the row (the default, true); or by radix select only
+// (false). The same tokens and bits either way. Process-wide; SPARROW_SAMPLING_SHORTLIST=0
+// sets false at start (A/B timing), tests directly.
+void set_sampling_shortlist(bool on);
 void apply_logit_edits(const Tensor& logits, const LogitEdit* edits, int64_t n, float* saved);
 void restore_logits(const Tensor& logits, const LogitEdit* edits, int64_t n, const float* saved);
 

@@ -202,18 +202,136 @@ __device__ int32_t cluster_best(T best, int32_t idx, T SampleSmem::*vf, SampleSm
   return idx;
 }
 
+// The shortlist: a row's largest tokens gathered into shared memory, so that a top-k / top-N
+// is ranked there instead of radix-selected over the row. The max pass records each warp's
+// maximum (record_warp_max); the bound T is the (r+1)-th largest of the cluster's 256 warp
+// maxima, so r+1 warps each hold a token >= T: the tokens with x_i >= T (one more pass
+// collects them) are at least r+1 (warps without a number aside) and include every token
+// above T. Every other token has a smaller x (or is NaN).
+constexpr int kWarps = kThreads / 32;
+constexpr int kShortlistMaxima = kCluster * kWarps;
+constexpr int kShortlistCap = kThreads;  // one candidate per thread when ranking
+
+struct Shortlist {
+  float warp_max[kWarps];               // this block's, from the max pass
+  float maxima[kShortlistMaxima];       // the cluster's, gathered
+  uint32_t key[kShortlistCap];          // this block's candidates (n of them; past the cap: too many)
+  int32_t id[kShortlistCap];
+  uint32_t gkey[kShortlistCap];         // the cluster's, ranked: (key descending, id ascending)
+  int32_t gid[kShortlistCap];
+  int n;
+  float bound;                          // T
+};
+
+// Each warp's maximum of `m` (its lanes' maxima) into sh.warp_max; read by the cluster after
+// the next cluster.sync.
+__device__ __forceinline__ void record_warp_max(float m, Shortlist& sh) {
+  for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  if ((threadIdx.x & 31) == 0) sh.warp_max[threadIdx.x >> 5] = m;
+}
+
+// Collects the tokens with x_i >= T (T: the maximum of rank r, 0-based, r < 256), ranks
+// them by (key_of(i) descending, i ascending) into sh.gkey / sh.gid in every block of the
+// cluster, and returns their count; -1 (nothing gathered) beyond kShortlistCap. key_of
+// must be non-decreasing in x_i. Call after the cluster.sync that follows record_warp_max,
+// from every thread of the cluster.
+template <typename KeyOf>
+__device__ int shortlist(int64_t V, const float* x, int r, KeyOf key_of, Shortlist& sh) {
+  cg::cluster_group cluster = cg::this_cluster();
+  const Slice sl = my_slice();
+  const int t = int(threadIdx.x), lane = t & 31;
+  if (t < kShortlistMaxima) sh.maxima[t] = cluster.map_shared_rank(sh.warp_max, t / kWarps)[t % kWarps];
+  if (t == 0) sh.n = 0;
+  __syncthreads();
+  if (t < kShortlistMaxima) {  // rank in (value descending, position ascending)
+    const float m = sh.maxima[t];
+    int rank = 0;
+    for (int u = 0; u < kShortlistMaxima; ++u) rank += sh.maxima[u] > m || (sh.maxima[u] == m && u < t);
+    if (rank == r) sh.bound = m;
+  }
+  __syncthreads();
+  const float bound = sh.bound;
+  for (int64_t base = sl.first - t; base < V; base += sl.stride) {  // the same trip count in every lane
+    const int64_t i = base + t;
+    const bool in = i < V && x[i] >= bound;
+    const unsigned ballot = __ballot_sync(0xffffffffu, in);
+    if (!ballot) continue;
+    int first = 0;
+    if (lane == __ffs(ballot) - 1) first = atomicAdd(&sh.n, __popc(ballot));
+    const int slot = __shfl_sync(0xffffffffu, first, __ffs(ballot) - 1) + __popc(ballot & ((1u << lane) - 1));
+    if (in && slot < kShortlistCap) sh.key[slot] = key_of(i), sh.id[slot] = int32_t(i);
+  }
+  cluster.sync();  // every block's candidates complete
+  int c = 0;
+  for (int b = 0; b < kCluster; ++b) c += cluster.map_shared_rank(&sh, b)->n;  // (the same sum in every block)
+  if (c > kShortlistCap) {
+    cluster.sync();  // no block moves on while another still reads its count
+    return -1;
+  }
+  uint32_t k = 0;
+  int32_t id = 0;
+  if (t < c) {  // gather in block-rank order
+    int b = 0, off = t;
+    for (; b < kCluster; ++b) {
+      const int nb = cluster.map_shared_rank(&sh, b)->n;
+      if (off < nb) break;
+      off -= nb;
+    }
+    const Shortlist* src = cluster.map_shared_rank(&sh, b);
+    k = src->key[off], id = src->id[off];
+    sh.gkey[t] = k, sh.gid[t] = id;
+  }
+  cluster.sync();  // the gathers done: blocks may leave
+  int rank = 0;
+  if (t < c)
+    for (int u = 0; u < c; ++u) rank += sh.gkey[u] > k || (sh.gkey[u] == k && sh.gid[u] < id);
+  __syncthreads();
+  if (t < c) sh.gkey[rank] = k, sh.gid[rank] = id;
+  __syncthreads();
+  return c;
+}
+
+// Top-p over the shortlist's top k (ranks [0, k) of sh: key descending, id ascending): how
+// many leading ranks it keeps, the same tokens as the radix path's boundary (Kp, Ip) (a
+// prefix in that order): the first key where the running mass reaches the target, its ties
+// cut by id where only some are needed. -1 when the walk never reaches the target (no
+// positive mass; cannot happen, as the max has p = 1): the radix path decides.
+template <typename Mass>
+__device__ int shortlist_top_p(const Shortlist& sh, int k, float top_p, Mass mass) {
+  if (!(top_p < 1.0f)) return k;
+  uint64_t S = 0;
+  for (int r = 0; r < k; ++r) S += mass(key_value(sh.gkey[r]));
+  const double goal = double(top_p) * double(S);
+  const uint64_t up = uint64_t(ceil(goal)), target = up < 1 ? 1 : up > S ? S : up;
+  uint64_t acc = 0;
+  for (int r = 0; r < k;) {
+    const uint32_t key = sh.gkey[r];
+    int end = r;
+    while (end < k && sh.gkey[end] == key) ++end;
+    const uint64_t q = mass(key_value(key)), at = q * uint64_t(end - r);  // every tie has mass q
+    if (at != 0 && acc + at >= target) {
+      const uint64_t ties = at / q, need = uint64_t(ceil((goal - double(acc)) / double(q)));
+      return need >= 1 && need < ties ? r + int(need) : end;
+    }
+    acc += at;
+    r = end;
+  }
+  return -1;
+}
+
 __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sample_kernel(SampleParams p) {
   __shared__ SampleSmem sm;
   __shared__ double sv[32];
   __shared__ int32_t si[32];
   __shared__ unsigned long long su[32];
+  __shared__ Shortlist sh;
   pdl_wait();
   pdl_launch_dependents();
   const int64_t V = p.V, row = blockIdx.x / kCluster;
   const float* x = p.x + row * V;
   const RowSampling rs = p.params[row];
   const Slice sl = my_slice();
-  const bool lead = cg::this_cluster().block_rank() == 0 && threadIdx.x == 0;
+  const bool lead_block = cg::this_cluster().block_rank() == 0, lead = lead_block && threadIdx.x == 0;
   if (rs.forced >= 0) {  // a teacher-forced row: its token is given (every block of the cluster leaves here)
     if (lead) p.out[row] = rs.forced;
     return;
@@ -227,16 +345,53 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sam
     return;
   }
   // p_i = exp(l_i / T - max / T) in fp32, multiply and subtract unfused as on the CPU.
+  const bool use_k = rs.top_k > 0 && rs.top_k < V;
+  const bool use_shortlist = p.shortlist && use_k && rs.top_k <= kShortlistMaxima;
   float mxl = -INFINITY;
   for (int64_t i = sl.first; i < V; i += sl.stride) mxl = fmaxf(mxl, x[i]);
+  if (use_shortlist) record_warp_max(mxl, sh);  // (cluster_fold syncs)
   const auto fmax_op = [](float a, float b) { return fmaxf(a, b); };
   mxl = cluster_fold(block_reduce(mxl, fmax_op, reinterpret_cast<float*>(sv)), &SampleSmem::part_f, sm, fmax_op);
   const float inv_t = 1.0f / rs.temperature, mx = __fmul_rn(mxl, inv_t);
   const auto prob = [&](float l) { return expf(__fsub_rn(__fmul_rn(l, inv_t), mx)); };
   const auto mass = [&](float l) { return (uint64_t)__double2ull_rz(double(prob(l)) * p.mass_scale); };
+  const auto gumbel_score = [&](float l, int64_t i, double& score) {  // false: not a candidate of the draw
+    const float lp = __fsub_rn(__fmul_rn(l, inv_t), mx);  // log p_i before the exp
+    if (!(lp >= kSampleHopelessLogProb)) return false;    // no draw lifts it to a win
+    const float pr = expf(lp);
+    if (!(pr > 0.f) || (rs.min_p > 0.f && double(pr) < double(rs.min_p))) return false;
+    const double g = -log(-log(keyed_uniform(rs.seed, rs.position, i)));
+    score = log(double(pr)) + g;
+    return true;
+  };
+
+  if (use_shortlist) {  // the top k from the shortlist of the k largest warp maxima
+    const int k = rs.top_k;
+    const int c = shortlist(V, x, k - 1, [&](int64_t i) { return order_key(x[i]); }, sh);
+    if (c >= k) {  // the top-k candidates are ranks [0, k) of sh.gkey / sh.gid
+      __shared__ int kept;  // top-p keeps ranks [0, kept); -1: the shortlist cannot tell (the radix path)
+      if (threadIdx.x == 0) kept = shortlist_top_p(sh, k, rs.top_p, mass);
+      __syncthreads();
+      if (kept >= 0) {
+        if (!lead_block) return;
+        double best = -INFINITY;
+        int32_t idx = INT_MAX;
+        if (int(threadIdx.x) < kept) {
+          double score;
+          const int32_t i = sh.gid[threadIdx.x];
+          if (gumbel_score(key_value(sh.gkey[threadIdx.x]), i, score)) best = score, idx = i;
+        }
+        block_best(best, idx, sv, si);
+        if (threadIdx.x == 0) {
+          p.out[row] = idx == INT_MAX ? 0 : idx;
+          if (p.shortlist_rows) atomicAdd(p.shortlist_rows, 1);
+        }
+        return;
+      }
+    }
+  }
 
   // Top-k boundary (Kk, Ik).
-  const bool use_k = rs.top_k > 0 && rs.top_k < V;
   uint32_t Kk = 0;
   int32_t Ik = INT_MAX;
   if (use_k) {
@@ -299,14 +454,9 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sam
   double best = -INFINITY;
   int32_t idx = INT_MAX;
   for (int64_t i = sl.first; i < V; i += sl.stride) {
-    const float lp = __fsub_rn(__fmul_rn(x[i], inv_t), mx);  // log p_i before the exp
-    if (!(lp >= kSampleHopelessLogProb)) continue;            // no draw lifts it to a win
     const uint32_t key = order_key(x[i]);
-    const float pr = expf(lp);
-    if (!(pr > 0.f) || !in_k(i, key) || !in_p(i, key)) continue;
-    if (rs.min_p > 0.f && double(pr) < double(rs.min_p)) continue;
-    const double g = -log(-log(keyed_uniform(rs.seed, rs.position, i)));
-    const double score = log(double(pr)) + g;
+    double score;
+    if (!in_k(i, key) || !in_p(i, key) || !gumbel_score(x[i], i, score)) continue;
     if (score > best || (score == best && int32_t(i) < idx)) best = score, idx = int32_t(i);
   }
   idx = cluster_best(best, idx, &SampleSmem::part_d, sm, sv, si);
@@ -318,10 +468,21 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) sam
 // the row's fp32 max (each thread's elements, block_reduce, cluster_fold in block-rank
 // order); then sum of double(expf(x_i - max)): each thread adds its elements in increasing
 // i, block_reduce (warp butterfly, then warps 0..31 in order), cluster_fold (blocks 0..7 in
-// order); lse = max + float(log(sum)); lp_i = x_i - lse. Top-N: the N-th largest lp key
-// (count-weighted radix select, as top-k), a partial tie there split by the select over
-// ids: exactly N tokens; each block collects its own in shared memory and the lead block
-// ranks them by (lp descending, id ascending). lp -0.0 counts as +0.0 (the CPU's == ties).
+// order); lse = max + float(log(sum)); lp_i = x_i - lse. Top-N (lp descending, then id
+// ascending; lp -0.0 counts as +0.0, the CPU's == ties) comes from one of two paths that
+// give the same tokens and bits:
+// - the shortlist (3 passes over the row, the default): T = the (N+1)-th largest of the
+//   cluster's 256 warp maxima (from the max pass) bounds the (N+1)-th largest logit from
+//   below, so the tokens with x_i >= T (one more pass collects them, at most
+//   kShortlistCap) are N+1 or more and hold the top N; each block ranks them in shared
+//   memory. Every other token has a smaller x, hence an lp at most the smallest
+//   candidate's: when that smallest lp is below the N-th candidate's, no other token can
+//   reach or tie the top N, and the candidates' top N is the row's. Otherwise (ties there,
+//   too many candidates on a flat row, NaN or infinite logits) the radix path answers.
+// - the radix path (7 passes): the N-th largest lp key (count-weighted radix select, as
+//   top-k), a partial tie there split by the select over ids: exactly N tokens; each block
+//   collects its own in shared memory and the lead block ranks them.
+static_assert(kRowLogprobsMaxTop < kShortlistMaxima, "the shortlist's bound needs N + 1 warp maxima");
 struct TopSmem {
   uint32_t key[kRowLogprobsMaxTop];
   int32_t id[kRowLogprobsMaxTop];
@@ -332,6 +493,7 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) log
   __shared__ SampleSmem sm;
   __shared__ double sv[32];
   __shared__ TopSmem top;
+  __shared__ Shortlist sh;
   __shared__ uint32_t mkey[kRowLogprobsMaxTop];  // lead block: every block's candidates
   __shared__ int32_t mid[kRowLogprobsMaxTop];
   pdl_wait();
@@ -344,9 +506,12 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) log
   const Slice sl = my_slice();
   cg::cluster_group cluster = cg::this_cluster();
   const bool lead = cluster.block_rank() == 0;
+  const int n = int64_t(top_n) < V ? top_n : int(V);
+  const bool use_shortlist = p.shortlist && n > 0;
 
   float mx = -INFINITY;
   for (int64_t i = sl.first; i < V; i += sl.stride) mx = fmaxf(mx, x[i]);
+  if (use_shortlist) record_warp_max(mx, sh);  // (cluster_fold syncs)
   const auto fmax_op = [](float a, float b) { return fmaxf(a, b); };
   mx = cluster_fold(block_reduce(mx, fmax_op, reinterpret_cast<float*>(sv)), &SampleSmem::part_f, sm, fmax_op);
   double s = 0.0;
@@ -361,9 +526,21 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads) log
     if (threadIdx.x == 0) o.logprob = lp(p.chosen[row]);
     for (int j = threadIdx.x; j < rq.num_ids; j += blockDim.x) o.id_logprobs[j] = lp(rq.ids[j]);
   }
-  const int n = int64_t(top_n) < V ? top_n : int(V);
   if (n == 0) return;
   const auto key_of = [&](int64_t i) { return order_key(__fadd_rn(lp(i), 0.0f)); };  // -0.0 -> +0.0
+  if (use_shortlist) {  // the top N from the shortlist of the N+1 largest warp maxima
+    const int c = shortlist(V, x, n, key_of, sh);
+    // The smallest candidate's key (the largest any other token can have) below the N-th's:
+    // the candidates' top N is the row's.
+    if (c > n && sh.gkey[c - 1] < sh.gkey[n - 1]) {
+      if (lead && int(threadIdx.x) < n) {
+        o.top_ids[threadIdx.x] = sh.gid[threadIdx.x];
+        o.top_logprobs[threadIdx.x] = key_value(sh.gkey[threadIdx.x]);
+      }
+      if (lead && threadIdx.x == 0 && p.shortlist_rows) atomicAdd(p.shortlist_rows, 1);
+      return;
+    }
+  }
   uint64_t before = 0, at = 0;
   const uint32_t K = radix_select<true, true>(
       V, [&](int64_t i, uint32_t& key, uint64_t& w) { key = key_of(i); w = 1; return true; }, uint64_t(n), sm, before,
