@@ -35,7 +35,7 @@ void argmax_rows(const Tensor& logits, int32_t* out);
 void sample_rows(const Tensor& logits, const RowSampling* params, int32_t* out, int* shortlist_rows = nullptr);
 void row_logprobs(const Tensor& logits, const int32_t* chosen, const RowLogprobs* params, RowLogprobsOut* out,
                   int* shortlist_rows = nullptr);
-// How sample_rows' top-k (k <= 256) and row_logprobs' top-N are found
+// How sample_rows' top-k (k <= 128) and row_logprobs' top-N are found
 // (kernels/cuda/sampling.cu): from the shortlist of the row's largest logits where it can
 // answer, else by radix select over the row (the default, true); or by radix select only
 // (false). The same tokens and bits either way. Process-wide; SPARROW_SAMPLING_SHORTLIST=0
