@@ -872,10 +872,11 @@ TEST_F(Gpu, ArgmaxRowsMatchesCpu) {
   EXPECT_EQ(want[3], V - 1);
 }
 
-// The device sampler (radix-selected cuts, fixed-point masses) draws the token the CPU's
-// sort-based definition draws, row by row: every mix of temperature / top-k / top-p /
-// min-p, cuts that fall inside runs of tied logits, peaked rows where most tokens have no
-// mass, greedy rows, top_k beyond the vocabulary, and forced rows among them.
+// The device sampler (cuts from the shortlist or by radix select, fixed-point masses)
+// draws the token the CPU's sort-based definition draws, row by row: every mix of
+// temperature / top-k / top-p / min-p, cuts that fall inside runs of tied logits, peaked
+// rows where most tokens have no mass, greedy rows, top_k beyond the vocabulary, and
+// forced rows among them.
 TEST_F(Gpu, SampleRowsMatchesCpu) {
   std::mt19937 rng(9);
   const int64_t V = 151936, kPositions = 12;
@@ -996,9 +997,6 @@ TEST_F(Gpu, LogitEditsMatchCpu) {
   std::vector<float> scratch(static_cast<size_t>(n));
   ops::sample_edited_rows(x.tensor(), edits.data(), n, scratch.data(), sp.data(), want_tok.data(), lp.data(), want_lp.data());
   auto dsp = upload_vec(sp);
-  std::vector<RowSampling> qwen = sp;  // Qwen3's recommended sampling: T 0.6, top-k 20, top-p 0.95
-  for (RowSampling& q : qwen) q.temperature = 0.6f, q.top_k = 20, q.top_p = 0.95f;
-  auto dqwen = upload_vec(qwen);
   auto dlp = upload_vec(lp);
   DeviceBuffer dtok(size_t(R) * 4), dout(size_t(R) * sizeof(RowLogprobsOut));
   ops::sample_edited_rows(dx.tensor(), dedits, n, static_cast<float*>(dsaved.data()),
@@ -1043,7 +1041,8 @@ TEST_F(Gpu, LogitEditsMatchCpu) {
 // Logits rows for the row_logprobs tests, kind = row % kLogprobKinds: uniform, 13-level
 // ties, tiny distinct logits that share logprobs, peaked, mostly -inf, all equal, large
 // magnitudes, maxima repeated far apart next to one-ulp neighbours, and peaks that all sit
-// in one thread's elements (stride 8192: the shortlist's warp maxima miss most of them);
+// in one thread's elements (every 8192nd, a multiple of the cluster's stride: the
+// shortlist's warp maxima miss most of them);
 // top_n from `tops` by row / kLogprobKinds; requested ids 0 / 3 / the cap; chosen tokens
 // the argmax or any.
 constexpr int kLogprobKinds = 9;

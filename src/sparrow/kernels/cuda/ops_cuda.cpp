@@ -407,10 +407,7 @@ void argmax_rows(const Tensor& logits, int32_t* out) {
 namespace {
 
 std::atomic<bool>& sampling_shortlist() {
-  static std::atomic<bool> on{[] {
-    const char* e = std::getenv("SPARROW_SAMPLING_SHORTLIST");
-    return !(e && std::strcmp(e, "0") == 0);
-  }()};
+  static std::atomic<bool> on{kn::ab_switch_on("SPARROW_SAMPLING_SHORTLIST")};
   return on;
 }
 

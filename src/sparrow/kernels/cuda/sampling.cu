@@ -2,8 +2,8 @@
 // definition; tested against the CPU's kernels/cpu/sampling.cpp, itself held to the full
 // sort of kernels/reference/sampling_ref); and row_logprobs, the chosen tokens' output
 // logprobs (against ops::log_softmax + top_n). argmax_rows: one 1024-thread block per row;
-// sample_rows and row_logprobs: a cluster of 8 512-thread blocks per row. Every pass re-reads the
-// row (L2-resident).
+// sample_rows and row_logprobs: a cluster of 8 512-thread blocks per row. Every pass
+// re-reads the row (L2-resident).
 //
 // sample_rows never sorts. The candidate set of the definition is a prefix of the row in
 // (logit descending, id ascending) order, so each cut (top-k, top-p) is a boundary (key K,
@@ -211,9 +211,9 @@ __device__ int32_t cluster_best(T best, int32_t idx, T SampleSmem::*vf, SampleSm
 // The shortlist: a row's largest tokens gathered into shared memory, so that a top-k / top-N
 // is ranked there instead of radix-selected over the row. The max pass records each warp's
 // maximum (record_warp_max); the bound T is the (r+1)-th largest of the cluster's 128 warp
-// maxima (kShortlistMaxima), so r+1 warps each hold a token >= T: the tokens with x_i >= T (one more pass
-// collects them) are at least r+1 (warps without a number aside) and include every token
-// above T. Every other token has a smaller x (or is NaN).
+// maxima (kShortlistMaxima), so r+1 warps each hold a token >= T: the tokens with x_i >= T
+// (one more pass collects them) are at least r+1 (warps without a number aside) and
+// include every token above T. Every other token has a smaller x (or is NaN).
 constexpr int kWarps = kThreads / 32;
 constexpr int kShortlistMaxima = kCluster * kWarps;
 constexpr int kShortlistCap = kThreads;  // one candidate per thread when ranking
@@ -236,11 +236,11 @@ __device__ __forceinline__ void record_warp_max(float m, Shortlist& sh) {
   if ((threadIdx.x & 31) == 0) sh.warp_max[threadIdx.x >> 5] = m;
 }
 
-// Collects the tokens with x_i >= T (T: the maximum of rank r, 0-based, r < kShortlistMaxima), ranks
-// them by (key_of(i) descending, i ascending) into sh.gkey / sh.gid in every block of the
-// cluster, and returns their count; -1 (nothing gathered) beyond kShortlistCap. key_of
-// must be non-decreasing in x_i. Call after the cluster.sync that follows record_warp_max,
-// from every thread of the cluster.
+// Collects the tokens with x_i >= T (T: the maximum of rank r, 0-based, r <
+// kShortlistMaxima), ranks them by (key_of(i) descending, i ascending) into sh.gkey /
+// sh.gid in every block of the cluster, and returns their count; -1 (nothing gathered)
+// beyond kShortlistCap. key_of must be non-decreasing in x_i. Call after the cluster.sync
+// that follows record_warp_max, from every thread of the cluster.
 template <typename KeyOf>
 __device__ int shortlist(int64_t V, const float* x, int r, KeyOf key_of, Shortlist& sh) {
   cg::cluster_group cluster = cg::this_cluster();
@@ -473,7 +473,7 @@ __global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads, 2) 
 // One cluster per row, as sample_kernel, reusing its folds and radix select. Normalizer:
 // the row's fp32 max (each thread's elements, block_reduce, cluster_fold in block-rank
 // order); then sum of double(expf(x_i - max)): each thread adds its elements in increasing
-// i, block_reduce (warp butterfly, then warps 0..31 in order), cluster_fold (blocks 0..7 in
+// i, block_reduce (warp butterfly, then warps 0..15 in order), cluster_fold (blocks 0..7 in
 // order); lse = max + float(log(sum)); lp_i = x_i - lse. Top-N (lp descending, then id
 // ascending; lp -0.0 counts as +0.0, the CPU's == ties) comes from one of two paths that
 // give the same tokens and bits:
